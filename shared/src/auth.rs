@@ -1,0 +1,157 @@
+//! Authentication: HS256 JWTs with a pinned algorithm, issuer and audience, and argon2 password hashes.
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::role::Role;
+
+pub const ISSUER: &str = "pressroom";
+pub const AUDIENCE: &str = "pressroom";
+pub const TOKEN_TTL: Duration = Duration::hours(1);
+const LEEWAY_SECONDS: u64 = 30;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub role: Role,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid or expired token")]
+    InvalidToken,
+    #[error("could not sign token: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// Signs and verifies session tokens with one shared secret.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &SecretString) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECONDS;
+        JwtKeys { encoding: EncodingKey::from_secret(bytes), decoding: DecodingKey::from_secret(bytes), validation }
+    }
+
+    /// A token for `author_id` valid for one hour.
+    pub fn issue(&self, author_id: Uuid, role: Role, now: DateTime<Utc>) -> Result<(String, DateTime<Utc>), AuthError> {
+        let expires_at = now + TOKEN_TTL;
+        let claims = Claims {
+            sub: author_id,
+            role,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, expires_at))
+    }
+
+    /// Verifies signature, algorithm (HS256 only; `none` included in the refusals), issuer, audience, expiry.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|_| AuthError::InvalidToken)
+    }
+}
+
+/// An argon2id PHC string for `password`.
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hash(e.to_string()))
+}
+
+/// True when `password` matches `phc`. A malformed hash never matches.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Burns the same time as a real verification, so unknown emails are not distinguishable by timing.
+pub fn verify_password_dummy(password: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let phc = DUMMY.get_or_init(|| hash_password("pressroom-dummy-password").unwrap_or_default());
+    let _ = verify_password(password, phc);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> JwtKeys {
+        JwtKeys::new(&SecretString::from(secret.to_string()))
+    }
+
+    #[test]
+    fn a_token_verifies_with_its_key_and_not_with_another() {
+        let k = keys("secret-a");
+        let (token, _) = k.issue(Uuid::now_v7(), Role::Author, Utc::now()).unwrap_or_default();
+        assert!(k.verify(&token).is_ok());
+        assert!(keys("secret-b").verify(&token).is_err());
+    }
+
+    #[test]
+    fn expired_tokens_and_alg_none_are_refused() {
+        let k = keys("s");
+        let (old, _) = k.issue(Uuid::now_v7(), Role::Admin, Utc::now() - Duration::hours(2)).unwrap_or_default();
+        assert!(k.verify(&old).is_err());
+        // {"alg":"none","typ":"JWT"} . valid-looking claims . empty signature
+        use base64_like::encode;
+        let claims = format!(
+            r#"{{"sub":"{}","role":"admin","iss":"pressroom","aud":"pressroom","iat":0,"exp":{}}}"#,
+            Uuid::now_v7(),
+            Utc::now().timestamp() + 3600
+        );
+        let none = format!("{}.{}.", encode(r#"{"alg":"none","typ":"JWT"}"#), encode(&claims));
+        assert!(k.verify(&none).is_err());
+    }
+
+    #[test]
+    fn passwords_verify_only_against_their_own_hash() {
+        let h = hash_password("correct horse").unwrap_or_default();
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("correct horse", "not-a-hash"));
+    }
+
+    mod base64_like {
+        /// URL-safe base64 without padding (enough for a test token).
+        pub fn encode(s: &str) -> String {
+            const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let b = s.as_bytes();
+            let mut out = String::new();
+            for chunk in b.chunks(3) {
+                let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+                for i in 0..=chunk.len() {
+                    out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+}

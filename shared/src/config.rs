@@ -1,0 +1,146 @@
+//! Typed configuration from `PRESSROOM_*` and the database/Redis URL variables, with local defaults.
+//! Start-up fails fast with the variable's name when a value does not parse.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required")]
+    Missing { name: &'static str },
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid { name: &'static str, value: String, reason: String },
+}
+
+/// Everything the services read from the environment. See README for the table.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The primary as the services write to it (through PgBouncer in the local topology).
+    pub database_primary_url: String,
+    /// The primary without PgBouncer: LISTEN and session advisory locks need a real session.
+    pub database_primary_direct_url: String,
+    pub database_replica_urls: Vec<String>,
+    pub redis_url: String,
+    pub jwt_secret: Option<SecretString>,
+    pub command_addr: SocketAddr,
+    pub query_addr: SocketAddr,
+    pub projector_addr: SocketAddr,
+    pub max_replica_lag: Duration,
+    pub consistency_wait: Duration,
+    pub public_url: String,
+    pub db_pool_size: u32,
+    pub projector_poll_interval: Duration,
+    pub projector_batch_size: i64,
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Builds the config from any key lookup (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let s = |k: &'static str, d: &str| get(k).unwrap_or_else(|| d.to_string());
+        let primary = s("DATABASE_PRIMARY_URL", "postgres://pressroom_app@127.0.0.1:16432/pressroom");
+        let direct = get("DATABASE_PRIMARY_DIRECT_URL").unwrap_or_else(|| {
+            if get("DATABASE_PRIMARY_URL").is_some() {
+                primary.clone()
+            } else {
+                "postgres://pressroom_app@127.0.0.1:15432/pressroom".into()
+            }
+        });
+        let replicas = s("DATABASE_REPLICA_URLS", "postgres://pressroom_app@127.0.0.1:15433/pressroom")
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect();
+        Ok(Config {
+            database_primary_url: primary,
+            database_primary_direct_url: direct,
+            database_replica_urls: replicas,
+            redis_url: s("REDIS_URL", "redis://127.0.0.1:16379"),
+            jwt_secret: get("PRESSROOM_JWT_SECRET").map(SecretString::from),
+            command_addr: parse(&get, "PRESSROOM_COMMAND_ADDR", "127.0.0.1:8081")?,
+            query_addr: parse(&get, "PRESSROOM_QUERY_ADDR", "127.0.0.1:8080")?,
+            projector_addr: parse(&get, "PRESSROOM_PROJECTOR_ADDR", "127.0.0.1:8082")?,
+            max_replica_lag: duration(&get, "PRESSROOM_MAX_REPLICA_LAG", "5s")?,
+            consistency_wait: duration(&get, "PRESSROOM_CONSISTENCY_WAIT", "500ms")?,
+            public_url: s("PRESSROOM_PUBLIC_URL", "http://127.0.0.1:8080").trim_end_matches('/').to_string(),
+            db_pool_size: parse(&get, "PRESSROOM_DB_POOL_SIZE", "16")?,
+            projector_poll_interval: duration(&get, "PRESSROOM_PROJECTOR_POLL_INTERVAL", "250ms")?,
+            projector_batch_size: parse(&get, "PRESSROOM_PROJECTOR_BATCH_SIZE", "500")?,
+            request_timeout: duration(&get, "PRESSROOM_REQUEST_TIMEOUT", "10s")?,
+        })
+    }
+
+    /// The JWT secret, required by the services that issue or check tokens.
+    pub fn require_jwt_secret(&self) -> Result<&SecretString, ConfigError> {
+        self.jwt_secret.as_ref().ok_or(ConfigError::Missing { name: "PRESSROOM_JWT_SECRET" })
+    }
+}
+
+fn parse<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = get(name).unwrap_or_else(|| default.to_string());
+    value.parse().map_err(|e: T::Err| ConfigError::Invalid { name, value: value.clone(), reason: e.to_string() })
+}
+
+fn duration(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
+    let value = get(name).unwrap_or_else(|| default.to_string());
+    parse_duration(&value).ok_or_else(|| ConfigError::Invalid {
+        name,
+        value: value.clone(),
+        reason: "expected a duration such as 500ms, 5s or 2m".into(),
+    })
+}
+
+/// `500ms`, `5s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, unit) = v.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((v, "s"), |i| v.split_at(i));
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_match_the_local_topology() {
+        let c = Config::from_lookup(|_| None).ok();
+        let c = c.as_ref();
+        assert_eq!(c.map(|c| c.query_addr.port()), Some(8080));
+        assert_eq!(c.map(|c| c.max_replica_lag), Some(Duration::from_secs(5)));
+        assert_eq!(c.map(|c| c.consistency_wait), Some(Duration::from_millis(500)));
+        assert_eq!(c.map(|c| c.database_replica_urls.len()), Some(1));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let env: HashMap<&str, &str> = HashMap::from([("PRESSROOM_MAX_REPLICA_LAG", "soon")]);
+        let err = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("PRESSROOM_MAX_REPLICA_LAG")));
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("x"), None);
+    }
+}

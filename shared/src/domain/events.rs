@@ -1,0 +1,249 @@
+//! Events v1: past-tense facts with an explicit type name and schema version. Stored payloads are upcast
+//! to the current version here, before anything else sees them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::role::Role;
+
+/// The kind of aggregate a stream holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamType {
+    Author,
+    Post,
+    Comment,
+}
+
+impl StreamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamType::Author => "author",
+            StreamType::Post => "post",
+            StreamType::Comment => "comment",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorRegistered {
+    pub email: String,
+    pub name: String,
+    pub slug: String,
+    pub role: Role,
+    pub bio: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AuthorProfileUpdated {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// `Some(None)` clears the bio.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub bio: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub avatar_url: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorRoleChanged {
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostDrafted {
+    pub author_id: Uuid,
+    pub title: String,
+    pub slug: String,
+    pub body_markdown: String,
+    pub summary: Option<String>,
+    pub tags: Vec<String>,
+    pub cover_image_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PostEdited {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_markdown: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub summary: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub cover_image_url: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostPublished {
+    pub published_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostScheduled {
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommentSubmitted {
+    pub post_id: Uuid,
+    pub author_name: String,
+    pub author_email: Option<String>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CommentRejected {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// Every event type of v1. The variant name is the stored `event_type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+pub enum DomainEvent {
+    AuthorRegistered(AuthorRegistered),
+    AuthorProfileUpdated(AuthorProfileUpdated),
+    AuthorRoleChanged(AuthorRoleChanged),
+    AuthorDeactivated(Empty),
+    PostDrafted(PostDrafted),
+    PostEdited(PostEdited),
+    PostPublished(PostPublished),
+    PostScheduled(PostScheduled),
+    PostUnpublished(Empty),
+    PostDeleted(Empty),
+    PostRestored(Empty),
+    CommentSubmitted(CommentSubmitted),
+    CommentApproved(Empty),
+    CommentRejected(CommentRejected),
+}
+
+/// The current schema version of every event type.
+pub const CURRENT_SCHEMA_VERSION: i16 = 1;
+
+/// A stored event that cannot be turned into a [`DomainEvent`] (a poison event for a projection).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("event type `{0}` is unknown")]
+    UnknownType(String),
+    #[error("schema version {version} of `{event_type}` is newer than this build understands")]
+    FutureVersion { event_type: String, version: i16 },
+    #[error("payload of `{event_type}` does not match its schema: {source}")]
+    Payload { event_type: String, source: serde_json::Error },
+}
+
+impl DomainEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            DomainEvent::AuthorRegistered(_) => "AuthorRegistered",
+            DomainEvent::AuthorProfileUpdated(_) => "AuthorProfileUpdated",
+            DomainEvent::AuthorRoleChanged(_) => "AuthorRoleChanged",
+            DomainEvent::AuthorDeactivated(_) => "AuthorDeactivated",
+            DomainEvent::PostDrafted(_) => "PostDrafted",
+            DomainEvent::PostEdited(_) => "PostEdited",
+            DomainEvent::PostPublished(_) => "PostPublished",
+            DomainEvent::PostScheduled(_) => "PostScheduled",
+            DomainEvent::PostUnpublished(_) => "PostUnpublished",
+            DomainEvent::PostDeleted(_) => "PostDeleted",
+            DomainEvent::PostRestored(_) => "PostRestored",
+            DomainEvent::CommentSubmitted(_) => "CommentSubmitted",
+            DomainEvent::CommentApproved(_) => "CommentApproved",
+            DomainEvent::CommentRejected(_) => "CommentRejected",
+        }
+    }
+
+    /// The payload as stored in `events.payload`.
+    pub fn payload(&self) -> serde_json::Value {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut m)) => m.remove("payload").unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    /// Decodes a stored event, upcasting older schema versions first.
+    pub fn decode(event_type: &str, schema_version: i16, payload: &serde_json::Value) -> Result<Self, DecodeError> {
+        if schema_version > CURRENT_SCHEMA_VERSION {
+            return Err(DecodeError::FutureVersion { event_type: event_type.to_string(), version: schema_version });
+        }
+        let payload = upcast(event_type, schema_version, payload.clone());
+        let tagged = serde_json::json!({ "event_type": event_type, "payload": payload });
+        serde_json::from_value(tagged).map_err(|source| {
+            if KNOWN_TYPES.contains(&event_type) {
+                DecodeError::Payload { event_type: event_type.to_string(), source }
+            } else {
+                DecodeError::UnknownType(event_type.to_string())
+            }
+        })
+    }
+}
+
+const KNOWN_TYPES: &[&str] = &[
+    "AuthorRegistered",
+    "AuthorProfileUpdated",
+    "AuthorRoleChanged",
+    "AuthorDeactivated",
+    "PostDrafted",
+    "PostEdited",
+    "PostPublished",
+    "PostScheduled",
+    "PostUnpublished",
+    "PostDeleted",
+    "PostRestored",
+    "CommentSubmitted",
+    "CommentApproved",
+    "CommentRejected",
+];
+
+/// Upcasters from older schema versions to the current one, keyed by (event type, version).
+/// v1 is the first version, so there is nothing to transform yet; a v2 adds its step here.
+fn upcast(_event_type: &str, _from_version: i16, payload: serde_json::Value) -> serde_json::Value {
+    payload
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_their_stored_form() {
+        let e = DomainEvent::PostEdited(PostEdited { title: Some("T".into()), summary: Some(None), ..Default::default() });
+        let back = DomainEvent::decode(e.event_type(), CURRENT_SCHEMA_VERSION, &e.payload());
+        assert_eq!(back.ok(), Some(e));
+    }
+
+    #[test]
+    fn unknown_types_and_bad_payloads_are_typed_decode_errors() {
+        let r = DomainEvent::decode("Nope", 1, &serde_json::json!({}));
+        assert!(matches!(r, Err(DecodeError::UnknownType(_))));
+        let r = DomainEvent::decode("PostPublished", 1, &serde_json::json!({"x": 1}));
+        assert!(matches!(r, Err(DecodeError::Payload { .. })));
+        let r = DomainEvent::decode("PostPublished", 9, &serde_json::json!({}));
+        assert!(matches!(r, Err(DecodeError::FutureVersion { .. })));
+    }
+}

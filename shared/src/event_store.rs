@@ -1,0 +1,216 @@
+//! The event store: append with an expected version, read a stream, and read the global log in
+//! projection order without ever skipping a transaction that commits late.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::events::{DecodeError, CURRENT_SCHEMA_VERSION};
+use crate::domain::{DomainEvent, StreamType};
+use crate::position::LogPosition;
+
+/// Event metadata: who did it, and which request and causal chain it belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// What the appender believes the stream's version to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last version must be exactly this.
+    Exact(i32),
+}
+
+impl ExpectedVersion {
+    fn as_version(self) -> i32 {
+        match self {
+            ExpectedVersion::NoStream => 0,
+            ExpectedVersion::Exact(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventStoreError {
+    /// Another writer got there first, or the caller's view of the stream is stale.
+    #[error("stream {stream_id} is at version {actual}, expected {expected}")]
+    Conflict { stream_id: Uuid, expected: i32, actual: i32 },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream's version after the append.
+    pub version: i32,
+    /// `global_position` of the last appended event: the write's consistency token.
+    pub position: i64,
+}
+
+/// An event as stored, with its place in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub global_position: i64,
+    pub transaction_id: i64,
+    pub event_id: Uuid,
+    pub stream_id: Uuid,
+    pub stream_type: String,
+    pub version: i32,
+    pub event_type: String,
+    pub schema_version: i16,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// The event's domain form, upcast to the current schema.
+    pub fn decode(&self) -> Result<DomainEvent, DecodeError> {
+        DomainEvent::decode(&self.event_type, self.schema_version, &self.payload)
+    }
+
+    pub fn log_position(&self) -> LogPosition {
+        LogPosition::new(self.transaction_id, self.global_position)
+    }
+}
+
+/// Appends `events` to a stream if its version is `expected`, in the caller's transaction.
+///
+/// A version mismatch, including one caused by a concurrent writer (SQLSTATE 23505 on
+/// `unique (stream_id, version)`), is [`EventStoreError::Conflict`]; nothing is overwritten.
+#[tracing::instrument(skip_all, fields(stream_id = %stream_id, events = events.len()))]
+pub async fn append(
+    conn: &mut PgConnection,
+    stream_id: Uuid,
+    stream_type: StreamType,
+    expected: ExpectedVersion,
+    events: &[DomainEvent],
+    metadata: &Metadata,
+) -> Result<Appended, EventStoreError> {
+    let expected_version = expected.as_version();
+    let actual = stream_version(&mut *conn, stream_id).await?;
+    if actual != expected_version {
+        return Err(EventStoreError::Conflict { stream_id, expected: expected_version, actual });
+    }
+    if events.is_empty() {
+        return Ok(Appended { version: actual, position: 0 });
+    }
+    let n = events.len();
+    let metadata = serde_json::to_value(metadata).unwrap_or_default();
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    let streams = vec![stream_id; n];
+    let types = vec![stream_type.as_str().to_string(); n];
+    let versions: Vec<i32> = (1..=n as i32).map(|i| expected_version + i).collect();
+    let event_types: Vec<String> = events.iter().map(|e| e.event_type().to_string()).collect();
+    let schema_versions = vec![CURRENT_SCHEMA_VERSION; n];
+    let payloads: Vec<serde_json::Value> = events.iter().map(DomainEvent::payload).collect();
+    let metadatas = vec![metadata; n];
+    let positions = sqlx::query_scalar!(
+        r#"insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
+           select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int2[], $7::jsonb[], $8::jsonb[])
+           returning global_position"#,
+        &ids,
+        &streams,
+        &types,
+        &versions,
+        &event_types,
+        &schema_versions,
+        &payloads,
+        &metadatas,
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some("events_stream_version_key") => {
+            EventStoreError::Conflict { stream_id, expected: expected_version, actual: expected_version + 1 }
+        }
+        _ => EventStoreError::Database(e),
+    })?;
+    let position = positions.into_iter().max().unwrap_or_default();
+    Ok(Appended { version: expected_version + n as i32, position })
+}
+
+/// The stream's last version, 0 when it does not exist.
+pub async fn stream_version(conn: &mut PgConnection, stream_id: Uuid) -> Result<i32, sqlx::Error> {
+    let v = sqlx::query_scalar!(r#"select coalesce(max(version), 0) as "v!" from events where stream_id = $1"#, stream_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(v)
+}
+
+/// Every event of a stream in version order, up to `max_version` when given.
+pub async fn read_stream(
+    conn: &mut PgConnection,
+    stream_id: Uuid,
+    max_version: Option<i32>,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    sqlx::query_as!(
+        RecordedEvent,
+        r#"select global_position, transaction_id::text::bigint as "transaction_id!", event_id, stream_id, stream_type,
+                  version, event_type, schema_version, payload, metadata, recorded_at
+           from events where stream_id = $1 and version <= coalesce($2, 2147483647)
+           order by version"#,
+        stream_id,
+        max_version,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Up to `limit` events after `after` in projection order, only from transactions that can no longer
+/// commit late: `transaction_id` below the current snapshot's xmin. Resuming by the pair
+/// (transaction_id, global_position), never by position alone, is what keeps late commits from being skipped.
+pub async fn read_after(
+    conn: &mut PgConnection,
+    after: LogPosition,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    sqlx::query_as!(
+        RecordedEvent,
+        r#"select global_position, transaction_id::text::bigint as "transaction_id!", event_id, stream_id, stream_type,
+                  version, event_type, schema_version, payload, metadata, recorded_at
+           from events
+           where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+             and (transaction_id, global_position) > ($1::bigint::text::xid8, $2)
+           order by transaction_id, global_position
+           limit $3"#,
+        after.transaction_id,
+        after.global_position,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The projection-order position of the event at `global_position`, if such an event exists.
+pub async fn log_position_of(conn: &mut PgConnection, global_position: i64) -> Result<Option<LogPosition>, sqlx::Error> {
+    let tx = sqlx::query_scalar!(
+        r#"select transaction_id::text::bigint as "tx!" from events where global_position = $1"#,
+        global_position
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(tx.map(|t| LogPosition::new(t, global_position)))
+}
+
+/// The newest position in the log (committed), 0 when empty.
+pub async fn head(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    let h = sqlx::query_scalar!(r#"select coalesce(max(global_position), 0) as "h!" from events"#)
+        .fetch_one(conn)
+        .await?;
+    Ok(h)
+}
