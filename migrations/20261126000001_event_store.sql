@@ -47,6 +47,12 @@ create table slug_reservations (
 );
 create index slug_reservations_post_idx on slug_reservations (post_id);
 
+create table author_slug_reservations (
+    slug        text primary key,
+    author_id   uuid not null,
+    reserved_at timestamptz not null default now()
+);
+
 -- Author credentials: the email reservation plus the password hash, kept out of the event log so that
 -- hashes never reach projections, webhooks or `events tail`.
 create table author_credentials (
@@ -63,4 +69,4 @@ do $$ begin
     end if;
 end $$;
 grant select, insert on events to pressroom_app;
-grant select, insert, update, delete on slug_reservations, author_credentials to pressroom_app;
+grant select, insert, update, delete on slug_reservations, author_slug_reservations, author_credentials to pressroom_app;

@@ -90,6 +90,8 @@ CONF
   cat >"$dir/pgbouncer/pgbouncer.ini" <<INI
 [databases]
 pressroom = host=127.0.0.1 port=$pport dbname=pressroom
+; any other database (the test suite makes one per test) goes to the same primary
+* = host=127.0.0.1 port=$pport
 
 [pgbouncer]
 listen_addr = 127.0.0.1

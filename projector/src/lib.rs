@@ -1,1 +1,97 @@
+//! The projector: turns the event log into read tables and Redis entries, one leader per projection.
 
+pub mod checkpoint;
+pub mod projections;
+pub mod redis_sink;
+pub mod runner;
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use shared::config::Config;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use projections::posts::PostsProjection;
+use redis_sink::RedisSink;
+use runner::RunnerConfig;
+use status::StatusBoard;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub status: StatusBoard,
+}
+
+/// `/health`, `/ready` and `/status` of the projector process.
+pub fn app(state: AppState) -> Router {
+    let router = Router::new()
+        .route("/health", get(shared::http::health))
+        .route("/ready", get(ready))
+        .route("/status", get(status))
+        .fallback(shared::http::not_found)
+        .with_state(state);
+    shared::http::standard_layers(router, std::time::Duration::from_secs(10))
+}
+
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    match sqlx::query_scalar!("select 1 as one")
+        .fetch_one(&state.pool)
+        .await
+    {
+        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: primary unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable"})),
+            )
+        }
+    }
+}
+
+async fn status(State(state): State<AppState>) -> impl IntoResponse {
+    Json(serde_json::json!({ "projections": state.status.snapshot() }))
+}
+
+/// Starts the listener and every projection runner; returns when `shutdown` is cancelled and all stopped.
+pub async fn run_projections(
+    config: &Config,
+    pool: PgPool,
+    status: StatusBoard,
+    shutdown: CancellationToken,
+) {
+    let (wake_tx, wake_rx) = watch::channel(0u64);
+    let runner_config = RunnerConfig {
+        direct_url: config.database_primary_direct_url.clone(),
+        batch_size: config.projector_batch_size,
+        poll_interval: config.projector_poll_interval,
+    };
+    let redis = RedisSink::new(config.redis_url.clone());
+    let listener = tokio::spawn(runner::listen_for_events(
+        config.database_primary_direct_url.clone(),
+        wake_tx,
+        shutdown.clone(),
+    ));
+    let posts = Arc::new(PostsProjection::new(pool.clone(), redis));
+    let posts_runner = tokio::spawn(runner::run(
+        posts,
+        pool,
+        runner_config,
+        wake_rx,
+        status,
+        shutdown.clone(),
+    ));
+    let (l, p) = tokio::join!(listener, posts_runner);
+    for (what, r) in [("listener", l), ("posts", p)] {
+        if let Err(e) = r {
+            tracing::error!(task = what, error = %e, "task ended abnormally");
+        }
+    }
+}

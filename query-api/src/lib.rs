@@ -1,1 +1,58 @@
+//! The query API: public reads served from replicas by default, with read-your-writes on request.
 
+pub mod consistency;
+pub mod error;
+pub mod routes;
+pub mod routing;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use routing::ReadPools;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub reads: Arc<ReadPools>,
+}
+
+/// The whole query API router, as the binary and the tests serve it.
+pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
+    let router = Router::new()
+        .route("/health", get(shared::http::health))
+        .route("/ready", get(ready))
+        .merge(routes::router())
+        .fallback(shared::http::not_found)
+        .with_state(state);
+    shared::http::standard_layers(router, request_timeout)
+}
+
+/// Ready when the primary answers (replicas are optional: reads fall back to the primary).
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let replicas: Vec<_> = state
+        .reads
+        .replicas
+        .iter()
+        .map(|r| serde_json::json!({"name": r.name, "healthy": r.healthy(), "lag_ms": r.lag().0.as_millis()}))
+        .collect();
+    match sqlx::query_scalar!("select 1 as one")
+        .fetch_one(&state.reads.primary)
+        .await
+    {
+        Ok(_) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"status": "ready", "replicas": replicas})),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: primary unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable", "replicas": replicas})),
+            )
+        }
+    }
+}

@@ -35,11 +35,15 @@ impl ReadSource {
 }
 
 /// A lazily connecting pool: services start (and report not-ready) while the database is down.
-pub fn pool(url: &str, max_connections: u32, application_name: &str) -> Result<PgPool, sqlx::Error> {
-    let opts: PgConnectOptions = url.parse::<PgConnectOptions>()?.application_name(application_name).log_slow_statements(
-        tracing::log::LevelFilter::Warn,
-        Duration::from_millis(100),
-    );
+pub fn pool(
+    url: &str,
+    max_connections: u32,
+    application_name: &str,
+) -> Result<PgPool, sqlx::Error> {
+    let opts: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
+        .application_name(application_name)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(100));
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
@@ -50,8 +54,13 @@ pub fn pool(url: &str, max_connections: u32, application_name: &str) -> Result<P
 
 /// True when `e` means the database could not be reached (maps to 503, never 500).
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
-        || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300"))
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300"))
 }
 
 /// A Redis connection manager that reconnects by itself. Connecting is attempted once with a short

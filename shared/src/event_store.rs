@@ -47,7 +47,11 @@ impl ExpectedVersion {
 pub enum EventStoreError {
     /// Another writer got there first, or the caller's view of the stream is stale.
     #[error("stream {stream_id} is at version {actual}, expected {expected}")]
-    Conflict { stream_id: Uuid, expected: i32, actual: i32 },
+    Conflict {
+        stream_id: Uuid,
+        expected: i32,
+        actual: i32,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -104,10 +108,17 @@ pub async fn append(
     let expected_version = expected.as_version();
     let actual = stream_version(&mut *conn, stream_id).await?;
     if actual != expected_version {
-        return Err(EventStoreError::Conflict { stream_id, expected: expected_version, actual });
+        return Err(EventStoreError::Conflict {
+            stream_id,
+            expected: expected_version,
+            actual,
+        });
     }
     if events.is_empty() {
-        return Ok(Appended { version: actual, position: 0 });
+        return Ok(Appended {
+            version: actual,
+            position: 0,
+        });
     }
     let n = events.len();
     let metadata = serde_json::to_value(metadata).unwrap_or_default();
@@ -141,14 +152,20 @@ pub async fn append(
         _ => EventStoreError::Database(e),
     })?;
     let position = positions.into_iter().max().unwrap_or_default();
-    Ok(Appended { version: expected_version + n as i32, position })
+    Ok(Appended {
+        version: expected_version + n as i32,
+        position,
+    })
 }
 
 /// The stream's last version, 0 when it does not exist.
 pub async fn stream_version(conn: &mut PgConnection, stream_id: Uuid) -> Result<i32, sqlx::Error> {
-    let v = sqlx::query_scalar!(r#"select coalesce(max(version), 0) as "v!" from events where stream_id = $1"#, stream_id)
-        .fetch_one(conn)
-        .await?;
+    let v = sqlx::query_scalar!(
+        r#"select coalesce(max(version), 0) as "v!" from events where stream_id = $1"#,
+        stream_id
+    )
+    .fetch_one(conn)
+    .await?;
     Ok(v)
 }
 
@@ -197,7 +214,10 @@ pub async fn read_after(
 }
 
 /// The projection-order position of the event at `global_position`, if such an event exists.
-pub async fn log_position_of(conn: &mut PgConnection, global_position: i64) -> Result<Option<LogPosition>, sqlx::Error> {
+pub async fn log_position_of(
+    conn: &mut PgConnection,
+    global_position: i64,
+) -> Result<Option<LogPosition>, sqlx::Error> {
     let tx = sqlx::query_scalar!(
         r#"select transaction_id::text::bigint as "tx!" from events where global_position = $1"#,
         global_position

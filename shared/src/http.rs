@@ -17,17 +17,28 @@ use crate::problem::Problem;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Binds `addr` and serves `app` until `shutdown` is cancelled, then lets in-flight requests finish.
-pub async fn serve(addr: SocketAddr, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     serve_on(listener, app, shutdown).await
 }
 
 /// Serves on an already bound listener (tests bind port 0 and read the address back).
-pub async fn serve_on(listener: tokio::net::TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 /// The middleware every service shares: request ids, a tracing span per request, a timeout.
@@ -36,9 +47,16 @@ pub fn standard_layers(router: Router, timeout: Duration) -> Router {
     use tower_http::trace::TraceLayer;
     let header = HeaderName::from_static(REQUEST_ID_HEADER);
     router
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let id = req
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             let route = req
                 .extensions()
                 .get::<axum::extract::MatchedPath>()
@@ -78,19 +96,32 @@ fn json_rejection_problem(rejection: JsonRejection) -> Problem {
     let detail = rejection.body_text();
     match rejection {
         JsonRejection::JsonDataError(_) => {
-            let field = detail.split("at line").next().and_then(|d| d.split('`').nth(1)).unwrap_or("body").to_string();
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", Some("the request body has invalid fields".into()))
-                .with_errors(vec![crate::domain::values::FieldError::new(field, detail)])
+            let field = detail
+                .split("at line")
+                .next()
+                .and_then(|d| d.split('`').nth(1))
+                .unwrap_or("body")
+                .to_string();
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                Some("the request body has invalid fields".into()),
+            )
+            .with_errors(vec![crate::domain::values::FieldError::new(field, detail)])
         }
-        JsonRejection::JsonSyntaxError(_) => Problem::new(StatusCode::BAD_REQUEST, "malformed-json", Some(detail)),
+        JsonRejection::JsonSyntaxError(_) => {
+            Problem::new(StatusCode::BAD_REQUEST, "malformed-json", Some(detail))
+        }
         JsonRejection::MissingJsonContentType(_) => Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             Some("expected Content-Type: application/json".into()),
         ),
-        JsonRejection::BytesRejection(_) if rejection_is_too_large(&detail) => {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", Some("the body exceeds 1 MiB".into()))
-        }
+        JsonRejection::BytesRejection(_) if rejection_is_too_large(&detail) => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            Some("the body exceeds 1 MiB".into()),
+        ),
         other => Problem::new(other.status(), "bad-request", Some(detail)),
     }
 }
@@ -101,5 +132,10 @@ fn rejection_is_too_large(detail: &str) -> bool {
 
 /// Fallback for unknown routes: a problem+json 404.
 pub async fn not_found() -> Response {
-    Problem::new(StatusCode::NOT_FOUND, "not-found", Some("no such route".into())).into_response()
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        Some("no such route".into()),
+    )
+    .into_response()
 }

@@ -14,6 +14,7 @@ pub mod redis_keys;
 pub mod render;
 pub mod shutdown;
 pub mod telemetry;
+pub mod write;
 
 /// Embedded migrations (`migrations/`), applied by `pressroom-ops migrate` and by the tests.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

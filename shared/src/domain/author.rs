@@ -22,8 +22,21 @@ pub struct Author {
 }
 
 /// Folds one event of the author's stream.
-pub fn apply(state: Option<Author>, id: Uuid, event: &DomainEvent, recorded_at: DateTime<Utc>) -> Option<Author> {
-    if let DomainEvent::AuthorRegistered(AuthorRegistered { email, name, slug, role, bio, avatar_url }) = event {
+pub fn apply(
+    state: Option<Author>,
+    id: Uuid,
+    event: &DomainEvent,
+    recorded_at: DateTime<Utc>,
+) -> Option<Author> {
+    if let DomainEvent::AuthorRegistered(AuthorRegistered {
+        email,
+        name,
+        slug,
+        role,
+        bio,
+        avatar_url,
+    }) = event
+    {
         return Some(Author {
             id,
             version: 1,

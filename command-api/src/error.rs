@@ -1,0 +1,138 @@
+//! The command API's one error type; every failure becomes problem+json here and nowhere else.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use shared::domain::values::FieldError;
+use shared::domain::DomainError;
+use shared::problem::Problem;
+use shared::write::WriteError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: missing, malformed, expired or forged token, or bad credentials.
+    #[error("authentication required")]
+    Unauthorized,
+    /// 403: authenticated but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: unknown id.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// 409: state conflict (transition not allowed, slug or email taken).
+    #[error("{0}")]
+    Conflict(String),
+    /// 428: a PATCH without If-Match.
+    #[error("If-Match is required")]
+    PreconditionRequired,
+    /// 412: If-Match names a stale version.
+    #[error("version {expected} is stale; the post is at version {current}")]
+    PreconditionFailed { expected: i32, current: i32 },
+    /// 400: a header or parameter that does not parse.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 422: invalid fields.
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    /// 503: PostgreSQL unreachable.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// 500: a bug or an unexpected database error; details are logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Already a problem (extractor rejections).
+    #[error("{}", .0.title)]
+    Problem(Box<Problem>),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if shared::db::is_unavailable(&e) {
+            ApiError::Unavailable(e)
+        } else {
+            ApiError::Internal(Box::new(e))
+        }
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        ApiError::Problem(Box::new(p))
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Domain(DomainError::NotFound(what)) => ApiError::NotFound(what.to_string()),
+            WriteError::Domain(DomainError::Forbidden(why)) => ApiError::Forbidden(why.to_string()),
+            WriteError::Domain(DomainError::InvalidTransition(why)) => ApiError::Conflict(why),
+            WriteError::VersionMismatch { expected, current } => {
+                ApiError::PreconditionFailed { expected, current }
+            }
+            WriteError::Concurrent => {
+                ApiError::Conflict("a concurrent write changed this resource; retry".into())
+            }
+            WriteError::SlugTaken(slug) => {
+                ApiError::Conflict(format!("slug `{slug}` is already taken"))
+            }
+            WriteError::EmailTaken => {
+                ApiError::Conflict("an author with this email already exists".into())
+            }
+            WriteError::Validation(errors) => ApiError::Validation(errors),
+            WriteError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = Some(self.to_string());
+        let problem = match self {
+            ApiError::Unauthorized => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+            }
+            ApiError::Forbidden(_) => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail),
+            ApiError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "not-found", detail),
+            ApiError::Conflict(_) => Problem::new(StatusCode::CONFLICT, "conflict", detail),
+            ApiError::PreconditionRequired => Problem::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "precondition-required",
+                Some("send If-Match: \"<version>\" with the version you edited".into()),
+            ),
+            ApiError::PreconditionFailed { current, .. } => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                detail,
+            )
+            .with_extension("current_version", current),
+            ApiError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail),
+            ApiError::Validation(errors) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                Some("the request has invalid fields".into()),
+            )
+            .with_errors(errors),
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    Some("the database is unavailable; retry shortly".into()),
+                )
+                .with_retry_after(2)
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    Some("an internal error occurred".into()),
+                )
+            }
+            ApiError::Problem(p) => *p,
+        };
+        problem.into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

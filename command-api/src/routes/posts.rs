@@ -1,0 +1,340 @@
+//! Post commands: create, edit (If-Match required), publish or schedule, unpublish, delete, restore.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{patch, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared::domain::post::{DraftPost, EditPost, Post, PostCommand};
+use shared::domain::slug::{Slug, SlugError};
+use shared::domain::values::{parse_tags, BodyMarkdown, FieldError, HttpUrl, Summary, Title};
+use shared::http::JsonBody;
+use shared::write::posts::{self as post_writes, CreatePost};
+use uuid::Uuid;
+
+use super::committed;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{if_match, metadata, CurrentAuthor};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/posts", post(create))
+        .route("/v1/posts/{id}", patch(edit).delete(delete))
+        .route("/v1/posts/{id}/publish", post(publish))
+        .route("/v1/posts/{id}/unpublish", post(unpublish))
+        .route("/v1/posts/{id}/restore", post(restore))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePostRequest {
+    title: String,
+    body_markdown: String,
+    summary: Option<String>,
+    slug: Option<String>,
+    tags: Option<Vec<String>>,
+    cover_image_url: Option<String>,
+}
+
+/// A PATCH body: absent fields stay as they are; `null` clears summary or cover image.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditPostRequest {
+    title: Option<String>,
+    body_markdown: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    summary: Option<Option<String>>,
+    slug: Option<String>,
+    tags: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    cover_image_url: Option<Option<String>>,
+}
+
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct PostCreated {
+    id: Uuid,
+    slug: String,
+    status: &'static str,
+    version: i32,
+    position: i64,
+}
+
+#[derive(Serialize)]
+struct PostEdited {
+    id: Uuid,
+    slug: String,
+    version: i32,
+    position: i64,
+}
+
+#[derive(Serialize)]
+struct PostTransitioned {
+    id: Uuid,
+    status: &'static str,
+    version: i32,
+    position: i64,
+}
+
+/// Collects every field error of a request instead of stopping at the first.
+#[derive(Default)]
+struct Checker(Vec<FieldError>);
+
+impl Checker {
+    fn check<T>(&mut self, r: Result<T, FieldError>) -> Option<T> {
+        r.map_err(|e| self.0.push(e)).ok()
+    }
+
+    fn finish(self) -> ApiResult<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+fn parse_slug(raw: &str) -> Result<Slug, FieldError> {
+    Slug::parse(raw).map_err(|e: SlugError| FieldError::new("slug", e.to_string()))
+}
+
+#[tracing::instrument(skip_all)]
+async fn create(
+    State(state): State<AppState>,
+    author: CurrentAuthor,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<CreatePostRequest>,
+) -> ApiResult<Response> {
+    let mut c = Checker::default();
+    let title = c.check(Title::parse("title", &req.title));
+    let body = c.check(BodyMarkdown::parse("body_markdown", req.body_markdown));
+    let summary = req
+        .summary
+        .as_deref()
+        .and_then(|s| c.check(Summary::parse("summary", s)));
+    let tags = c.check(parse_tags("tags", req.tags.as_deref().unwrap_or_default()));
+    let cover = req
+        .cover_image_url
+        .as_deref()
+        .and_then(|u| c.check(HttpUrl::parse("cover_image_url", u)));
+    let explicit = req.slug.is_some();
+    let slug = match (&req.slug, &title) {
+        (Some(raw), _) => c.check(parse_slug(raw)),
+        (None, Some(t)) => c.check(
+            Slug::from_title(t.as_str())
+                .ok_or_else(|| FieldError::new("title", "needs a letter or digit to make a slug")),
+        ),
+        (None, None) => None,
+    };
+    c.finish()?;
+    let (Some(title), Some(body_markdown), Some(tags), Some(slug)) = (title, body, tags, slug)
+    else {
+        return Err(ApiError::BadRequest("invalid post".into()));
+    };
+    let draft = DraftPost {
+        author_id: author.0.id,
+        title,
+        slug,
+        body_markdown,
+        summary,
+        tags,
+        cover_image_url: cover,
+    };
+    let meta = metadata(&headers, Some(author.0.id));
+    let (post, appended) = post_writes::create(
+        &state.pool,
+        author.actor(),
+        CreatePost {
+            draft,
+            explicit_slug: explicit,
+        },
+        &meta,
+    )
+    .await?;
+    let body = PostCreated {
+        id: post.id,
+        slug: post.slug,
+        status: "draft",
+        version: post.version,
+        position: appended.position,
+    };
+    Ok(committed(StatusCode::CREATED, appended.position, body))
+}
+
+#[tracing::instrument(skip_all, fields(post_id = %id))]
+async fn edit(
+    State(state): State<AppState>,
+    author: CurrentAuthor,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<EditPostRequest>,
+) -> ApiResult<Response> {
+    let expected = if_match(&headers)?.ok_or(ApiError::PreconditionRequired)?;
+    let mut c = Checker::default();
+    let edit = EditPost {
+        title: req
+            .title
+            .as_deref()
+            .and_then(|t| c.check(Title::parse("title", t))),
+        slug: req.slug.as_deref().and_then(|s| c.check(parse_slug(s))),
+        body_markdown: req
+            .body_markdown
+            .and_then(|b| c.check(BodyMarkdown::parse("body_markdown", b))),
+        summary: req
+            .summary
+            .map(|s| s.and_then(|s| c.check(Summary::parse("summary", &s)))),
+        tags: req.tags.and_then(|t| c.check(parse_tags("tags", &t))),
+        cover_image_url: req
+            .cover_image_url
+            .map(|u| u.and_then(|u| c.check(HttpUrl::parse("cover_image_url", &u)))),
+    };
+    c.finish()?;
+    let (post, appended) = run(
+        &state,
+        &author,
+        id,
+        Some(expected),
+        PostCommand::Edit(edit),
+        &headers,
+    )
+    .await?;
+    Ok(committed(
+        StatusCode::OK,
+        appended.position,
+        PostEdited {
+            id,
+            slug: post.slug,
+            version: post.version,
+            position: appended.position,
+        },
+    ))
+}
+
+#[tracing::instrument(skip_all, fields(post_id = %id))]
+async fn publish(
+    State(state): State<AppState>,
+    author: CurrentAuthor,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    // The body is optional: empty means "publish now".
+    let at = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let req: PublishRequest =
+            serde_json::from_slice(&body).map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => {
+                    ApiError::Validation(vec![FieldError::new("at", e.to_string())])
+                }
+                _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
+            })?;
+        req.at
+    };
+    let expected = if_match(&headers)?;
+    let cmd = PostCommand::Publish {
+        at,
+        now: Utc::now(),
+    };
+    transition(&state, &author, id, expected, cmd, &headers).await
+}
+
+async fn unpublish(
+    State(state): State<AppState>,
+    author: CurrentAuthor,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let expected = if_match(&headers)?;
+    transition(
+        &state,
+        &author,
+        id,
+        expected,
+        PostCommand::Unpublish,
+        &headers,
+    )
+    .await
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    author: CurrentAuthor,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let expected = if_match(&headers)?;
+    transition(&state, &author, id, expected, PostCommand::Delete, &headers).await
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    author: CurrentAuthor,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let expected = if_match(&headers)?;
+    transition(
+        &state,
+        &author,
+        id,
+        expected,
+        PostCommand::Restore,
+        &headers,
+    )
+    .await
+}
+
+async fn transition(
+    state: &AppState,
+    author: &CurrentAuthor,
+    id: Uuid,
+    expected: Option<i32>,
+    cmd: PostCommand,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let (post, appended) = run(state, author, id, expected, cmd, headers).await?;
+    let body = PostTransitioned {
+        id,
+        status: post.status.as_str(),
+        version: post.version,
+        position: appended.position,
+    };
+    Ok(committed(StatusCode::OK, appended.position, body))
+}
+
+/// Runs a command; a lost race against a concurrent writer with an If-Match becomes 412 with the
+/// version that won.
+async fn run(
+    state: &AppState,
+    author: &CurrentAuthor,
+    id: Uuid,
+    expected: Option<i32>,
+    cmd: PostCommand,
+    headers: &HeaderMap,
+) -> ApiResult<(Post, shared::event_store::Appended)> {
+    let meta = metadata(headers, Some(author.0.id));
+    match post_writes::execute(&state.pool, author.actor(), id, expected, cmd, &meta).await {
+        Err(shared::write::WriteError::Concurrent) if expected.is_some() => {
+            let mut conn = state.pool.acquire().await?;
+            let current = shared::event_store::stream_version(&mut conn, id).await?;
+            Err(ApiError::PreconditionFailed {
+                expected: expected.unwrap_or_default(),
+                current,
+            })
+        }
+        other => Ok(other?),
+    }
+}

@@ -1,0 +1,44 @@
+//! `POST /v1/session`: email and password in, a one-hour JWT out.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared::http::JsonBody;
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+pub struct LoginResponse {
+    token: String,
+    expires_at: DateTime<Utc>,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/session", post(login))
+}
+
+#[tracing::instrument(skip_all)]
+async fn login(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let author =
+        shared::write::authors::authenticate(&state.pool, &req.email, &req.password).await?;
+    // Unknown email, wrong password and a deactivated author answer the same 401.
+    let author = author.ok_or(ApiError::Unauthorized)?;
+    let (token, expires_at) = state
+        .keys
+        .issue(author.id, author.role, Utc::now())
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(Json(LoginResponse { token, expires_at }))
+}

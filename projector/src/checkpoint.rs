@@ -1,0 +1,78 @@
+//! Checkpoint rows in `read.checkpoints`: one per projection, moved in the same transaction as its writes.
+
+use shared::position::LogPosition;
+use sqlx::PgConnection;
+
+/// Makes sure the projection's row exists.
+pub async fn ensure(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "insert into read.checkpoints (name) values ($1) on conflict (name) do nothing",
+        name
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Loads and locks the checkpoint for the rest of the transaction.
+pub async fn load_for_update(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<LogPosition, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"select transaction_id::text::bigint as "tx!", global_position from read.checkpoints where name = $1 for update"#,
+        name
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(LogPosition::new(row.tx, row.global_position))
+}
+
+/// Moves the checkpoint and marks the projection running.
+pub async fn advance(
+    conn: &mut PgConnection,
+    name: &str,
+    to: LogPosition,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update read.checkpoints set transaction_id = $2::bigint::text::xid8, global_position = $3,
+                state = 'running', error = null, updated_at = now()
+         where name = $1",
+        name,
+        to.transaction_id,
+        to.global_position
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that the projection is halted at an event it cannot apply.
+pub async fn mark_failed(
+    conn: &mut PgConnection,
+    name: &str,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update read.checkpoints set state = 'failed', error = $2, updated_at = now() where name = $1",
+        name,
+        error
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The checkpoint as last committed (no lock).
+pub async fn current(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"select transaction_id::text::bigint as "tx!", global_position from read.checkpoints where name = $1"#,
+        name
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| LogPosition::new(r.tx, r.global_position)))
+}

@@ -1,0 +1,43 @@
+//! Projections: each turns events into its own read tables, inside the batch transaction that also
+//! advances its checkpoint; side effects outside PostgreSQL (Redis) run after commit.
+
+pub mod posts;
+
+use std::future::Future;
+
+use shared::domain::events::DecodeError;
+use shared::domain::DomainEvent;
+use shared::event_store::RecordedEvent;
+use sqlx::PgConnection;
+
+/// Why an event could not be applied. Any of these halts the projection at that event.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("event at position {position} cannot be decoded: {source}")]
+    Decode { position: i64, source: DecodeError },
+    #[error("event at position {position} cannot be applied: {reason}")]
+    Invalid { position: i64, reason: String },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A read model fed by the event log.
+pub trait Projection: Send + Sync + 'static {
+    /// What the projection leaves to do after its transaction commits.
+    type Effect: Send;
+
+    /// The checkpoint and status name (`posts`, `authors`, …).
+    fn name(&self) -> &'static str;
+
+    /// Applies one decoded event in the batch transaction, queuing after-commit effects.
+    fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &RecordedEvent,
+        decoded: &DomainEvent,
+        effects: &mut Vec<Self::Effect>,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+
+    /// Runs the effects of a committed batch. Failures are logged, never fatal: Redis is rebuildable.
+    fn after_commit(&self, effects: Vec<Self::Effect>) -> impl Future<Output = ()> + Send;
+}

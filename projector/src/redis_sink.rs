@@ -1,0 +1,130 @@
+//! Redis side effects of the projector: post entries written through after commit with a compare-and-set
+//! on the projected position (never an older version over a newer one), and invalidations on pub/sub.
+//! Redis being down only costs cache warmth: the database stays the source of every read.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use redis::aio::ConnectionManager;
+use shared::read_model::CachedPost;
+use shared::redis_keys;
+use tokio::sync::Mutex;
+
+/// Sets a hash {tx, pos, body} only when (tx, pos) is newer than what the key holds.
+/// An empty body is a tombstone: the post is not publicly readable at that position.
+const CAS_SCRIPT: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'tx', 'pos')
+local ctx = tonumber(cur[1] or '-1')
+local cpos = tonumber(cur[2] or '-1')
+local ntx = tonumber(ARGV[1])
+local npos = tonumber(ARGV[2])
+if ntx > ctx or (ntx == ctx and npos > cpos) then
+  redis.call('HSET', KEYS[1], 'tx', ARGV[1], 'pos', ARGV[2], 'body', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  return 1
+end
+return 0
+"#;
+
+/// A post entry to write: slug, projection position, and the detail (None for a tombstone).
+pub type PostWrite = (String, i64, i64, Option<CachedPost>);
+
+#[derive(Clone)]
+pub struct RedisSink {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    conn: Mutex<(Option<ConnectionManager>, Option<Instant>)>,
+    script: redis::Script,
+}
+
+impl RedisSink {
+    pub fn new(url: String) -> Self {
+        RedisSink {
+            inner: Arc::new(Inner {
+                url,
+                conn: Mutex::new((None, None)),
+                script: redis::Script::new(CAS_SCRIPT),
+            }),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.inner.url.is_empty()
+    }
+
+    /// The connection, (re)connecting at most every 5 s while Redis is down.
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let mut guard = self.inner.conn.lock().await;
+        if let Some(c) = &guard.0 {
+            return Some(c.clone());
+        }
+        if guard
+            .1
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        {
+            return None;
+        }
+        guard.1 = Some(Instant::now());
+        match shared::db::redis_manager(&self.inner.url).await {
+            Ok(c) => {
+                guard.0 = Some(c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis unavailable; skipping write-through");
+                None
+            }
+        }
+    }
+
+    /// Writes post entries and publishes one invalidation per slug.
+    pub async fn write_posts(&self, writes: Vec<PostWrite>) {
+        let Some(mut conn) = self.connection().await else {
+            return;
+        };
+        if let Err(e) = self.try_write_posts(&mut conn, writes).await {
+            tracing::warn!(error = %e, "Redis write-through failed; entries will be refreshed by later writes");
+        }
+    }
+
+    async fn try_write_posts(
+        &self,
+        conn: &mut ConnectionManager,
+        writes: Vec<PostWrite>,
+    ) -> redis::RedisResult<()> {
+        let ns: Option<i64> = redis::cmd("GET")
+            .arg(redis_keys::NAMESPACE_KEY)
+            .query_async(conn)
+            .await?;
+        let ns = ns.unwrap_or(0);
+        for (slug, tx, pos, entry) in writes {
+            let (body, ttl) = match entry {
+                Some(e) => (
+                    serde_json::to_string(&e).unwrap_or_default(),
+                    86_400 + rand::thread_rng().gen_range(0..3_600),
+                ),
+                None => (String::new(), 3_600),
+            };
+            let _: i32 = self
+                .inner
+                .script
+                .key(redis_keys::post_by_slug(ns, &slug))
+                .arg(tx)
+                .arg(pos)
+                .arg(body)
+                .arg(ttl)
+                .invoke_async(conn)
+                .await?;
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(redis_keys::INVALIDATION_CHANNEL)
+                .arg(format!("slug:{slug}"))
+                .query_async(conn)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! Runs one projection: wins leadership through a Postgres advisory lock, then applies batches in
+//! projection order, waking on NOTIFY with polling as the fallback, halting at an event it cannot apply.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::event_store;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint;
+use crate::projections::{Projection, ProjectionError};
+use crate::status::StatusBoard;
+
+/// How a runner reads the log.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// A real session to the primary (not PgBouncer): the advisory lock lives as long as it does.
+    pub direct_url: String,
+    pub batch_size: i64,
+    pub poll_interval: Duration,
+}
+
+/// Channel name the `events` trigger notifies on.
+pub const EVENTS_CHANNEL: &str = "pressroom_events";
+
+/// Listens for event notifications and bumps `wake`; reconnects on failure until shutdown.
+pub async fn listen_for_events(
+    direct_url: String,
+    wake: watch::Sender<u64>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let result = async {
+            let mut listener = sqlx::postgres::PgListener::connect(&direct_url).await?;
+            listener.listen(EVENTS_CHANNEL).await?;
+            tracing::info!("listening for event notifications");
+            loop {
+                listener.recv().await?;
+                wake.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = result => if let Err(e) = r {
+                tracing::warn!(error = %e, "event listener lost its connection; polling until it reconnects");
+            },
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Runs `projection` until shutdown: stands by while another instance leads, leads when it can.
+pub async fn run<P: Projection>(
+    projection: Arc<P>,
+    pool: PgPool,
+    config: RunnerConfig,
+    mut wake: watch::Receiver<u64>,
+    status: StatusBoard,
+    shutdown: CancellationToken,
+) {
+    let name = projection.name();
+    while !shutdown.is_cancelled() {
+        let Some(mut lock) = acquire_leadership(name, &config.direct_url, &status, &shutdown).await
+        else {
+            break;
+        };
+        tracing::info!(projection = name, "leading");
+        status.set_leader(name, true);
+        lead(
+            &*projection,
+            &pool,
+            &config,
+            &mut wake,
+            &mut lock,
+            &status,
+            &shutdown,
+        )
+        .await;
+        status.set_leader(name, false);
+        let _ = lock.close().await;
+    }
+    tracing::info!(projection = name, "stopped");
+}
+
+async fn acquire_leadership(
+    name: &'static str,
+    direct_url: &str,
+    status: &StatusBoard,
+    shutdown: &CancellationToken,
+) -> Option<PgConnection> {
+    let key = format!("pressroom:projection:{name}");
+    let mut announced = false;
+    loop {
+        let attempt = async {
+            let mut conn = PgConnection::connect(direct_url).await?;
+            let got = sqlx::query_scalar!(
+                r#"select pg_try_advisory_lock(hashtextextended($1, 0)) as "got!""#,
+                key
+            )
+            .fetch_one(&mut conn)
+            .await?;
+            Ok::<_, sqlx::Error>(got.then_some(conn))
+        };
+        match attempt.await {
+            Ok(Some(conn)) => return Some(conn),
+            Ok(None) if !announced => {
+                tracing::info!(projection = name, "another instance leads; standing by");
+                status.set_state(name, "standby", None);
+                announced = true;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(projection = name, error = %e, "cannot reach the primary for leadership")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn lead<P: Projection>(
+    projection: &P,
+    pool: &PgPool,
+    config: &RunnerConfig,
+    wake: &mut watch::Receiver<u64>,
+    lock: &mut PgConnection,
+    status: &StatusBoard,
+    shutdown: &CancellationToken,
+) {
+    let name = projection.name();
+    let mut limit = config.batch_size;
+    let mut backoff = Duration::from_millis(500);
+    let mut last_lock_check = tokio::time::Instant::now();
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if last_lock_check.elapsed() > Duration::from_secs(1) {
+            if let Err(e) = lock.ping().await {
+                tracing::warn!(projection = name, error = %e, "lost the leadership connection");
+                return;
+            }
+            last_lock_check = tokio::time::Instant::now();
+        }
+        wake.borrow_and_update();
+        match apply_batch(projection, pool, limit).await {
+            Ok(0) => {
+                status.set_state(name, "running", None);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = wake.changed() => {}
+                    _ = tokio::time::sleep(config.poll_interval) => {}
+                }
+            }
+            Ok(_) => {
+                status.set_state(name, "running", None);
+                limit = config.batch_size;
+                backoff = Duration::from_millis(500);
+            }
+            Err(ProjectionError::Database(e)) if shared::db::is_unavailable(&e) => {
+                tracing::warn!(projection = name, error = %e, "database unavailable; retrying");
+                status.set_state(name, "retrying", Some(e.to_string()));
+                sleep_or_shutdown(backoff, shutdown).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) if limit > 1 => {
+                // Narrow down to the failing event so everything before it still lands.
+                tracing::warn!(projection = name, error = %e, "batch failed; retrying one event at a time");
+                limit = 1;
+            }
+            Err(e) => {
+                let error = e.to_string();
+                tracing::error!(projection = name, error = %error, "projection halted at an event it cannot apply");
+                status.set_state(name, "failed", Some(error.clone()));
+                if let Ok(mut conn) = pool.acquire().await {
+                    let _ = checkpoint::mark_failed(&mut conn, name, &error).await;
+                }
+                sleep_or_shutdown(backoff, shutdown).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+/// Applies up to `limit` events after the checkpoint in one transaction; returns how many.
+#[tracing::instrument(skip_all, fields(projection = projection.name()))]
+pub async fn apply_batch<P: Projection>(
+    projection: &P,
+    pool: &PgPool,
+    limit: i64,
+) -> Result<usize, ProjectionError> {
+    let name = projection.name();
+    let mut tx = pool.begin().await?;
+    // Read tables are derived: a crash may lose the last moments, which the checkpoint replays.
+    sqlx::query!("set local synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    checkpoint::ensure(&mut tx, name).await?;
+    let from = checkpoint::load_for_update(&mut tx, name).await?;
+    let events = event_store::read_after(&mut tx, from, limit).await?;
+    let Some(last) = events.last().map(|e| e.log_position()) else {
+        tx.rollback().await?;
+        return Ok(0);
+    };
+    let mut effects = Vec::new();
+    for event in &events {
+        let decoded = event.decode().map_err(|source| ProjectionError::Decode {
+            position: event.global_position,
+            source,
+        })?;
+        projection
+            .apply(&mut tx, event, &decoded, &mut effects)
+            .await?;
+    }
+    checkpoint::advance(&mut tx, name, last).await?;
+    tx.commit().await?;
+    projection.after_commit(effects).await;
+    Ok(events.len())
+}

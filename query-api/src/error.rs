@@ -1,0 +1,71 @@
+//! The query API's one error type, mapped to problem+json in one place.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use shared::domain::values::FieldError;
+use shared::problem::Problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// 404: nothing public at this address.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 400: a malformed cursor or header.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 422: an invalid query parameter.
+    #[error("invalid query parameters")]
+    Validation(Vec<FieldError>),
+    /// 503: no database could answer.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// 500: unexpected; logged, never echoed.
+    #[error("internal error")]
+    Internal(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for ReadError {
+    fn from(e: sqlx::Error) -> Self {
+        if shared::db::is_unavailable(&e) {
+            ReadError::Unavailable(e)
+        } else {
+            ReadError::Internal(e)
+        }
+    }
+}
+
+impl IntoResponse for ReadError {
+    fn into_response(self) -> Response {
+        let detail = Some(self.to_string());
+        let problem = match self {
+            ReadError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "not-found", detail),
+            ReadError::BadRequest(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+            }
+            ReadError::Validation(errors) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail)
+                    .with_errors(errors)
+            }
+            ReadError::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    Some("the database is unavailable; retry shortly".into()),
+                )
+                .with_retry_after(2)
+            }
+            ReadError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    Some("an internal error occurred".into()),
+                )
+            }
+        };
+        problem.into_response()
+    }
+}
+
+pub type ReadResult<T> = Result<T, ReadError>;

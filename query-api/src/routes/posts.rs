@@ -1,0 +1,335 @@
+//! Public post reads: the keyset-paginated list and a single post by slug (with ETag/304, 301 from old
+//! slugs, and the event-store fallback for a token the projection has not reached).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::db::{ReadRoute, ReadSource};
+use shared::domain::post::PostStatus;
+use shared::domain::values::FieldError;
+use shared::read_model::{AuthorRef, PostDetail, PostSummary, TagRef};
+use sqlx::types::Json as SqlJson;
+use uuid::Uuid;
+
+use crate::consistency::{min_position, stamp};
+use crate::error::{ReadError, ReadResult};
+use crate::AppState;
+
+const PROJECTION: &str = "posts";
+const DEFAULT_LIMIT: i64 = 20;
+const MAX_LIMIT: i64 = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/posts", get(list))
+        .route("/v1/posts/{slug}", get(by_slug))
+}
+
+#[derive(Serialize)]
+struct PostPage {
+    posts: Vec<PostSummary>,
+    next_cursor: Option<String>,
+}
+
+struct SummaryRow {
+    id: Uuid,
+    slug: String,
+    title: String,
+    summary: Option<String>,
+    author: SqlJson<AuthorRef>,
+    tags: SqlJson<Vec<TagRef>>,
+    published_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    reading_time_minutes: i32,
+    comment_count: i32,
+}
+
+impl From<SummaryRow> for PostSummary {
+    fn from(r: SummaryRow) -> Self {
+        PostSummary {
+            id: r.id,
+            slug: r.slug,
+            title: r.title,
+            summary: r.summary,
+            author: r.author.0,
+            tags: r.tags.0,
+            published_at: r.published_at,
+            updated_at: r.updated_at,
+            reading_time_minutes: r.reading_time_minutes,
+            comment_count: r.comment_count,
+        }
+    }
+}
+
+/// A keyset cursor: the (published_at, id) of the last post on the previous page.
+fn encode_cursor(published_at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}.{}", published_at.timestamp_micros(), id.simple())
+}
+
+fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let (micros, id) = raw.split_once('.')?;
+    Some((
+        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        Uuid::try_parse(id).ok()?,
+    ))
+}
+
+fn parse_limit(params: &HashMap<String, String>) -> ReadResult<i64> {
+    let Some(raw) = params.get("limit") else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    match raw.parse::<i64>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ReadError::Validation(vec![FieldError::new(
+            "limit",
+            format!("must be a whole number from 1 to {MAX_LIMIT}"),
+        )])),
+    }
+}
+
+#[tracing::instrument(skip_all)]
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> ReadResult<Response> {
+    let limit = parse_limit(&params)?;
+    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?)
+        }
+        None => None,
+    };
+    let tag = params.get("tag").filter(|t| !t.is_empty());
+    let author = params.get("author").filter(|a| !a.is_empty());
+    let token = min_position(&state, &headers).await?;
+    let chosen = state
+        .reads
+        .choose(ReadRoute::Replica, PROJECTION, token)
+        .await?;
+    let tag_filter = tag.map(|t| serde_json::json!([{ "slug": t }]));
+    let rows = sqlx::query_as!(
+        SummaryRow,
+        r#"select id, slug, title, summary, author as "author: SqlJson<AuthorRef>", tags as "tags: SqlJson<Vec<TagRef>>",
+                  published_at, updated_at, reading_time_minutes, comment_count
+           from read.posts
+           where status = 'published'
+             and ($1::timestamptz is null or (published_at, id) < ($1, $2))
+             and ($3::jsonb is null or tags @> $3)
+             and ($4::text is null or author_id = (select a.id from read.post_authors a where a.slug = $4))
+           order by published_at desc, id desc
+           limit $5"#,
+        cursor.map(|c| c.0),
+        cursor.map(|c| c.1),
+        tag_filter,
+        author.map(String::as_str),
+        limit + 1,
+    )
+    .fetch_all(&chosen.pool)
+    .await?;
+    let mut posts: Vec<PostSummary> = rows.into_iter().map(PostSummary::from).collect();
+    let next_cursor = if posts.len() as i64 > limit {
+        posts.truncate(limit as usize);
+        posts
+            .last()
+            .and_then(|p| p.published_at.map(|at| encode_cursor(at, p.id)))
+    } else {
+        None
+    };
+    let res = Json(PostPage { posts, next_cursor }).into_response();
+    Ok(stamp(res, chosen.position.global_position, chosen.source))
+}
+
+struct DetailRow {
+    id: Uuid,
+    slug: String,
+    status: String,
+    title: String,
+    summary: Option<String>,
+    body_html: String,
+    cover_image_url: Option<String>,
+    tags: SqlJson<Vec<TagRef>>,
+    author: SqlJson<AuthorRef>,
+    reading_time_minutes: i32,
+    comment_count: i32,
+    version: i32,
+    updated_at: DateTime<Utc>,
+    published_at: Option<DateTime<Utc>>,
+    last_position: i64,
+}
+
+impl DetailRow {
+    fn into_detail(self) -> PostDetail {
+        PostDetail {
+            summary: PostSummary {
+                id: self.id,
+                slug: self.slug,
+                title: self.title,
+                summary: self.summary,
+                author: self.author.0,
+                tags: self.tags.0,
+                published_at: self.published_at,
+                updated_at: self.updated_at,
+                reading_time_minutes: self.reading_time_minutes,
+                comment_count: self.comment_count,
+            },
+            body_html: self.body_html,
+            version: self.version,
+            cover_image_url: self.cover_image_url,
+            status: self.status,
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(slug = %slug))]
+async fn by_slug(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> ReadResult<Response> {
+    let token = min_position(&state, &headers).await?;
+    let chosen = state
+        .reads
+        .choose(ReadRoute::Replica, PROJECTION, token)
+        .await?;
+    if !chosen.reached {
+        // Even the primary's projection is behind the token: fold the post from the event store.
+        if let Some(token) = token {
+            return from_events(&state, &slug, token.global_position).await;
+        }
+    }
+    let row = sqlx::query_as!(
+        DetailRow,
+        r#"select id, slug, status, title, summary, body_html, cover_image_url, tags as "tags: SqlJson<Vec<TagRef>>",
+                  author as "author: SqlJson<AuthorRef>", reading_time_minutes, comment_count, version, updated_at,
+                  published_at, last_position
+           from read.posts where slug = $1"#,
+        slug
+    )
+    .fetch_optional(&chosen.pool)
+    .await?;
+    let Some(row) = row else {
+        let current = sqlx::query_scalar!(
+            "select p.slug from read.slug_history h join read.posts p on p.id = h.post_id
+             where h.slug = $1 and p.status = 'published'",
+            slug
+        )
+        .fetch_optional(&chosen.pool)
+        .await?;
+        return match current {
+            Some(current) => Ok(stamp(
+                moved_to(&current),
+                chosen.position.global_position,
+                chosen.source,
+            )),
+            None => Err(ReadError::NotFound("post")),
+        };
+    };
+    if row.status != PostStatus::Published.as_str() {
+        return Err(ReadError::NotFound("post"));
+    }
+    let etag = format!("\"p{}\"", row.last_position);
+    let res = if if_none_match(&headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let detail = row.into_detail();
+        let mut res = Json(&detail).into_response();
+        cache_headers(&mut res, &detail);
+        res
+    };
+    let mut res = res;
+    res.headers_mut().insert(header::ETAG, header_value(&etag));
+    Ok(stamp(res, chosen.position.global_position, chosen.source))
+}
+
+/// Answers a single post from its events when no projection has reached the client's token.
+async fn from_events(state: &AppState, slug: &str, token: i64) -> ReadResult<Response> {
+    let mut conn = state.reads.primary.acquire().await?;
+    let Some(id) = shared::write::posts::id_by_slug(&mut conn, slug).await? else {
+        return Err(ReadError::NotFound("post"));
+    };
+    let Some(post) = shared::write::posts::load(&mut conn, id).await? else {
+        return Err(ReadError::NotFound("post"));
+    };
+    if post.status != PostStatus::Published {
+        return Err(ReadError::NotFound("post"));
+    }
+    if post.slug != slug {
+        return Ok(stamp(moved_to(&post.slug), token, ReadSource::Events));
+    }
+    let author = shared::write::authors::load(&mut conn, post.author_id)
+        .await?
+        .ok_or(ReadError::NotFound("author"))?;
+    let detail = PostDetail::from_folded(&post, AuthorRef::from(&author), 0);
+    let mut res = Json(&detail).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(stamp(res, token, ReadSource::Events))
+}
+
+fn moved_to(slug: &str) -> Response {
+    let mut res = StatusCode::MOVED_PERMANENTLY.into_response();
+    res.headers_mut()
+        .insert(header::LOCATION, header_value(&format!("/v1/posts/{slug}")));
+    res
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*")
+        })
+}
+
+fn cache_headers(res: &mut Response, post: &PostDetail) {
+    let h = res.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60, stale-while-revalidate=300"),
+    );
+    h.insert(
+        header::LAST_MODIFIED,
+        header_value(
+            &post
+                .summary
+                .updated_at
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string(),
+        ),
+    );
+    let mut keys = format!(
+        "post-{} author-{} posts-list",
+        post.summary.id, post.summary.author.id
+    );
+    for t in &post.summary.tags {
+        keys.push_str(&format!(" tag-{}", t.slug));
+    }
+    h.insert("surrogate-key", header_value(&keys));
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_rejected() {
+        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap_or_default();
+        let id = Uuid::now_v7();
+        assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
+        assert_eq!(decode_cursor("nope"), None);
+        assert_eq!(decode_cursor("1.zzz"), None);
+    }
+}

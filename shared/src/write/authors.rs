@@ -1,0 +1,153 @@
+//! Registering authors and checking credentials.
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::WriteError;
+use crate::auth;
+use crate::domain::author::{self, Author};
+use crate::domain::events::AuthorRegistered;
+use crate::domain::role::Role;
+use crate::domain::slug::Slug;
+use crate::domain::values::{Email, FieldError};
+use crate::domain::{DomainEvent, StreamType};
+use crate::event_store::{self, Appended, ExpectedVersion, Metadata};
+
+/// A validated registration.
+#[derive(Debug, Clone)]
+pub struct NewAuthor {
+    pub email: Email,
+    pub name: String,
+    pub password: String,
+    pub role: Role,
+    pub slug: Option<Slug>,
+    pub bio: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// Registers an author: reserves the email (with the password hash) and appends AuthorRegistered in one
+/// transaction. A taken email is [`WriteError::EmailTaken`]; a generated slug clash gets `-2`, `-3`…
+pub async fn register(
+    pool: &PgPool,
+    new: NewAuthor,
+    metadata: &Metadata,
+) -> Result<(Author, Appended), WriteError> {
+    if new.password.chars().count() < 8 {
+        return Err(WriteError::Validation(vec![FieldError::new(
+            "password",
+            "must be at least 8 characters",
+        )]));
+    }
+    let hash = auth::hash_password(&new.password)
+        .map_err(|e| WriteError::Validation(vec![FieldError::new("password", e.to_string())]))?;
+    let base = match new.slug {
+        Some(s) => s,
+        None => Slug::from_title(&new.name).ok_or_else(|| {
+            WriteError::Validation(vec![FieldError::new(
+                "name",
+                "must contain a letter or digit",
+            )])
+        })?,
+    };
+    let id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    let claimed = sqlx::query_scalar!(
+        "insert into author_credentials (author_id, email, password_hash) values ($1, $2, $3)
+         on conflict (email) do nothing returning author_id",
+        id,
+        new.email.as_str(),
+        hash
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if claimed.is_none() {
+        return Err(WriteError::EmailTaken);
+    }
+    let slug = unique_author_slug(&mut tx, id, &base).await?;
+    let event = DomainEvent::AuthorRegistered(AuthorRegistered {
+        email: new.email.into_string(),
+        name: new.name,
+        slug: slug.into_string(),
+        role: new.role,
+        bio: new.bio,
+        avatar_url: new.avatar_url,
+    });
+    let appended = event_store::append(
+        &mut tx,
+        id,
+        StreamType::Author,
+        ExpectedVersion::NoStream,
+        std::slice::from_ref(&event),
+        metadata,
+    )
+    .await?;
+    tx.commit().await?;
+    let author =
+        author::apply(None, id, &event, chrono::Utc::now()).ok_or(WriteError::Concurrent)?;
+    Ok((author, appended))
+}
+
+/// Claims the first free author slug among `base`, `base-2`, `base-3`…
+async fn unique_author_slug(
+    conn: &mut PgConnection,
+    id: Uuid,
+    base: &Slug,
+) -> Result<Slug, WriteError> {
+    for n in 1..=1000u32 {
+        let candidate = base.with_suffix(n);
+        let got = sqlx::query_scalar!(
+            "insert into author_slug_reservations (slug, author_id) values ($1, $2) on conflict (slug) do nothing returning slug",
+            candidate.as_str(),
+            id
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        if got.is_some() {
+            return Ok(candidate);
+        }
+    }
+    Err(WriteError::SlugTaken(base.to_string()))
+}
+
+/// Folds an author's stream; None when the id is not an author.
+pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<Author>, sqlx::Error> {
+    let events = event_store::read_stream(conn, id, None).await?;
+    let mut state = None;
+    for e in events
+        .iter()
+        .filter(|e| e.stream_type == StreamType::Author.as_str())
+    {
+        match e.decode() {
+            Ok(d) => state = author::apply(state, id, &d, e.recorded_at),
+            Err(err) => {
+                tracing::error!(stream_id = %id, position = e.global_position, error = %err, "undecodable author event")
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Checks an email and password; returns the active author. Unknown email, wrong password and a
+/// deactivated author are indistinguishable (`None`), in time as well as in result.
+pub async fn authenticate(
+    pool: &PgPool,
+    email: &str,
+    password: &str,
+) -> Result<Option<Author>, sqlx::Error> {
+    let email = email.trim().to_lowercase();
+    let row = sqlx::query!(
+        "select author_id, password_hash from author_credentials where email = $1",
+        email
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        auth::verify_password_dummy(password);
+        return Ok(None);
+    };
+    if !auth::verify_password(password, &row.password_hash) {
+        return Ok(None);
+    }
+    let mut conn = pool.acquire().await?;
+    Ok(load(&mut conn, row.author_id).await?.filter(|a| a.active))
+}

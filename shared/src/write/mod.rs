@@ -1,0 +1,38 @@
+//! Write-side application services: each loads a stream, lets its aggregate decide, and appends the
+//! events together with any reservation rows in one transaction. Used by the command API and `pressroom-ops`.
+
+pub mod authors;
+pub mod posts;
+
+use crate::domain::values::FieldError;
+use crate::domain::DomainError;
+use crate::event_store::EventStoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The caller's expected version is stale (412 when it came from If-Match).
+    #[error("the stream is at version {current}, not {expected}")]
+    VersionMismatch { expected: i32, current: i32 },
+    /// A concurrent writer appended first; the current version must be re-read.
+    #[error("a concurrent write won")]
+    Concurrent,
+    #[error("slug `{0}` is already taken")]
+    SlugTaken(String),
+    #[error("email is already registered")]
+    EmailTaken,
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<EventStoreError> for WriteError {
+    fn from(e: EventStoreError) -> Self {
+        match e {
+            EventStoreError::Conflict { .. } => WriteError::Concurrent,
+            EventStoreError::Database(d) => WriteError::Database(d),
+        }
+    }
+}

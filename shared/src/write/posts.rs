@@ -1,0 +1,169 @@
+//! Post commands: fold the stream, check the expected version, reserve slugs, decide, append — one
+//! transaction per command.
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::WriteError;
+use crate::domain::post::{self, Actor, DraftPost, EditPost, Post, PostCommand};
+use crate::domain::slug::Slug;
+use crate::domain::StreamType;
+use crate::event_store::{self, Appended, ExpectedVersion, Metadata};
+
+/// A new post whose slug is either explicit (a clash is an error) or generated from the title.
+#[derive(Debug, Clone)]
+pub struct CreatePost {
+    pub draft: DraftPost,
+    pub explicit_slug: bool,
+}
+
+/// Creates a draft. A generated slug that clashes gets `-2`, `-3`…; an explicit one is [`WriteError::SlugTaken`].
+pub async fn create(
+    pool: &PgPool,
+    actor: Actor,
+    mut create: CreatePost,
+    metadata: &Metadata,
+) -> Result<(Post, Appended), WriteError> {
+    let id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    create.draft.slug = if create.explicit_slug {
+        if !reserve_slug(&mut tx, &create.draft.slug, id).await? {
+            return Err(WriteError::SlugTaken(create.draft.slug.to_string()));
+        }
+        create.draft.slug
+    } else {
+        generate_slug(&mut tx, &create.draft.slug, id).await?
+    };
+    let events = post::decide(None, actor, PostCommand::Draft(create.draft))?;
+    let appended = event_store::append(
+        &mut tx,
+        id,
+        StreamType::Post,
+        ExpectedVersion::NoStream,
+        &events,
+        metadata,
+    )
+    .await?;
+    tx.commit().await?;
+    let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
+    Ok((state, appended))
+}
+
+/// Runs a command on an existing post. `expected` (from If-Match) must equal the current version when given.
+pub async fn execute(
+    pool: &PgPool,
+    actor: Actor,
+    id: Uuid,
+    expected: Option<i32>,
+    command: PostCommand,
+    metadata: &Metadata,
+) -> Result<(Post, Appended), WriteError> {
+    let mut tx = pool.begin().await?;
+    let state = load(&mut tx, id).await?;
+    let Some(current) = state.as_ref() else {
+        return Err(crate::domain::DomainError::NotFound("post").into());
+    };
+    if let Some(expected) = expected {
+        if expected != current.version {
+            return Err(WriteError::VersionMismatch {
+                expected,
+                current: current.version,
+            });
+        }
+    }
+    let version = current.version;
+    if let PostCommand::Edit(EditPost {
+        slug: Some(slug), ..
+    }) = &command
+    {
+        // Authorisation happens in `decide`; reserving first is harmless because the transaction rolls back.
+        if slug.as_str() != current.slug && !reserve_slug(&mut tx, slug, id).await? {
+            return Err(WriteError::SlugTaken(slug.to_string()));
+        }
+    }
+    let events = post::decide(state.as_ref(), actor, command)?;
+    let appended = event_store::append(
+        &mut tx,
+        id,
+        StreamType::Post,
+        ExpectedVersion::Exact(version),
+        &events,
+        metadata,
+    )
+    .await?;
+    tx.commit().await?;
+    let state = fold_new(state, id, &events).ok_or(WriteError::Concurrent)?;
+    Ok((state, appended))
+}
+
+fn fold_new(state: Option<Post>, id: Uuid, events: &[crate::domain::DomainEvent]) -> Option<Post> {
+    let now = chrono::Utc::now();
+    events.iter().fold(state, |s, e| post::apply(s, id, e, now))
+}
+
+/// Folds a post's stream; None when the id is not a post. `max_version` stops early (time travel).
+pub async fn load_version(
+    conn: &mut PgConnection,
+    id: Uuid,
+    max_version: Option<i32>,
+) -> Result<Option<Post>, sqlx::Error> {
+    let events = event_store::read_stream(conn, id, max_version).await?;
+    let mut state = None;
+    for e in &events {
+        if e.stream_type != StreamType::Post.as_str() {
+            return Ok(None);
+        }
+        match e.decode() {
+            Ok(d) => state = post::apply(state, id, &d, e.recorded_at),
+            Err(err) => {
+                tracing::error!(stream_id = %id, position = e.global_position, error = %err, "undecodable post event")
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Folds a post's whole stream.
+pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<Post>, sqlx::Error> {
+    load_version(conn, id, None).await
+}
+
+/// The post that holds `slug` (current or former), from the reservations.
+pub async fn id_by_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select post_id from slug_reservations where slug = $1",
+        slug
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Claims `slug` for post `id`; true when it is (now or already) this post's.
+async fn reserve_slug(conn: &mut PgConnection, slug: &Slug, id: Uuid) -> Result<bool, sqlx::Error> {
+    let owner = sqlx::query_scalar!(
+        "insert into slug_reservations (slug, post_id) values ($1, $2)
+         on conflict (slug) do update set slug = excluded.slug returning post_id",
+        slug.as_str(),
+        id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(owner == id)
+}
+
+async fn generate_slug(conn: &mut PgConnection, base: &Slug, id: Uuid) -> Result<Slug, WriteError> {
+    for n in 1..=1000u32 {
+        let candidate = base.with_suffix(n);
+        let got = sqlx::query_scalar!(
+            "insert into slug_reservations (slug, post_id) values ($1, $2) on conflict (slug) do nothing returning post_id",
+            candidate.as_str(),
+            id
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        if got.is_some() {
+            return Ok(candidate);
+        }
+    }
+    Err(WriteError::SlugTaken(base.to_string()))
+}

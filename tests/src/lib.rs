@@ -1,0 +1,328 @@
+//! Test harness: a fresh database per test (cloned from the migrated template, visible on the replica),
+//! the real service binaries started on free ports, and a small HTTP client with one method per endpoint.
+//! Needs the throwaway topology `./ops/test` starts (its ports come in `PRESSROOM_TEST_*`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shared::config::Config;
+use shared::domain::role::Role;
+use shared::domain::values::Email;
+use shared::event_store::Metadata;
+use shared::write::authors::{self, NewAuthor};
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+fn port(var: &str) -> u16 {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests through ./ops/test"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{var} is not a port"))
+}
+
+/// A database of its own for one test, on the shared throwaway topology.
+pub struct TestDb {
+    pub name: String,
+    /// Superuser pool on the primary (direct).
+    pub admin: PgPool,
+    /// The application role through PgBouncer, as the services connect.
+    pub primary_url: String,
+    /// The application role directly on the primary (LISTEN, advisory locks).
+    pub direct_url: String,
+    pub replica_url: String,
+    pub redis_url: String,
+    pub replica_admin_url: String,
+}
+
+impl TestDb {
+    /// Clones `pressroom_template` into a fresh database and waits until the replica has it too.
+    pub async fn fresh() -> TestDb {
+        let (p, r, b, redis) = (
+            port("PRESSROOM_TEST_PRIMARY_PORT"),
+            port("PRESSROOM_TEST_REPLICA_PORT"),
+            port("PRESSROOM_TEST_PGBOUNCER_PORT"),
+            port("PRESSROOM_TEST_REDIS_PORT"),
+        );
+        let name = format!("t_{}", Uuid::now_v7().simple());
+        let postgres = PgPool::connect(&format!("postgres://postgres@127.0.0.1:{p}/postgres"))
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "create database {name} template pressroom_template"
+        ))
+        .execute(&postgres)
+        .await
+        .unwrap();
+        postgres.close().await;
+        let admin = PgPool::connect(&format!("postgres://postgres@127.0.0.1:{p}/{name}"))
+            .await
+            .unwrap();
+        let replica_url = format!("postgres://pressroom_app@127.0.0.1:{r}/{name}");
+        for _ in 0..100 {
+            if <sqlx::PgConnection as sqlx::Connection>::connect(&replica_url)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        TestDb {
+            primary_url: format!("postgres://pressroom_app@127.0.0.1:{b}/{name}"),
+            direct_url: format!("postgres://pressroom_app@127.0.0.1:{p}/{name}"),
+            replica_admin_url: format!("postgres://postgres@127.0.0.1:{r}/{name}"),
+            replica_url,
+            redis_url: format!("redis://127.0.0.1:{redis}"),
+            admin,
+            name,
+        }
+    }
+
+    /// The services' configuration for this database.
+    pub fn config(&self, extra: &[(&str, &str)]) -> Config {
+        let mut env: HashMap<String, String> = self.env().into_iter().collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::from_lookup(|k| env.get(k).cloned()).unwrap()
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("DATABASE_PRIMARY_URL".into(), self.primary_url.clone()),
+            (
+                "DATABASE_PRIMARY_DIRECT_URL".into(),
+                self.direct_url.clone(),
+            ),
+            ("DATABASE_REPLICA_URLS".into(), self.replica_url.clone()),
+            ("REDIS_URL".into(), self.redis_url.clone()),
+            (
+                "PRESSROOM_JWT_SECRET".into(),
+                "test-secret-not-for-production".into(),
+            ),
+            ("PRESSROOM_PROJECTOR_POLL_INTERVAL".into(), "100ms".into()),
+        ]
+    }
+
+    /// A pool as the application role, through PgBouncer.
+    pub async fn app_pool(&self) -> PgPool {
+        shared::db::pool(&self.primary_url, 20, "pressroom-tests").unwrap()
+    }
+
+    /// Registers an author with this role; returns (id, email, password).
+    pub async fn author(&self, role: Role) -> (Uuid, String, String) {
+        let pool = self.app_pool().await;
+        let email = format!("{}-{}@test.local", role.as_str(), Uuid::now_v7().simple());
+        let password = "correct horse battery".to_string();
+        let new = NewAuthor {
+            email: Email::parse("email", &email).unwrap(),
+            name: format!("Test {}", role.as_str()),
+            password: password.clone(),
+            role,
+            slug: None,
+            bio: None,
+            avatar_url: None,
+        };
+        let (a, _) = authors::register(&pool, new, &Metadata::default())
+            .await
+            .unwrap();
+        (a.id, email, password)
+    }
+}
+
+/// Where `./ops/test` built the binaries.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var("PRESSROOM_TEST_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf()
+        });
+    dir.join(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The three service binaries running against one test database.
+pub struct Stack {
+    pub db: TestDb,
+    pub query: String,
+    pub command: String,
+    pub projector: String,
+    pub http: reqwest::Client,
+    children: Vec<Child>,
+}
+
+impl Stack {
+    pub async fn start(db: TestDb) -> Stack {
+        let (q, c, p) = (free_port(), free_port(), free_port());
+        let mut env = db.env();
+        env.push(("PRESSROOM_QUERY_ADDR".into(), format!("127.0.0.1:{q}")));
+        env.push(("PRESSROOM_COMMAND_ADDR".into(), format!("127.0.0.1:{c}")));
+        env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{p}")));
+        let mut children = Vec::new();
+        for name in [
+            "pressroom-projector",
+            "pressroom-command-api",
+            "pressroom-query-api",
+        ] {
+            let child = Command::new(bin(name))
+                .envs(env.iter().cloned())
+                .env(
+                    "PRESSROOM_LOG",
+                    std::env::var("PRESSROOM_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+            children.push(child);
+        }
+        let stack = Stack {
+            db,
+            query: format!("http://127.0.0.1:{q}"),
+            command: format!("http://127.0.0.1:{c}"),
+            projector: format!("http://127.0.0.1:{p}"),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            children,
+        };
+        for base in [&stack.projector, &stack.command, &stack.query] {
+            let mut ok = false;
+            for _ in 0..200 {
+                if stack
+                    .http
+                    .get(format!("{base}/ready"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(ok, "{base}/ready never answered 200");
+        }
+        stack
+    }
+
+    /// Logs in and returns a bearer token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let res = self
+            .http
+            .post(format!("{}/v1/session", self.command))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "login failed");
+        res.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A token for a new author of this role.
+    pub async fn token(&self, role: Role) -> (Uuid, String) {
+        let (id, email, password) = self.db.author(role).await;
+        (id, self.login(&email, &password).await)
+    }
+
+    pub async fn create_post(&self, token: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/posts", self.command))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch_post(
+        &self,
+        token: &str,
+        id: &str,
+        if_match: Option<&str>,
+        body: Value,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .patch(format!("{}/v1/posts/{id}", self.command))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(v) = if_match {
+            req = req.header("if-match", v);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn publish(&self, token: &str, id: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/posts/{id}/publish", self.command))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_post(&self, slug: &str, min_position: Option<i64>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}/v1/posts/{slug}", self.query));
+        if let Some(p) = min_position {
+            req = req.header("pressroom-min-position", p);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn list_posts(&self, query: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/v1/posts{query}", self.query))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates and publishes a post; returns (id, slug, position of the publish).
+    pub async fn published_post(&self, token: &str, title: &str) -> (String, String, i64) {
+        let res = self
+            .create_post(
+                token,
+                json!({"title": title, "body_markdown": "Hello **world**"}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        let created: Value = res.json().await.unwrap();
+        let id = created["id"].as_str().unwrap().to_string();
+        let res = self.publish(token, &id).await;
+        assert_eq!(res.status(), 200);
+        let position: i64 = res.headers()["pressroom-position"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (id, created["slug"].as_str().unwrap().to_string(), position)
+    }
+
+    /// Sends SIGKILL-free shutdown: children are killed on drop; this waits for them explicitly.
+    pub async fn stop(mut self) {
+        for c in &mut self.children {
+            let _ = c.kill().await;
+        }
+    }
+}
+
+/// Runs psql-free superuser SQL on the replica (pausing and resuming replay).
+pub async fn replica_exec(replica_admin_url: &str, sql: &str) {
+    let pool = PgPool::connect(replica_admin_url).await.unwrap();
+    sqlx::query(sql).execute(&pool).await.unwrap();
+    pool.close().await;
+}

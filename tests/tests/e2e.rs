@@ -1,0 +1,238 @@
+//! End to end over HTTP against the real binaries: log in, create, edit, publish, read back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use pressroom_tests::{Stack, TestDb};
+use serde_json::{json, Value};
+use shared::domain::role::Role;
+
+#[tokio::test]
+async fn a_published_post_is_readable_at_once_with_its_position_and_via_the_replica_within_a_second(
+) {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let (_, slug, position) = stack.published_post(&token, "Hello Pressroom").await;
+    assert_eq!(slug, "hello-pressroom");
+
+    let res = stack.get_post(&slug, Some(position)).await;
+    assert_eq!(res.status(), 200);
+    let served_at: i64 = res.headers()["pressroom-position"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(res.headers().contains_key("pressroom-read-source"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["title"], "Hello Pressroom");
+    assert_eq!(body["body_html"], "<p>Hello <strong>world</strong></p>\n");
+    assert!(served_at >= position || served_at > 0);
+
+    // Without a token the replica serves it as soon as replication catches up.
+    let started = tokio::time::Instant::now();
+    loop {
+        let res = stack.get_post(&slug, None).await;
+        if res.status() == 200 {
+            assert_eq!(res.headers()["pressroom-read-source"], "replica");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not on the replica within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let list: Value = stack.list_posts("").await.json().await.unwrap();
+    assert_eq!(list["posts"][0]["slug"], "hello-pressroom");
+    assert!(list["next_cursor"].is_null());
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn editing_requires_if_match_and_a_stale_version_gets_412_with_the_current_version() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let created: Value = stack
+        .create_post(&token, json!({"title": "Draft one", "body_markdown": "x"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        (created["status"].as_str(), created["version"].as_i64()),
+        (Some("draft"), Some(1))
+    );
+
+    let res = stack
+        .patch_post(&token, id, None, json!({"title": "New"}))
+        .await;
+    assert_eq!(res.status(), 428);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+
+    let res = stack
+        .patch_post(&token, id, Some("\"1\""), json!({"title": "Edited"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("pressroom-position"));
+    assert_eq!(res.json::<Value>().await.unwrap()["version"], 2);
+
+    let res = stack
+        .patch_post(&token, id, Some("\"1\""), json!({"title": "Stale"}))
+        .await;
+    assert_eq!(res.status(), 412);
+    assert_eq!(res.json::<Value>().await.unwrap()["current_version"], 2);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn bad_credentials_tokens_and_bodies_get_problem_json_not_500() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, email, _) = stack.db.author(Role::Author).await;
+    let login = |body: Value| {
+        stack
+            .http
+            .post(format!("{}/v1/session", stack.command))
+            .json(&body)
+            .send()
+    };
+    let wrong = login(json!({"email": email, "password": "nope-nope"}))
+        .await
+        .unwrap();
+    let unknown = login(json!({"email": "ghost@test.local", "password": "nope-nope"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (wrong.status(), unknown.status()),
+        (
+            reqwest::StatusCode::UNAUTHORIZED,
+            reqwest::StatusCode::UNAUTHORIZED
+        )
+    );
+    assert_eq!(
+        wrong.text().await.unwrap(),
+        unknown.text().await.unwrap(),
+        "same body for both"
+    );
+
+    let res = stack
+        .create_post("not-a-jwt", json!({"title": "x", "body_markdown": "y"}))
+        .await;
+    assert_eq!(res.status(), 401);
+
+    let (_, token) = stack.token(Role::Author).await;
+    let post = |body: &'static str, ctype: &'static str| {
+        stack
+            .http
+            .post(format!("{}/v1/posts", stack.command))
+            .bearer_auth(&token)
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        post("{not json", "application/json")
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(post("{}", "text/plain").await.unwrap().status(), 415);
+    let res = stack
+        .create_post(
+            &token,
+            json!({"title": "", "body_markdown": "y", "tags": ["ok"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "title");
+    let big = "x".repeat(1024 * 1024 + 10);
+    let res = stack
+        .create_post(&token, json!({"title": "Big", "body_markdown": big}))
+        .await;
+    assert_eq!(res.status(), 413);
+    let res = stack
+        .publish(&token, &uuid::Uuid::now_v7().to_string())
+        .await;
+    assert_eq!(res.status(), 404);
+
+    let (_, slug, _) = stack.published_post(&token, "Taken").await;
+    let res = stack
+        .create_post(
+            &token,
+            json!({"title": "Other", "body_markdown": "y", "slug": slug}),
+        )
+        .await;
+    assert_eq!(res.status(), 409, "an explicit slug clash is a conflict");
+    let res = stack
+        .create_post(&token, json!({"title": "Taken", "body_markdown": "y"}))
+        .await;
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["slug"],
+        "taken-2",
+        "a generated clash gets a suffix"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn drafts_are_404_on_the_public_api_and_limits_and_cursors_are_validated() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let res = stack
+        .create_post(
+            &token,
+            json!({"title": "Secret draft", "body_markdown": "y"}),
+        )
+        .await;
+    let position: i64 = res.headers()["pressroom-position"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        stack
+            .get_post("secret-draft", Some(position))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(stack.list_posts("?limit=101").await.status(), 422);
+    assert_eq!(stack.list_posts("?limit=abc").await.status(), 422);
+    assert_eq!(stack.list_posts("?limit=0").await.status(), 422);
+    assert_eq!(stack.list_posts("?cursor=garbage").await.status(), 400);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn walking_every_page_returns_each_published_post_exactly_once() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Editor).await;
+    let mut last = 0;
+    for i in 0..7 {
+        last = stack.published_post(&token, &format!("Post {i}")).await.2;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let res = stack
+            .http
+            .get(format!("{}/v1/posts?limit=3&cursor={cursor}", stack.query))
+            .header("pressroom-min-position", last)
+            .send()
+            .await
+            .unwrap();
+        let page: Value = res.json().await.unwrap();
+        for p in page["posts"].as_array().unwrap() {
+            seen.push(p["slug"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..7).rev().map(|i| format!("post-{i}")).collect();
+    assert_eq!(seen, expected);
+    stack.stop().await;
+}

@@ -1,0 +1,271 @@
+//! The event store against real PostgreSQL: expected versions, append-only enforcement, and a global
+//! reader that never skips or repeats an event, even with many writers and a late-committing transaction.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pressroom_projector::projections::{Projection, ProjectionError};
+use pressroom_projector::runner::{self, RunnerConfig};
+use pressroom_projector::status::StatusBoard;
+use pressroom_tests::TestDb;
+use shared::domain::events::PostEdited;
+use shared::domain::{DomainEvent, StreamType};
+use shared::event_store::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn edit(n: usize) -> DomainEvent {
+    DomainEvent::PostEdited(PostEdited {
+        title: Some(format!("t{n}")),
+        ..Default::default()
+    })
+}
+
+async fn append(
+    pool: &PgPool,
+    stream: Uuid,
+    expected: i32,
+    n: usize,
+) -> Result<i64, EventStoreError> {
+    let mut tx = pool.begin().await?;
+    let exp = if expected == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(expected)
+    };
+    let events: Vec<_> = (0..n).map(edit).collect();
+    let a = event_store::append(
+        &mut tx,
+        stream,
+        StreamType::Post,
+        exp,
+        &events,
+        &Metadata::default(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(a.position)
+}
+
+/// Records every event it is given; a second delivery of one bumps `times`.
+struct CountingProjection;
+
+impl Projection for CountingProjection {
+    type Effect = ();
+    fn name(&self) -> &'static str {
+        "test_counting"
+    }
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &RecordedEvent,
+        _: &DomainEvent,
+        _: &mut Vec<()>,
+    ) -> Result<(), ProjectionError> {
+        sqlx::query("insert into test_applied (global_position) values ($1) on conflict (global_position) do update set times = test_applied.times + 1")
+            .bind(event.global_position)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+    async fn after_commit(&self, _: Vec<()>) {}
+}
+
+async fn start_counting(db: &TestDb) -> (CancellationToken, PgPool) {
+    sqlx::query("create table test_applied (global_position bigint primary key, times int not null default 1)")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    sqlx::query("grant all on test_applied to pressroom_app")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let pool = db.app_pool().await;
+    let shutdown = CancellationToken::new();
+    let (wake_tx, wake_rx) = watch::channel(0u64);
+    tokio::spawn(runner::listen_for_events(
+        db.direct_url.clone(),
+        wake_tx,
+        shutdown.clone(),
+    ));
+    let config = RunnerConfig {
+        direct_url: db.direct_url.clone(),
+        batch_size: 500,
+        poll_interval: Duration::from_millis(100),
+    };
+    tokio::spawn(runner::run(
+        Arc::new(CountingProjection),
+        pool.clone(),
+        config,
+        wake_rx,
+        StatusBoard::default(),
+        shutdown.clone(),
+    ));
+    (shutdown, pool)
+}
+
+async fn applied(db: &TestDb) -> (i64, i64) {
+    sqlx::query_as("select count(*), coalesce(max(times), 0)::bigint from test_applied")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap()
+}
+
+async fn wait_applied(db: &TestDb, n: i64, within: Duration) -> (i64, i64) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = applied(db).await;
+        if got.0 >= n || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_appends_with_the_same_expected_version_one_wins_and_the_other_gets_a_typed_conflict() {
+    let db = TestDb::fresh().await;
+    let pool = db.app_pool().await;
+    let stream = Uuid::now_v7();
+    append(&pool, stream, 0, 1).await.unwrap();
+    let (a, b) = tokio::join!(append(&pool, stream, 1, 1), append(&pool, stream, 1, 1));
+    let results = [a, b];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "exactly one append wins"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(EventStoreError::Conflict { .. }))),
+        "the loser gets Conflict"
+    );
+    // A stale expectation without a race is a conflict too, never a gap or an overwrite.
+    assert!(matches!(
+        append(&pool, stream, 1, 1).await,
+        Err(EventStoreError::Conflict { actual: 2, .. })
+    ));
+    assert!(matches!(
+        append(&pool, stream, 5, 1).await,
+        Err(EventStoreError::Conflict { .. })
+    ));
+    let versions: Vec<i32> =
+        sqlx::query_scalar("select version from events where stream_id = $1 order by version")
+            .bind(stream)
+            .fetch_all(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(versions, vec![1, 2]);
+}
+
+#[tokio::test]
+async fn update_delete_and_truncate_on_events_fail_for_every_role() {
+    let db = TestDb::fresh().await;
+    let app = db.app_pool().await;
+    append(&app, Uuid::now_v7(), 0, 2).await.unwrap();
+    for pool in [&app, &db.admin] {
+        for sql in [
+            "update events set payload = '{}'",
+            "delete from events",
+            "truncate events",
+        ] {
+            let r = sqlx::query(sql).execute(pool).await;
+            assert!(r.is_err(), "`{sql}` must fail");
+        }
+    }
+    let n: i64 = sqlx::query_scalar("select count(*) from events")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_concurrent_writers_20k_events_are_projected_exactly_once_none_skipped() {
+    let db = TestDb::fresh().await;
+    let (shutdown, pool) = start_counting(&db).await;
+    // 16 writers × 25 streams × 50 events (appended 5 at a time) = 20,000 events.
+    let writers: Vec<_> = (0..16)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    let stream = Uuid::now_v7();
+                    for batch in 0..10 {
+                        append(&pool, stream, batch * 5, 5).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let (count, max_times) = wait_applied(&db, 20_000, Duration::from_secs(120)).await;
+    shutdown.cancel();
+    assert_eq!(count, 20_000, "every event applied");
+    assert_eq!(max_times, 1, "no event applied twice");
+    let missing: i64 = sqlx::query_scalar(
+        "select count(*) from events e where not exists (select 1 from test_applied a where a.global_position = e.global_position)",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(missing, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_held_open_is_never_skipped_while_a_thousand_later_events_commit() {
+    let db = TestDb::fresh().await;
+    let (shutdown, pool) = start_counting(&db).await;
+    // The slow writer: appends, then holds its transaction open.
+    let mut slow = pool.begin().await.unwrap();
+    let slow_stream = Uuid::now_v7();
+    let held = event_store::append(
+        &mut slow,
+        slow_stream,
+        StreamType::Post,
+        ExpectedVersion::NoStream,
+        &[edit(0)],
+        &Metadata::default(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        append(&pool, Uuid::now_v7(), 0, 10).await.unwrap();
+    }
+    // The later events are committed, but the projection must not move past the open transaction.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (count, _) = applied(&db).await;
+    assert_eq!(
+        count, 0,
+        "nothing past the held-open transaction may be applied yet"
+    );
+    let cp: i64 = sqlx::query_scalar(
+        "select global_position from read.checkpoints where name = 'test_counting'",
+    )
+    .fetch_optional(&db.admin)
+    .await
+    .unwrap()
+    .unwrap_or(0);
+    assert!(
+        cp < held.position || cp == 0,
+        "checkpoint {cp} passed the open append at {}",
+        held.position
+    );
+    slow.commit().await.unwrap();
+    let (count, max_times) = wait_applied(&db, 1001, Duration::from_secs(30)).await;
+    shutdown.cancel();
+    assert_eq!((count, max_times), (1001, 1));
+    let got: bool =
+        sqlx::query_scalar("select exists(select 1 from test_applied where global_position = $1)")
+            .bind(held.position)
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
+    assert!(got, "the late-committing event was projected");
+}
