@@ -77,7 +77,7 @@ CONF
   if [ ! -f "$dir/replica/PG_VERSION" ]; then
     topo_log "pg_basebackup replica ($dir/replica)"
     psql_super "$pport" postgres -tAc "select 1 from pg_replication_slots where slot_name='replica1'" | grep -q 1 \
-      || psql_super "$pport" postgres -qAtc "select pg_create_physical_replication_slot('replica1')"
+      || psql_super "$pport" postgres -qAtc "select pg_create_physical_replication_slot('replica1')" >/dev/null
     mkdir -p "$dir/replica" && chown postgres:postgres "$dir/replica" && chmod 0700 "$dir/replica"
     as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$pport" -U postgres -D "$dir/replica" -R -X stream -c fast -S replica1
     echo "port = $rport" >>"$dir/replica/postgresql.conf"
@@ -113,7 +113,9 @@ INI
   printf '"pressroom_app" ""\n"postgres" ""\n' >"$dir/pgbouncer/userlist.txt"
   chown postgres:postgres "$dir/pgbouncer/pgbouncer.ini" "$dir/pgbouncer/userlist.txt"
   touch "$dir/log/pgbouncer.log" && chown postgres:postgres "$dir/log/pgbouncer.log"
-  if ! pid_alive "$dir/pgbouncer/pgbouncer.pid"; then
+  if pid_alive "$dir/pgbouncer/pgbouncer.pid"; then
+    kill -HUP "$(cat "$dir/pgbouncer/pgbouncer.pid")" # reload the (re)written configuration
+  else
     topo_log "starting pgbouncer on 127.0.0.1:$bport"
     as_pg "$dir/bin/pgbouncer" -d "$dir/pgbouncer/pgbouncer.ini"
     wait_for 50 pid_alive "$dir/pgbouncer/pgbouncer.pid" || { tail -20 "$dir/log/pgbouncer.log" >&2; return 1; }
@@ -150,7 +152,7 @@ topo_stop() {
   done
 }
 
-psql_super() { local port=$1 db=$2; shift 2; psql -X -h 127.0.0.1 -p "$port" -U postgres -d "$db" -v ON_ERROR_STOP=1 "$@"; }
+psql_super() { local port=$1 db=$2; shift 2; PGOPTIONS="--client-min-messages=warning" psql -X -h 127.0.0.1 -p "$port" -U postgres -d "$db" -v ON_ERROR_STOP=1 "$@"; }
 pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -d pressroom -U postgres; }
 redis_ping() { redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG; }
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
