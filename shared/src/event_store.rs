@@ -169,6 +169,17 @@ pub async fn stream_version(conn: &mut PgConnection, stream_id: Uuid) -> Result<
     Ok(v)
 }
 
+/// `global_position` of the stream's last event, 0 when it does not exist.
+pub async fn stream_last_position(conn: &mut PgConnection, stream_id: Uuid) -> Result<i64, sqlx::Error> {
+    let p = sqlx::query_scalar!(
+        r#"select coalesce(max(global_position), 0) as "p!" from events where stream_id = $1"#,
+        stream_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(p)
+}
+
 /// Every event of a stream in version order, up to `max_version` when given.
 pub async fn read_stream(
     conn: &mut PgConnection,

@@ -1,5 +1,7 @@
 //! The command API's routes, one module per feature, merged here.
 
+pub mod authors;
+pub mod comments;
 pub mod posts;
 pub mod session;
 
@@ -9,6 +11,10 @@ use axum::Json;
 use serde::Serialize;
 use shared::position::POSITION_HEADER;
 
+use serde::Deserialize;
+use shared::domain::values::FieldError;
+
+use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
 pub fn router() -> axum::Router<AppState> {
@@ -24,3 +30,27 @@ pub fn committed<T: Serialize>(status: StatusCode, position: i64, body: T) -> Re
         .insert(POSITION_HEADER, HeaderValue::from(position));
     res
 }
+
+/// Deserializes a field that may be absent (None), null (Some(None)) or a value (Some(Some(v))).
+pub fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Collects every field error of a request instead of stopping at the first.
+#[derive(Default)]
+pub struct Checker(pub Vec<FieldError>);
+
+impl Checker {
+    pub fn check<T>(&mut self, r: Result<T, FieldError>) -> Option<T> {
+        r.map_err(|e| self.0.push(e)).ok()
+    }
+
+    pub fn finish(self) -> ApiResult<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+

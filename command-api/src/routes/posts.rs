@@ -14,7 +14,7 @@ use shared::http::JsonBody;
 use shared::write::posts::{self as post_writes, CreatePost};
 use uuid::Uuid;
 
-use super::committed;
+use super::{committed, nullable, Checker};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{if_match, metadata, CurrentAuthor};
 use crate::AppState;
@@ -53,9 +53,6 @@ pub struct EditPostRequest {
     cover_image_url: Option<Option<String>>,
 }
 
-fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -86,24 +83,6 @@ struct PostTransitioned {
     status: &'static str,
     version: i32,
     position: i64,
-}
-
-/// Collects every field error of a request instead of stopping at the first.
-#[derive(Default)]
-struct Checker(Vec<FieldError>);
-
-impl Checker {
-    fn check<T>(&mut self, r: Result<T, FieldError>) -> Option<T> {
-        r.map_err(|e| self.0.push(e)).ok()
-    }
-
-    fn finish(self) -> ApiResult<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.0))
-        }
-    }
 }
 
 fn parse_slug(raw: &str) -> Result<Slug, FieldError> {

@@ -1,6 +1,7 @@
 //! The write-side domain: validated values, events, and the pure aggregates that decide them.
 
 pub mod author;
+pub mod comment;
 pub mod events;
 pub mod post;
 pub mod role;

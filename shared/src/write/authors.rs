@@ -5,8 +5,9 @@ use uuid::Uuid;
 
 use super::WriteError;
 use crate::auth;
-use crate::domain::author::{self, Author};
-use crate::domain::events::AuthorRegistered;
+use crate::domain::author::{self, Author, AuthorCommand};
+use crate::domain::events::{AuthorProfileUpdated, AuthorRegistered};
+use crate::domain::post::Actor;
 use crate::domain::role::Role;
 use crate::domain::slug::Slug;
 use crate::domain::values::{Email, FieldError};
@@ -150,4 +151,49 @@ pub async fn authenticate(
     }
     let mut conn = pool.acquire().await?;
     Ok(load(&mut conn, row.author_id).await?.filter(|a| a.active))
+}
+
+/// Runs profile, role or deactivation commands on an author, all or nothing, in one append. A new slug
+/// is reserved in the same transaction; a taken one is [`WriteError::SlugTaken`].
+pub async fn execute(
+    pool: &PgPool,
+    actor: Actor,
+    id: Uuid,
+    commands: Vec<AuthorCommand>,
+    metadata: &Metadata,
+) -> Result<(Author, Option<Appended>), WriteError> {
+    let mut tx = pool.begin().await?;
+    let state = load(&mut tx, id).await?;
+    let version = state.as_ref().map_or(0, |a| a.version);
+    let now = chrono::Utc::now();
+    let mut events = Vec::new();
+    let mut folded = state.clone();
+    for command in commands {
+        let new = author::decide(folded.as_ref(), actor, command)?;
+        folded = new.iter().fold(folded, |s, e| author::apply(s, id, e, now));
+        events.extend(new);
+    }
+    for e in &events {
+        if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated { slug: Some(slug), .. }) = e {
+            let owner = sqlx::query_scalar!(
+                "insert into author_slug_reservations (slug, author_id) values ($1, $2)
+                 on conflict (slug) do update set slug = excluded.slug returning author_id",
+                slug,
+                id
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if owner != id {
+                return Err(WriteError::SlugTaken(slug.clone()));
+            }
+        }
+    }
+    if events.is_empty() {
+        let author = state.ok_or(crate::domain::DomainError::NotFound("author"))?;
+        return Ok((author, None));
+    }
+    let appended =
+        event_store::append(&mut tx, id, StreamType::Author, ExpectedVersion::Exact(version), &events, metadata).await?;
+    tx.commit().await?;
+    Ok((folded.ok_or(WriteError::Concurrent)?, Some(appended)))
 }

@@ -2,6 +2,7 @@
 //! events together with any reservation rows in one transaction. Used by the command API and `pressroom-ops`.
 
 pub mod authors;
+pub mod comments;
 pub mod posts;
 
 use crate::domain::values::FieldError;
