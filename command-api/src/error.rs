@@ -33,6 +33,9 @@ pub enum ApiError {
     /// 422: invalid fields.
     #[error("invalid input")]
     Validation(Vec<FieldError>),
+    /// 429: over a rate limit.
+    #[error("rate limit exceeded; retry in {0} s")]
+    RateLimited(u64),
     /// 503: PostgreSQL unreachable.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -112,6 +115,10 @@ impl IntoResponse for ApiError {
                 Some("the request has invalid fields".into()),
             )
             .with_errors(errors),
+            ApiError::RateLimited(secs) => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
+                    .with_retry_after(secs)
+            }
             ApiError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 Problem::new(
@@ -136,3 +143,9 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<shared::rate_limit::Limited> for ApiError {
+    fn from(l: shared::rate_limit::Limited) -> Self {
+        ApiError::RateLimited(l.retry_after_secs())
+    }
+}

@@ -1,6 +1,8 @@
 //! Request extractors: the authenticated author, If-Match, and event metadata from the request.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, IF_MATCH};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -46,10 +48,39 @@ impl FromRequestParts<AppState> for CurrentAuthor {
             .map_err(|_| ApiError::Unauthorized)?;
         let mut conn = state.pool.acquire().await?;
         let author = shared::write::authors::load(&mut conn, claims.sub).await?;
-        match author {
-            Some(a) if a.active => Ok(CurrentAuthor(a)),
-            _ => Err(ApiError::Unauthorized),
-        }
+        let author = match author {
+            Some(a) if a.active => a,
+            _ => return Err(ApiError::Unauthorized),
+        };
+        state
+            .limiter
+            .check(
+                "writes",
+                &author.id.to_string(),
+                state.config.rate_limits.writes,
+            )
+            .await?;
+        Ok(CurrentAuthor(author))
+    }
+}
+
+/// The client's address: the socket peer, or X-Forwarded-For when the peer is a trusted proxy.
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+        Ok(ClientIp(
+            state.config.trusted_proxies.client_ip(peer, &parts.headers),
+        ))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod routes;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -10,7 +11,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use std::sync::Arc;
+
 use shared::auth::JwtKeys;
+use shared::config::Config;
+use shared::rate_limit::RateLimiter;
 use sqlx::PgPool;
 
 /// Bodies over 1 MiB are refused with 413.
@@ -20,6 +25,32 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     pub pool: PgPool,
     pub keys: JwtKeys,
+    pub limiter: Arc<RateLimiter>,
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Builds the state from configuration (pools connect lazily).
+    pub fn from_config(config: Config) -> Result<Self, shared::config::ConfigError> {
+        let keys = JwtKeys::new(config.require_jwt_secret()?);
+        let pool = shared::db::pool(
+            &config.database_primary_url,
+            config.db_pool_size,
+            "pressroom-command-api",
+        )
+        .map_err(|e| shared::config::ConfigError::Invalid {
+            name: "DATABASE_PRIMARY_URL",
+            value: config.database_primary_url.clone(),
+            reason: e.to_string(),
+        })?;
+        let limiter = Arc::new(RateLimiter::new(&config.redis_url));
+        Ok(AppState {
+            pool,
+            keys,
+            limiter,
+            config: Arc::new(config),
+        })
+    }
 }
 
 /// The whole command API router, as the binary and the tests serve it.
@@ -30,6 +61,10 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .merge(routes::router())
         .fallback(shared::http::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ))
         .with_state(state);
     shared::http::standard_layers(router, request_timeout)
 }

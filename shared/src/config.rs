@@ -38,6 +38,24 @@ pub struct Config {
     pub projector_poll_interval: Duration,
     pub projector_batch_size: i64,
     pub request_timeout: Duration,
+    /// Per-minute limits; 0 disables one.
+    pub rate_limits: RateLimits,
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
+    /// `PRESSROOM_WEBHOOK_ALLOW_PRIVATE=1` lets webhooks target loopback and private addresses.
+    pub webhook_allow_private: bool,
+}
+
+/// `PRESSROOM_RATE_LIMIT_*`: requests per minute.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    /// Comments per client IP.
+    pub comments: u32,
+    /// Commands per author.
+    pub writes: u32,
+    /// Login attempts per client IP.
+    pub login: u32,
+    /// Public reads per client IP.
+    pub reads: u32,
 }
 
 impl Config {
@@ -86,6 +104,26 @@ impl Config {
             projector_poll_interval: duration(&get, "PRESSROOM_PROJECTOR_POLL_INTERVAL", "250ms")?,
             projector_batch_size: parse(&get, "PRESSROOM_PROJECTOR_BATCH_SIZE", "500")?,
             request_timeout: duration(&get, "PRESSROOM_REQUEST_TIMEOUT", "10s")?,
+            rate_limits: RateLimits {
+                comments: parse(&get, "PRESSROOM_RATE_LIMIT_COMMENTS", "5")?,
+                writes: parse(&get, "PRESSROOM_RATE_LIMIT_WRITES", "120")?,
+                login: parse(&get, "PRESSROOM_RATE_LIMIT_LOGIN", "10")?,
+                reads: parse(&get, "PRESSROOM_RATE_LIMIT_READS", "1200")?,
+            },
+            trusted_proxies: {
+                let raw = get("PRESSROOM_TRUSTED_PROXIES").unwrap_or_default();
+                crate::client_ip::TrustedProxies::parse(&raw).map_err(|bad| {
+                    ConfigError::Invalid {
+                        name: "PRESSROOM_TRUSTED_PROXIES",
+                        value: raw.clone(),
+                        reason: format!("`{bad}` is not an IP address or CIDR range"),
+                    }
+                })?
+            },
+            webhook_allow_private: matches!(
+                get("PRESSROOM_WEBHOOK_ALLOW_PRIVATE").as_deref(),
+                Some("1" | "true" | "yes")
+            ),
         })
     }
 

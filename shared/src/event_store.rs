@@ -170,7 +170,10 @@ pub async fn stream_version(conn: &mut PgConnection, stream_id: Uuid) -> Result<
 }
 
 /// `global_position` of the stream's last event, 0 when it does not exist.
-pub async fn stream_last_position(conn: &mut PgConnection, stream_id: Uuid) -> Result<i64, sqlx::Error> {
+pub async fn stream_last_position(
+    conn: &mut PgConnection,
+    stream_id: Uuid,
+) -> Result<i64, sqlx::Error> {
     let p = sqlx::query_scalar!(
         r#"select coalesce(max(global_position), 0) as "p!" from events where stream_id = $1"#,
         stream_id

@@ -96,12 +96,7 @@ fn json_rejection_problem(rejection: JsonRejection) -> Problem {
     let detail = rejection.body_text();
     match rejection {
         JsonRejection::JsonDataError(_) => {
-            let field = detail
-                .split("at line")
-                .next()
-                .and_then(|d| d.split('`').nth(1))
-                .unwrap_or("body")
-                .to_string();
+            let field = data_error_field(&detail);
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation",
@@ -126,6 +121,29 @@ fn json_rejection_problem(rejection: JsonRejection) -> Problem {
     }
 }
 
+/// The field a serde data error names: `unknown field `x``, or the path before the first `: `.
+fn data_error_field(detail: &str) -> String {
+    let rest = detail
+        .split_once("target type: ")
+        .map_or(detail, |(_, r)| r);
+    if let Some(name) = rest
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    {
+        return name.to_string();
+    }
+    if let Some(name) = rest
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        return name.to_string();
+    }
+    match rest.split_once(": ") {
+        Some((path, _)) if !path.is_empty() && !path.contains(' ') => path.to_string(),
+        _ => "body".to_string(),
+    }
+}
+
 fn rejection_is_too_large(detail: &str) -> bool {
     detail.contains("length limit") || detail.contains("too large")
 }
@@ -138,4 +156,25 @@ pub async fn not_found() -> Response {
         Some("no such route".into()),
     )
     .into_response()
+}
+
+/// A `{id}` path segment that must be a UUID; anything else is a problem+json 404 (no such resource).
+pub struct IdPath(pub uuid::Uuid);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<uuid::Uuid>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(IdPath(id)),
+            Err(_) => Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                Some("no resource has this id".into()),
+            )),
+        }
+    }
 }

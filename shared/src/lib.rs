@@ -2,6 +2,7 @@
 //! problem+json errors, authentication and database/Redis helpers. It knows no service.
 
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -9,6 +10,7 @@ pub mod event_store;
 pub mod http;
 pub mod position;
 pub mod problem;
+pub mod rate_limit;
 pub mod read_model;
 pub mod redis_keys;
 pub mod render;

@@ -162,9 +162,22 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Starts the stack with rate limits off (tests share one client IP and one Redis).
     pub async fn start(db: TestDb) -> Stack {
+        let off = [
+            ("PRESSROOM_RATE_LIMIT_LOGIN", "0"),
+            ("PRESSROOM_RATE_LIMIT_COMMENTS", "0"),
+            ("PRESSROOM_RATE_LIMIT_WRITES", "0"),
+            ("PRESSROOM_RATE_LIMIT_READS", "0"),
+        ];
+        Self::start_with(db, &off).await
+    }
+
+    /// Starts the stack with extra environment variables.
+    pub async fn start_with(db: TestDb, extra: &[(&str, &str)]) -> Stack {
         let (q, c, p) = (free_port(), free_port(), free_port());
         let mut env = db.env();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         env.push(("PRESSROOM_QUERY_ADDR".into(), format!("127.0.0.1:{q}")));
         env.push(("PRESSROOM_COMMAND_ADDR".into(), format!("127.0.0.1:{c}")));
         env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{p}")));
@@ -325,4 +338,58 @@ pub async fn replica_exec(replica_admin_url: &str, sql: &str) {
     let pool = PgPool::connect(replica_admin_url).await.unwrap();
     sqlx::query(sql).execute(&pool).await.unwrap();
     pool.close().await;
+}
+
+impl Stack {
+    /// Any command-API request: method, path, optional bearer token, optional JSON body, extra headers.
+    pub async fn command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, String)],
+    ) -> reqwest::Response {
+        let mut req = self.http.request(method, format!("{}{path}", self.command));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Creates a draft as `token`; returns its id.
+    pub async fn draft(&self, token: &str, title: &str) -> String {
+        let res = self
+            .create_post(token, json!({"title": title, "body_markdown": "body"}))
+            .await;
+        assert_eq!(res.status(), 201, "draft {title}");
+        res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// Asserts an RFC 9457 problem+json response with this status; returns its body.
+pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"].is_string() && body["title"].is_string(),
+        "{body}"
+    );
+    body
 }

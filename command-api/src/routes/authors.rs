@@ -1,6 +1,6 @@
 //! Author management: registration (admin), profile and role changes, deactivation (admin).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{patch, post};
@@ -10,7 +10,7 @@ use shared::domain::author::{Author, AuthorCommand, ProfileChange};
 use shared::domain::role::Role;
 use shared::domain::slug::Slug;
 use shared::domain::values::{Email, FieldError, HttpUrl};
-use shared::http::JsonBody;
+use shared::http::{IdPath, JsonBody};
 use shared::write::authors::{self as author_writes, NewAuthor};
 use uuid::Uuid;
 
@@ -89,14 +89,20 @@ impl AuthorBody {
 fn name(field: &str, raw: &str) -> Result<String, FieldError> {
     let n = raw.trim();
     if n.is_empty() || n.chars().count() > MAX_NAME_CHARS {
-        return Err(FieldError::new(field, format!("must be 1 to {MAX_NAME_CHARS} characters")));
+        return Err(FieldError::new(
+            field,
+            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
     }
     Ok(n.to_string())
 }
 
 fn bio(raw: &str) -> Result<String, FieldError> {
     if raw.chars().count() > MAX_BIO_CHARS {
-        return Err(FieldError::new("bio", format!("must be at most {MAX_BIO_CHARS} characters")));
+        return Err(FieldError::new(
+            "bio",
+            format!("must be at most {MAX_BIO_CHARS} characters"),
+        ));
     }
     Ok(raw.trim().to_string())
 }
@@ -121,7 +127,9 @@ async fn register(
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> ApiResult<Response> {
     if admin.0.role != Role::Admin {
-        return Err(ApiError::Forbidden("only admins may register authors".into()));
+        return Err(ApiError::Forbidden(
+            "only admins may register authors".into(),
+        ));
     }
     let mut c = Checker::default();
     let email = c.check(Email::parse("email", &req.email));
@@ -137,23 +145,40 @@ async fn register(
     let (Some(email), Some(name), Some(role)) = (email, display_name, new_role) else {
         return Err(ApiError::BadRequest("invalid author".into()));
     };
-    let new = NewAuthor { email, name, password: req.password, role, slug: new_slug, bio: new_bio, avatar_url };
-    let (author, appended) = author_writes::register(&state.pool, new, &metadata(&headers, Some(admin.0.id))).await?;
-    Ok(committed(StatusCode::CREATED, appended.position, AuthorBody::new(author, Some(appended.position))))
+    let new = NewAuthor {
+        email,
+        name,
+        password: req.password,
+        role,
+        slug: new_slug,
+        bio: new_bio,
+        avatar_url,
+    };
+    let (author, appended) =
+        author_writes::register(&state.pool, new, &metadata(&headers, Some(admin.0.id))).await?;
+    Ok(committed(
+        StatusCode::CREATED,
+        appended.position,
+        AuthorBody::new(author, Some(appended.position)),
+    ))
 }
 
 #[tracing::instrument(skip_all, fields(author_id = %id))]
 async fn update(
     State(state): State<AppState>,
     actor: CurrentAuthor,
-    Path(id): Path<Uuid>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
     JsonBody(req): JsonBody<UpdateRequest>,
 ) -> ApiResult<Response> {
     let mut c = Checker::default();
     let change = ProfileChange {
         name: req.name.as_deref().and_then(|n| c.check(name("name", n))),
-        slug: req.slug.as_deref().and_then(|s| c.check(slug(s))).map(Slug::into_string),
+        slug: req
+            .slug
+            .as_deref()
+            .and_then(|s| c.check(slug(s)))
+            .map(Slug::into_string),
         bio: req.bio.map(|b| b.and_then(|b| c.check(bio(&b)))),
         avatar_url: req.avatar_url.map(|u| u.and_then(|u| c.check(url(&u)))),
     };
@@ -171,10 +196,17 @@ async fn update(
 async fn deactivate(
     State(state): State<AppState>,
     actor: CurrentAuthor,
-    Path(id): Path<Uuid>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    run(&state, &actor, id, vec![AuthorCommand::Deactivate], &headers).await
+    run(
+        &state,
+        &actor,
+        id,
+        vec![AuthorCommand::Deactivate],
+        &headers,
+    )
+    .await
 }
 
 async fn run(
@@ -185,7 +217,8 @@ async fn run(
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let meta = metadata(headers, Some(actor.0.id));
-    let (author, appended) = author_writes::execute(&state.pool, actor.actor(), id, commands, &meta).await?;
+    let (author, appended) =
+        author_writes::execute(&state.pool, actor.actor(), id, commands, &meta).await?;
     let position = match appended {
         Some(a) => a.position,
         None => {
@@ -193,5 +226,9 @@ async fn run(
             shared::event_store::stream_last_position(&mut conn, id).await?
         }
     };
-    Ok(committed(StatusCode::OK, position, AuthorBody::new(author, Some(position))))
+    Ok(committed(
+        StatusCode::OK,
+        position,
+        AuthorBody::new(author, Some(position)),
+    ))
 }

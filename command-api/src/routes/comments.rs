@@ -1,6 +1,6 @@
 //! Comments: anyone may submit one on a published post (202, pending); editors approve or reject.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
@@ -8,13 +8,13 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use shared::domain::comment::Moderation;
 use shared::domain::values::{Email, FieldError};
-use shared::http::JsonBody;
+use shared::http::{IdPath, JsonBody};
 use shared::write::comments::{self as comment_writes, NewComment};
 use uuid::Uuid;
 
 use super::{committed, Checker};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{metadata, CurrentAuthor};
+use crate::extract::{metadata, ClientIp, CurrentAuthor};
 use crate::AppState;
 
 const MAX_COMMENT_CHARS: usize = 10_000;
@@ -45,7 +45,10 @@ struct CommentAccepted {
 fn bounded(field: &str, raw: &str, max: usize) -> Result<String, FieldError> {
     let t = raw.trim();
     if t.is_empty() || t.chars().count() > max {
-        return Err(FieldError::new(field, format!("must be 1 to {max} characters")));
+        return Err(FieldError::new(
+            field,
+            format!("must be 1 to {max} characters"),
+        ));
     }
     Ok(t.to_string())
 }
@@ -53,28 +56,63 @@ fn bounded(field: &str, raw: &str, max: usize) -> Result<String, FieldError> {
 #[tracing::instrument(skip_all, fields(post_id = %post_id))]
 async fn submit(
     State(state): State<AppState>,
-    Path(post_id): Path<Uuid>,
+    ClientIp(ip): ClientIp,
+    IdPath(post_id): IdPath,
     headers: HeaderMap,
     JsonBody(req): JsonBody<CommentRequest>,
 ) -> ApiResult<Response> {
+    state
+        .limiter
+        .check(
+            "comments",
+            &ip.to_string(),
+            state.config.rate_limits.comments,
+        )
+        .await?;
     let mut c = Checker::default();
     let author_name = c.check(bounded("author_name", &req.author_name, MAX_NAME_CHARS));
     let body = c.check(bounded("body", &req.body, MAX_COMMENT_CHARS));
-    let author_email = req.author_email.as_deref().and_then(|e| c.check(Email::parse("author_email", e)));
+    let author_email = req
+        .author_email
+        .as_deref()
+        .and_then(|e| c.check(Email::parse("author_email", e)));
     c.finish()?;
     let (Some(author_name), Some(body)) = (author_name, body) else {
         return Err(ApiError::BadRequest("invalid comment".into()));
     };
-    let new = NewComment { author_name, author_email: author_email.map(Email::into_string), body };
-    let (id, appended) = comment_writes::submit(&state.pool, post_id, new, &metadata(&headers, None)).await?;
-    Ok(committed(StatusCode::ACCEPTED, appended.position, CommentAccepted { id, status: "pending", position: appended.position }))
+    let new = NewComment {
+        author_name,
+        author_email: author_email.map(Email::into_string),
+        body,
+    };
+    let (id, appended) =
+        comment_writes::submit(&state.pool, post_id, new, &metadata(&headers, None)).await?;
+    Ok(committed(
+        StatusCode::ACCEPTED,
+        appended.position,
+        CommentAccepted {
+            id,
+            status: "pending",
+            position: appended.position,
+        },
+    ))
 }
 
-async fn approve(state: State<AppState>, actor: CurrentAuthor, id: Path<Uuid>, headers: HeaderMap) -> ApiResult<Response> {
+async fn approve(
+    state: State<AppState>,
+    actor: CurrentAuthor,
+    id: IdPath,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     moderate(state, actor, id, headers, Moderation::Approve).await
 }
 
-async fn reject(state: State<AppState>, actor: CurrentAuthor, id: Path<Uuid>, headers: HeaderMap) -> ApiResult<Response> {
+async fn reject(
+    state: State<AppState>,
+    actor: CurrentAuthor,
+    id: IdPath,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     moderate(state, actor, id, headers, Moderation::Reject).await
 }
 
@@ -82,12 +120,17 @@ async fn reject(state: State<AppState>, actor: CurrentAuthor, id: Path<Uuid>, he
 async fn moderate(
     State(state): State<AppState>,
     actor: CurrentAuthor,
-    Path(id): Path<Uuid>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
     m: Moderation,
 ) -> ApiResult<Response> {
     let meta = metadata(&headers, Some(actor.0.id));
-    let (comment, appended) = comment_writes::moderate(&state.pool, actor.actor(), id, m, &meta).await?;
-    let body = CommentAccepted { id, status: comment.status.as_str(), position: appended.position };
+    let (comment, appended) =
+        comment_writes::moderate(&state.pool, actor.actor(), id, m, &meta).await?;
+    let body = CommentAccepted {
+        id,
+        status: comment.status.as_str(),
+        position: appended.position,
+    };
     Ok(committed(StatusCode::OK, appended.position, body))
 }

@@ -4,15 +4,14 @@ pub mod authors;
 pub mod comments;
 pub mod posts;
 pub mod session;
+pub mod webhooks;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
-use shared::position::POSITION_HEADER;
-
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared::domain::values::FieldError;
+use shared::position::POSITION_HEADER;
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -21,6 +20,9 @@ pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .merge(session::router())
         .merge(posts::router())
+        .merge(authors::router())
+        .merge(comments::router())
+        .merge(webhooks::router())
 }
 
 /// A command's success: the body, and `Pressroom-Position` naming the last event it appended.
@@ -32,7 +34,9 @@ pub fn committed<T: Serialize>(status: StatusCode, position: i64, body: T) -> Re
 }
 
 /// Deserializes a field that may be absent (None), null (Some(None)) or a value (Some(Some(v))).
-pub fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+pub fn nullable<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -53,4 +57,3 @@ impl Checker {
         }
     }
 }
-

@@ -1,6 +1,6 @@
 //! Post commands: create, edit (If-Match required), publish or schedule, unpublish, delete, restore.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{patch, post};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use shared::domain::post::{DraftPost, EditPost, Post, PostCommand};
 use shared::domain::slug::{Slug, SlugError};
 use shared::domain::values::{parse_tags, BodyMarkdown, FieldError, HttpUrl, Summary, Title};
-use shared::http::JsonBody;
+use shared::http::{IdPath, JsonBody};
 use shared::write::posts::{self as post_writes, CreatePost};
 use uuid::Uuid;
 
@@ -52,7 +52,6 @@ pub struct EditPostRequest {
     #[serde(default, deserialize_with = "nullable")]
     cover_image_url: Option<Option<String>>,
 }
-
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -156,7 +155,7 @@ async fn create(
 async fn edit(
     State(state): State<AppState>,
     author: CurrentAuthor,
-    Path(id): Path<Uuid>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
     JsonBody(req): JsonBody<EditPostRequest>,
 ) -> ApiResult<Response> {
@@ -205,7 +204,7 @@ async fn edit(
 async fn publish(
     State(state): State<AppState>,
     author: CurrentAuthor,
-    Path(id): Path<Uuid>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
@@ -233,7 +232,7 @@ async fn publish(
 async fn unpublish(
     State(state): State<AppState>,
     author: CurrentAuthor,
-    Path(id): Path<Uuid>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?;
@@ -251,7 +250,7 @@ async fn unpublish(
 async fn delete(
     State(state): State<AppState>,
     author: CurrentAuthor,
-    Path(id): Path<Uuid>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?;
@@ -261,7 +260,7 @@ async fn delete(
 async fn restore(
     State(state): State<AppState>,
     author: CurrentAuthor,
-    Path(id): Path<Uuid>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use shared::http::JsonBody;
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::ClientIp;
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -30,8 +31,13 @@ pub fn router() -> Router<AppState> {
 #[tracing::instrument(skip_all)]
 async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
+    state
+        .limiter
+        .check("login", &ip.to_string(), state.config.rate_limits.login)
+        .await?;
     let author =
         shared::write::authors::authenticate(&state.pool, &req.email, &req.password).await?;
     // Unknown email, wrong password and a deactivated author answer the same 401.

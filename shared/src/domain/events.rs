@@ -217,7 +217,8 @@ impl DomainEvent {
     }
 }
 
-const KNOWN_TYPES: &[&str] = &[
+/// Every event type name of v1.
+pub const KNOWN_TYPES: &[&str] = &[
     "AuthorRegistered",
     "AuthorProfileUpdated",
     "AuthorRoleChanged",

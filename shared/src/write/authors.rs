@@ -174,7 +174,10 @@ pub async fn execute(
         events.extend(new);
     }
     for e in &events {
-        if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated { slug: Some(slug), .. }) = e {
+        if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated {
+            slug: Some(slug), ..
+        }) = e
+        {
             let owner = sqlx::query_scalar!(
                 "insert into author_slug_reservations (slug, author_id) values ($1, $2)
                  on conflict (slug) do update set slug = excluded.slug returning author_id",
@@ -192,8 +195,15 @@ pub async fn execute(
         let author = state.ok_or(crate::domain::DomainError::NotFound("author"))?;
         return Ok((author, None));
     }
-    let appended =
-        event_store::append(&mut tx, id, StreamType::Author, ExpectedVersion::Exact(version), &events, metadata).await?;
+    let appended = event_store::append(
+        &mut tx,
+        id,
+        StreamType::Author,
+        ExpectedVersion::Exact(version),
+        &events,
+        metadata,
+    )
+    .await?;
     tx.commit().await?;
     Ok((folded.ok_or(WriteError::Concurrent)?, Some(appended)))
 }

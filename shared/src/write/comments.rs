@@ -18,7 +18,12 @@ pub struct NewComment {
 }
 
 /// Submits a pending comment on a published post; any other post (or none) is NotFound.
-pub async fn submit(pool: &PgPool, post_id: Uuid, new: NewComment, metadata: &Metadata) -> Result<(Uuid, Appended), WriteError> {
+pub async fn submit(
+    pool: &PgPool,
+    post_id: Uuid,
+    new: NewComment,
+    metadata: &Metadata,
+) -> Result<(Uuid, Appended), WriteError> {
     let mut tx = pool.begin().await?;
     let post = super::posts::load(&mut tx, post_id).await?;
     if post.is_none_or(|p| p.status != PostStatus::Published) {
@@ -26,7 +31,15 @@ pub async fn submit(pool: &PgPool, post_id: Uuid, new: NewComment, metadata: &Me
     }
     let id = Uuid::now_v7();
     let event = comment::submit(post_id, new.author_name, new.author_email, new.body);
-    let appended = event_store::append(&mut tx, id, StreamType::Comment, ExpectedVersion::NoStream, &[event], metadata).await?;
+    let appended = event_store::append(
+        &mut tx,
+        id,
+        StreamType::Comment,
+        ExpectedVersion::NoStream,
+        &[event],
+        metadata,
+    )
+    .await?;
     tx.commit().await?;
     Ok((id, appended))
 }
@@ -43,9 +56,20 @@ pub async fn moderate(
     let state = load(&mut tx, id).await?;
     let version = state.as_ref().map_or(0, |c| c.version);
     let events = comment::decide(state.as_ref(), actor, moderation)?;
-    let appended = event_store::append(&mut tx, id, StreamType::Comment, ExpectedVersion::Exact(version), &events, metadata).await?;
+    let appended = event_store::append(
+        &mut tx,
+        id,
+        StreamType::Comment,
+        ExpectedVersion::Exact(version),
+        &events,
+        metadata,
+    )
+    .await?;
     tx.commit().await?;
-    let folded = events.iter().fold(state, |s, e| comment::apply(s, id, e)).ok_or(WriteError::Concurrent)?;
+    let folded = events
+        .iter()
+        .fold(state, |s, e| comment::apply(s, id, e))
+        .ok_or(WriteError::Concurrent)?;
     Ok((folded, appended))
 }
 
