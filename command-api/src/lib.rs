@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod openapi;
 pub mod routes;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -59,6 +60,7 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/health", get(shared::http::health))
         .route("/ready", get(ready))
         .merge(routes::router())
+        .merge(openapi::router())
         .fallback(shared::http::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/authors/{id}/deactivate", post(deactivate))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     email: String,
@@ -41,7 +41,7 @@ pub struct RegisterRequest {
     avatar_url: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
     name: Option<String>,
@@ -54,12 +54,13 @@ pub struct UpdateRequest {
 }
 
 /// The author as the command API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuthorBody {
     id: Uuid,
     email: String,
     name: String,
     slug: String,
+    #[schema(value_type = String, example = "author")]
     role: Role,
     bio: Option<String>,
     avatar_url: Option<String>,
@@ -119,8 +120,11 @@ fn url(raw: &str) -> Result<String, FieldError> {
     HttpUrl::parse("avatar_url", raw).map(HttpUrl::into_string)
 }
 
+/// Register an author (admin).
+#[utoipa::path(post, path = "/v1/authors", request_body = RegisterRequest, security(("bearer" = [])), tag = "authors",
+    responses((status = 201, body = AuthorBody), (status = 409, body = crate::openapi::ProblemDoc, description = "email taken")))]
 #[tracing::instrument(skip_all)]
-async fn register(
+pub async fn register(
     State(state): State<AppState>,
     admin: CurrentAuthor,
     headers: HeaderMap,
@@ -163,8 +167,11 @@ async fn register(
     ))
 }
 
+/// Update a profile (self or admin); `role` only by an admin.
+#[utoipa::path(patch, path = "/v1/authors/{id}", request_body = UpdateRequest, security(("bearer" = [])), tag = "authors",
+    params(("id" = Uuid, Path)), responses((status = 200, body = AuthorBody)))]
 #[tracing::instrument(skip_all, fields(author_id = %id))]
-async fn update(
+pub async fn update(
     State(state): State<AppState>,
     actor: CurrentAuthor,
     IdPath(id): IdPath,
@@ -192,8 +199,11 @@ async fn update(
     run(&state, &actor, id, commands, &headers).await
 }
 
+/// Deactivate an author (admin): they can no longer log in, and their tokens stop working.
+#[utoipa::path(post, path = "/v1/authors/{id}/deactivate", security(("bearer" = [])), tag = "authors",
+    params(("id" = Uuid, Path)), responses((status = 200, body = AuthorBody)))]
 #[tracing::instrument(skip_all, fields(author_id = %id))]
-async fn deactivate(
+pub async fn deactivate(
     State(state): State<AppState>,
     actor: CurrentAuthor,
     IdPath(id): IdPath,

@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/comments/{id}/reject", post(reject))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommentRequest {
     author_name: String,
@@ -35,8 +35,8 @@ pub struct CommentRequest {
     author_email: Option<String>,
 }
 
-#[derive(Serialize)]
-struct CommentAccepted {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CommentAccepted {
     id: Uuid,
     status: &'static str,
     position: i64,
@@ -53,8 +53,11 @@ fn bounded(field: &str, raw: &str, max: usize) -> Result<String, FieldError> {
     Ok(t.to_string())
 }
 
+/// Submit a comment on a published post (no auth; rate-limited per IP).
+#[utoipa::path(post, path = "/v1/posts/{id}/comments", request_body = CommentRequest, tag = "comments",
+    params(("id" = Uuid, Path)), responses((status = 202, body = CommentAccepted), (status = 404, body = crate::openapi::ProblemDoc), (status = 429, body = crate::openapi::ProblemDoc)))]
 #[tracing::instrument(skip_all, fields(post_id = %post_id))]
-async fn submit(
+pub async fn submit(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     IdPath(post_id): IdPath,
@@ -98,7 +101,10 @@ async fn submit(
     ))
 }
 
-async fn approve(
+/// Approve a pending comment (editor+).
+#[utoipa::path(post, path = "/v1/comments/{id}/approve", security(("bearer" = [])), tag = "comments",
+    params(("id" = Uuid, Path)), responses((status = 200, body = CommentAccepted)))]
+pub async fn approve(
     state: State<AppState>,
     actor: CurrentAuthor,
     id: IdPath,
@@ -107,7 +113,10 @@ async fn approve(
     moderate(state, actor, id, headers, Moderation::Approve).await
 }
 
-async fn reject(
+/// Reject a comment (editor+).
+#[utoipa::path(post, path = "/v1/comments/{id}/reject", security(("bearer" = [])), tag = "comments",
+    params(("id" = Uuid, Path)), responses((status = 200, body = CommentAccepted)))]
+pub async fn reject(
     state: State<AppState>,
     actor: CurrentAuthor,
     id: IdPath,

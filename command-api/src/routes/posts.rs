@@ -28,7 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/posts/{id}/restore", post(restore))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePostRequest {
     title: String,
@@ -40,7 +40,7 @@ pub struct CreatePostRequest {
 }
 
 /// A PATCH body: absent fields stay as they are; `null` clears summary or cover image.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditPostRequest {
     title: Option<String>,
@@ -53,14 +53,14 @@ pub struct EditPostRequest {
     cover_image_url: Option<Option<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
-struct PostCreated {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PostCreated {
     id: Uuid,
     slug: String,
     status: &'static str,
@@ -68,16 +68,16 @@ struct PostCreated {
     position: i64,
 }
 
-#[derive(Serialize)]
-struct PostEdited {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PostEdited {
     id: Uuid,
     slug: String,
     version: i32,
     position: i64,
 }
 
-#[derive(Serialize)]
-struct PostTransitioned {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PostTransitioned {
     id: Uuid,
     status: &'static str,
     version: i32,
@@ -88,8 +88,14 @@ fn parse_slug(raw: &str) -> Result<Slug, FieldError> {
     Slug::parse(raw).map_err(|e: SlugError| FieldError::new("slug", e.to_string()))
 }
 
+/// Create a draft.
+#[utoipa::path(post, path = "/v1/posts", request_body = CreatePostRequest, security(("bearer" = [])), tag = "posts",
+    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 201, body = PostCreated, headers(("Pressroom-Position" = i64))),
+        (status = 409, body = crate::openapi::ProblemDoc, description = "explicit slug taken"),
+        (status = 422, body = crate::openapi::ProblemDoc)))]
 #[tracing::instrument(skip_all)]
-async fn create(
+pub async fn create(
     State(state): State<AppState>,
     author: CurrentAuthor,
     headers: HeaderMap,
@@ -151,8 +157,13 @@ async fn create(
     Ok(committed(StatusCode::CREATED, appended.position, body))
 }
 
+/// Edit fields of a post; `If-Match: "<version>"` is required.
+#[utoipa::path(patch, path = "/v1/posts/{id}", request_body = EditPostRequest, security(("bearer" = [])), tag = "posts",
+    params(("id" = Uuid, Path), ("If-Match" = String, Header, description = "\"<version>\"")),
+    responses((status = 200, body = PostEdited), (status = 412, body = crate::openapi::ProblemDoc, description = "stale; body has current_version"),
+        (status = 428, body = crate::openapi::ProblemDoc, description = "If-Match missing")))]
 #[tracing::instrument(skip_all, fields(post_id = %id))]
-async fn edit(
+pub async fn edit(
     State(state): State<AppState>,
     author: CurrentAuthor,
     IdPath(id): IdPath,
@@ -200,8 +211,12 @@ async fn edit(
     ))
 }
 
+/// Publish now, or schedule when `at` is in the future.
+#[utoipa::path(post, path = "/v1/posts/{id}/publish", request_body(content = Option<PublishRequest>), security(("bearer" = [])), tag = "posts",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = PostTransitioned), (status = 409, body = crate::openapi::ProblemDoc, description = "not publishable from its state")))]
 #[tracing::instrument(skip_all, fields(post_id = %id))]
-async fn publish(
+pub async fn publish(
     State(state): State<AppState>,
     author: CurrentAuthor,
     IdPath(id): IdPath,
@@ -229,7 +244,10 @@ async fn publish(
     transition(&state, &author, id, expected, cmd, &headers).await
 }
 
-async fn unpublish(
+/// Return a published or scheduled post to draft.
+#[utoipa::path(post, path = "/v1/posts/{id}/unpublish", security(("bearer" = [])), tag = "posts",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, body = PostTransitioned)))]
+pub async fn unpublish(
     State(state): State<AppState>,
     author: CurrentAuthor,
     IdPath(id): IdPath,
@@ -247,7 +265,10 @@ async fn unpublish(
     .await
 }
 
-async fn delete(
+/// Soft-delete a post.
+#[utoipa::path(delete, path = "/v1/posts/{id}", security(("bearer" = [])), tag = "posts",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, body = PostTransitioned)))]
+pub async fn delete(
     State(state): State<AppState>,
     author: CurrentAuthor,
     IdPath(id): IdPath,
@@ -257,7 +278,10 @@ async fn delete(
     transition(&state, &author, id, expected, PostCommand::Delete, &headers).await
 }
 
-async fn restore(
+/// Restore a deleted post to draft.
+#[utoipa::path(post, path = "/v1/posts/{id}/restore", security(("bearer" = [])), tag = "posts",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, body = PostTransitioned)))]
+pub async fn restore(
     State(state): State<AppState>,
     author: CurrentAuthor,
     IdPath(id): IdPath,

@@ -11,14 +11,14 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::ClientIp;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     email: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     token: String,
     expires_at: DateTime<Utc>,
@@ -28,8 +28,11 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/session", post(login))
 }
 
+/// Log in: a one-hour HS256 token.
+#[utoipa::path(post, path = "/v1/session", request_body = LoginRequest, tag = "session",
+    responses((status = 200, body = LoginResponse), (status = 401, body = crate::openapi::ProblemDoc), (status = 429, body = crate::openapi::ProblemDoc)))]
 #[tracing::instrument(skip_all)]
-async fn login(
+pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<LoginRequest>,

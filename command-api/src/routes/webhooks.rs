@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/webhooks/{id}", delete(remove))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     url: String,
@@ -36,8 +36,8 @@ pub struct CreateWebhook {
     from_position: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct Webhook {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Webhook {
     id: Uuid,
     url: String,
     events: Vec<String>,
@@ -109,8 +109,11 @@ async fn check_url(raw: &str, allow_private: bool) -> Result<String, FieldError>
     Ok(url.to_string())
 }
 
+/// Subscribe a URL to event types (admin). Loopback/private targets are refused unless allowed.
+#[utoipa::path(post, path = "/v1/webhooks", request_body = CreateWebhook, security(("bearer" = [])), tag = "webhooks",
+    responses((status = 201, body = Webhook), (status = 422, body = crate::openapi::ProblemDoc)))]
 #[tracing::instrument(skip_all)]
-async fn create(
+pub async fn create(
     State(state): State<AppState>,
     admin: CurrentAuthor,
     JsonBody(req): JsonBody<CreateWebhook>,
@@ -167,7 +170,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn list(State(state): State<AppState>, admin: CurrentAuthor) -> ApiResult<Response> {
+/// List subscriptions (admin): `{webhooks: [...]}`.
+#[utoipa::path(get, path = "/v1/webhooks", security(("bearer" = [])), tag = "webhooks", responses((status = 200, body = Vec<Webhook>)))]
+pub async fn list(State(state): State<AppState>, admin: CurrentAuthor) -> ApiResult<Response> {
     require_admin(&admin)?;
     let webhooks = sqlx::query_as!(
         Webhook,
@@ -179,7 +184,10 @@ async fn list(State(state): State<AppState>, admin: CurrentAuthor) -> ApiResult<
     Ok(Json(serde_json::json!({ "webhooks": webhooks })).into_response())
 }
 
-async fn remove(
+/// Delete a subscription (admin).
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", security(("bearer" = [])), tag = "webhooks",
+    params(("id" = Uuid, Path)), responses((status = 204), (status = 404, body = crate::openapi::ProblemDoc)))]
+pub async fn remove(
     State(state): State<AppState>,
     admin: CurrentAuthor,
     IdPath(id): IdPath,
