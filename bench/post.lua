@@ -1,0 +1,21 @@
+-- wrk: POST /v1/posts with a unique title per request (thread id + counter), bearer token from TOKEN.
+local counter = 0
+local thread_id = 0
+local threads = {}
+
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  thread_id = tid or 0
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+end
+
+function request()
+  counter = counter + 1
+  local body = string.format('{"title":"bench %d-%d","body_markdown":"A **bench** post body."}', thread_id, counter)
+  return wrk.format("POST", "/v1/posts", nil, body)
+end
