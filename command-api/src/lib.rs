@@ -8,10 +8,9 @@ pub mod openapi;
 pub mod routes;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use std::sync::Arc;
 
 use shared::auth::JwtKeys;
@@ -72,17 +71,5 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    match sqlx::query_scalar!("select 1 as one")
-        .fetch_one(&state.pool)
-        .await
-    {
-        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: primary unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "unavailable"})),
-            )
-        }
-    }
+    shared::http::ready_primary(&state.pool).await
 }

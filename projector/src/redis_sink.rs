@@ -3,13 +3,11 @@
 //! Redis being down only costs cache warmth: the database stays the source of every read.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use rand::Rng;
 use redis::aio::ConnectionManager;
 use shared::read_model::CachedPost;
 use shared::redis_keys;
-use tokio::sync::Mutex;
 
 /// Sets a hash {tx, pos, body} only when (tx, pos) is newer than what the key holds.
 /// An empty body is a tombstone: the post is not publicly readable at that position.
@@ -36,8 +34,7 @@ pub struct RedisSink {
 }
 
 struct Inner {
-    url: String,
-    conn: Mutex<(Option<ConnectionManager>, Option<Instant>)>,
+    redis: shared::db::LazyRedis,
     script: redis::Script,
 }
 
@@ -45,45 +42,15 @@ impl RedisSink {
     pub fn new(url: String) -> Self {
         RedisSink {
             inner: Arc::new(Inner {
-                url,
-                conn: Mutex::new((None, None)),
+                redis: shared::db::LazyRedis::new(&url),
                 script: redis::Script::new(CAS_SCRIPT),
             }),
         }
     }
 
-    pub fn enabled(&self) -> bool {
-        !self.inner.url.is_empty()
-    }
-
-    /// The connection, (re)connecting at most every 5 s while Redis is down.
-    async fn connection(&self) -> Option<ConnectionManager> {
-        let mut guard = self.inner.conn.lock().await;
-        if let Some(c) = &guard.0 {
-            return Some(c.clone());
-        }
-        if guard
-            .1
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
-        {
-            return None;
-        }
-        guard.1 = Some(Instant::now());
-        match shared::db::redis_manager(&self.inner.url).await {
-            Ok(c) => {
-                guard.0 = Some(c.clone());
-                Some(c)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Redis unavailable; skipping write-through");
-                None
-            }
-        }
-    }
-
     /// Writes post entries and publishes one invalidation per slug.
     pub async fn write_posts(&self, writes: Vec<PostWrite>) {
-        let Some(mut conn) = self.connection().await else {
+        let Some(mut conn) = self.inner.redis.get().await else {
             return;
         };
         if let Err(e) = self.try_write_posts(&mut conn, writes).await {

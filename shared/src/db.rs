@@ -73,3 +73,50 @@ pub async fn redis_manager(url: &str) -> Result<redis::aio::ConnectionManager, r
         .set_number_of_retries(1);
     redis::aio::ConnectionManager::new_with_config(client, config).await
 }
+
+/// A Redis connection made on first use and re-attempted at most every 5 s while Redis is down, so a
+/// missing Redis costs one failed connect per interval instead of one per request.
+pub struct LazyRedis {
+    url: String,
+    state: tokio::sync::Mutex<(
+        Option<redis::aio::ConnectionManager>,
+        Option<std::time::Instant>,
+    )>,
+}
+
+impl LazyRedis {
+    pub fn new(url: &str) -> Self {
+        LazyRedis {
+            url: url.to_string(),
+            state: tokio::sync::Mutex::new((None, None)),
+        }
+    }
+
+    /// The connection, or None while Redis is unreachable (logged once per attempt).
+    pub async fn get(&self) -> Option<redis::aio::ConnectionManager> {
+        if self.url.is_empty() {
+            return None;
+        }
+        let mut guard = self.state.lock().await;
+        if let Some(c) = &guard.0 {
+            return Some(c.clone());
+        }
+        if guard
+            .1
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        {
+            return None;
+        }
+        guard.1 = Some(std::time::Instant::now());
+        match redis_manager(&self.url).await {
+            Ok(c) => {
+                guard.0 = Some(c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis unavailable; carrying on without it");
+                None
+            }
+        }
+    }
+}

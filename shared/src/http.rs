@@ -178,3 +178,22 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdPath {
         }
     }
 }
+
+/// `GET /ready` body for a service whose one dependency is the primary: 200 when it answers, else 503.
+pub async fn ready_primary(pool: &sqlx::PgPool) -> Response {
+    match sqlx::query_scalar!("select 1 as one").fetch_one(pool).await {
+        Ok(_) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: primary unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}

@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
-
 /// GCRA: KEYS[1] holds the theoretical arrival time (ms). ARGV[1] = emission interval (ms),
 /// ARGV[2] = burst. Returns {allowed, retry_after_ms}.
 const GCRA: &str = r#"
@@ -39,8 +37,7 @@ impl Limited {
 }
 
 pub struct RateLimiter {
-    redis: tokio::sync::Mutex<(Option<ConnectionManager>, Option<Instant>)>,
-    url: String,
+    redis: crate::db::LazyRedis,
     script: redis::Script,
     local: Mutex<HashMap<String, f64>>,
     started: Instant,
@@ -49,8 +46,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     pub fn new(redis_url: &str) -> Self {
         RateLimiter {
-            redis: tokio::sync::Mutex::new((None, None)),
-            url: redis_url.to_string(),
+            redis: crate::db::LazyRedis::new(redis_url),
             script: redis::Script::new(GCRA),
             local: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -64,7 +60,7 @@ impl RateLimiter {
         }
         let interval_ms = 60_000.0 / f64::from(per_minute);
         let redis_key = format!("pressroom:rl:{bucket}:{key}");
-        if let Some(mut conn) = self.connection().await {
+        if let Some(mut conn) = self.redis.get().await {
             let r: redis::RedisResult<(i64, i64)> = self
                 .script
                 .key(&redis_key)
@@ -102,30 +98,6 @@ impl RateLimiter {
         }
         map.insert(key.to_string(), tat + interval_ms);
         Ok(())
-    }
-
-    async fn connection(&self) -> Option<ConnectionManager> {
-        let mut guard = self.redis.lock().await;
-        if let Some(c) = &guard.0 {
-            return Some(c.clone());
-        }
-        if guard
-            .1
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
-        {
-            return None;
-        }
-        guard.1 = Some(Instant::now());
-        match crate::db::redis_manager(&self.url).await {
-            Ok(c) => {
-                guard.0 = Some(c.clone());
-                Some(c)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Redis unavailable; rate limiting per instance");
-                None
-            }
-        }
     }
 }
 

@@ -375,7 +375,7 @@ impl Projection for PostsProjection {
     }
 
     async fn after_commit(&self, effects: Vec<PostEffect>) {
-        if effects.is_empty() || !self.redis.enabled() {
+        if effects.is_empty() {
             return;
         }
         let mut ids: Vec<Uuid> = Vec::new();
