@@ -106,15 +106,15 @@ pub async fn append(
     metadata: &Metadata,
 ) -> Result<Appended, EventStoreError> {
     let expected_version = expected.as_version();
-    let actual = stream_version(&mut *conn, stream_id).await?;
-    if actual != expected_version {
-        return Err(EventStoreError::Conflict {
-            stream_id,
-            expected: expected_version,
-            actual,
-        });
-    }
     if events.is_empty() {
+        let actual = stream_version(&mut *conn, stream_id).await?;
+        if actual != expected_version {
+            return Err(EventStoreError::Conflict {
+                stream_id,
+                expected: expected_version,
+                actual,
+            });
+        }
         return Ok(Appended {
             version: actual,
             position: 0,
@@ -130,9 +130,12 @@ pub async fn append(
     let schema_versions = vec![CURRENT_SCHEMA_VERSION; n];
     let payloads: Vec<serde_json::Value> = events.iter().map(DomainEvent::payload).collect();
     let metadatas = vec![metadata; n];
+    // One round trip: the version check rides along with the insert. A stale expectation inserts
+    // nothing; a concurrent writer trips `unique (stream_id, version)`.
     let positions = sqlx::query_scalar!(
         r#"insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
            select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int2[], $7::jsonb[], $8::jsonb[])
+           where (select coalesce(max(version), 0) from events where stream_id = $9) = $10
            returning global_position"#,
         &ids,
         &streams,
@@ -142,6 +145,8 @@ pub async fn append(
         &schema_versions,
         &payloads,
         &metadatas,
+        stream_id,
+        expected_version,
     )
     .fetch_all(&mut *conn)
     .await
@@ -151,6 +156,14 @@ pub async fn append(
         }
         _ => EventStoreError::Database(e),
     })?;
+    if positions.is_empty() {
+        let actual = stream_version(&mut *conn, stream_id).await?;
+        return Err(EventStoreError::Conflict {
+            stream_id,
+            expected: expected_version,
+            actual,
+        });
+    }
     let position = positions.into_iter().max().unwrap_or_default();
     Ok(Appended {
         version: expected_version + n as i32,

@@ -25,15 +25,20 @@ pub async fn create(
     metadata: &Metadata,
 ) -> Result<(Post, Appended), WriteError> {
     let id = Uuid::now_v7();
+    // Decide first (authorisation included), then try the one-round-trip path with the first candidate.
+    let events = post::decide(None, actor, PostCommand::Draft(create.draft.clone()))?;
+    if let Some(appended) =
+        claim_and_append(pool, id, &create.draft.slug, &events, metadata).await?
+    {
+        let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
+        return Ok((state, appended));
+    }
+    if create.explicit_slug {
+        return Err(WriteError::SlugTaken(create.draft.slug.to_string()));
+    }
+    // The generated slug is taken: find the next free `-2`, `-3`… in a transaction.
     let mut tx = pool.begin().await?;
-    create.draft.slug = if create.explicit_slug {
-        if !reserve_slug(&mut tx, &create.draft.slug, id).await? {
-            return Err(WriteError::SlugTaken(create.draft.slug.to_string()));
-        }
-        create.draft.slug
-    } else {
-        generate_slug(&mut tx, &create.draft.slug, id).await?
-    };
+    create.draft.slug = generate_slug(&mut tx, &create.draft.slug, id).await?;
     let events = post::decide(None, actor, PostCommand::Draft(create.draft))?;
     let appended = event_store::append(
         &mut tx,
@@ -49,6 +54,41 @@ pub async fn create(
     Ok((state, appended))
 }
 
+/// Reserves `slug` and appends the new stream's first event in one statement (one round trip, atomic
+/// without an explicit transaction). None when the slug is already reserved.
+async fn claim_and_append(
+    pool: &PgPool,
+    id: Uuid,
+    slug: &Slug,
+    events: &[crate::domain::DomainEvent],
+    metadata: &Metadata,
+) -> Result<Option<Appended>, WriteError> {
+    let [first] = events else { return Ok(None) };
+    let meta = serde_json::to_value(metadata).unwrap_or_default();
+    let position = sqlx::query_scalar!(
+        r#"with claimed as (
+               insert into slug_reservations (slug, post_id) values ($1, $2)
+               on conflict (slug) do nothing returning post_id
+           )
+           insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
+           select $3, post_id, 'post', 1, $4, $5, $6, $7 from claimed
+           returning global_position"#,
+        slug.as_str(),
+        id,
+        Uuid::now_v7(),
+        first.event_type(),
+        crate::domain::events::CURRENT_SCHEMA_VERSION,
+        first.payload(),
+        meta,
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(position.map(|position| Appended {
+        version: 1,
+        position,
+    }))
+}
+
 /// Runs a command on an existing post. `expected` (from If-Match) must equal the current version when given.
 pub async fn execute(
     pool: &PgPool,
@@ -58,8 +98,10 @@ pub async fn execute(
     command: PostCommand,
     metadata: &Metadata,
 ) -> Result<(Post, Appended), WriteError> {
-    let mut tx = pool.begin().await?;
-    let state = load(&mut tx, id).await?;
+    // The fold needs no transaction: the append re-checks the version in the same statement, and a
+    // concurrent writer trips the unique (stream_id, version) constraint.
+    let mut conn = pool.acquire().await?;
+    let state = load(&mut conn, id).await?;
     let Some(current) = state.as_ref() else {
         return Err(crate::domain::DomainError::NotFound("post").into());
     };
@@ -72,26 +114,44 @@ pub async fn execute(
         }
     }
     let version = current.version;
-    if let PostCommand::Edit(EditPost {
-        slug: Some(slug), ..
-    }) = &command
-    {
-        // Authorisation happens in `decide`; reserving first is harmless because the transaction rolls back.
-        if slug.as_str() != current.slug && !reserve_slug(&mut tx, slug, id).await? {
-            return Err(WriteError::SlugTaken(slug.to_string()));
-        }
-    }
+    let new_slug = match &command {
+        PostCommand::Edit(EditPost {
+            slug: Some(slug), ..
+        }) if slug.as_str() != current.slug => Some(slug.clone()),
+        _ => None,
+    };
     let events = post::decide(state.as_ref(), actor, command)?;
-    let appended = event_store::append(
-        &mut tx,
-        id,
-        StreamType::Post,
-        ExpectedVersion::Exact(version),
-        &events,
-        metadata,
-    )
-    .await?;
-    tx.commit().await?;
+    let appended = match new_slug {
+        None => {
+            event_store::append(
+                &mut conn,
+                id,
+                StreamType::Post,
+                ExpectedVersion::Exact(version),
+                &events,
+                metadata,
+            )
+            .await?
+        }
+        Some(slug) => {
+            // A new slug is reserved in the same transaction as the event that claims it.
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            if !reserve_slug(&mut tx, &slug, id).await? {
+                return Err(WriteError::SlugTaken(slug.to_string()));
+            }
+            let appended = event_store::append(
+                &mut tx,
+                id,
+                StreamType::Post,
+                ExpectedVersion::Exact(version),
+                &events,
+                metadata,
+            )
+            .await?;
+            tx.commit().await?;
+            appended
+        }
+    };
     let state = fold_new(state, id, &events).ok_or(WriteError::Concurrent)?;
     Ok((state, appended))
 }
