@@ -1,5 +1,7 @@
 //! The query API's one error type, mapped to problem+json in one place.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::domain::values::FieldError;
@@ -22,6 +24,9 @@ pub enum ReadError {
     /// 500: unexpected; logged, never echoed.
     #[error("internal error")]
     Internal(#[source] sqlx::Error),
+    /// An error shared by every request that waited on the same cache load.
+    #[error(transparent)]
+    Shared(Arc<ReadError>),
 }
 
 impl From<sqlx::Error> for ReadError {
@@ -34,17 +39,23 @@ impl From<sqlx::Error> for ReadError {
     }
 }
 
-impl IntoResponse for ReadError {
-    fn into_response(self) -> Response {
+impl From<Arc<ReadError>> for ReadError {
+    fn from(e: Arc<ReadError>) -> Self {
+        ReadError::Shared(e)
+    }
+}
+
+impl ReadError {
+    fn problem(&self) -> Problem {
         let detail = Some(self.to_string());
-        let problem = match self {
+        match self {
             ReadError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "not-found", detail),
             ReadError::BadRequest(_) => {
                 Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail)
             }
             ReadError::Validation(errors) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail)
-                    .with_errors(errors)
+                    .with_errors(errors.clone())
             }
             ReadError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
@@ -63,8 +74,14 @@ impl IntoResponse for ReadError {
                     Some("an internal error occurred".into()),
                 )
             }
-        };
-        problem.into_response()
+            ReadError::Shared(inner) => inner.problem(),
+        }
+    }
+}
+
+impl IntoResponse for ReadError {
+    fn into_response(self) -> Response {
+        self.problem().into_response()
     }
 }
 

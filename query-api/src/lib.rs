@@ -1,5 +1,6 @@
 //! The query API: public reads served from replicas by default, with read-your-writes on request.
 
+pub mod cache;
 pub mod consistency;
 pub mod error;
 pub mod routes;
@@ -13,11 +14,45 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
+use cache::ReadCache;
 use routing::ReadPools;
+use shared::config::Config;
 
 #[derive(Clone)]
 pub struct AppState {
     pub reads: Arc<ReadPools>,
+    pub cache: Arc<ReadCache>,
+}
+
+/// How long an in-process entry lives before it is re-read (jittered by up to a quarter).
+pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl AppState {
+    /// The primary pool and one pool per replica URL (`replica1`, `replica2`…), and the cache.
+    pub fn from_config(config: &Config) -> Result<Self, sqlx::Error> {
+        let primary = shared::db::pool(
+            &config.database_primary_url,
+            config.db_pool_size,
+            "pressroom-query-api",
+        )?;
+        let mut replicas = Vec::new();
+        for (i, url) in config.database_replica_urls.iter().enumerate() {
+            replicas.push((
+                format!("replica{}", i + 1),
+                shared::db::pool(url, config.db_pool_size, "pressroom-query-api")?,
+            ));
+        }
+        let reads = ReadPools::new(
+            primary,
+            replicas,
+            config.max_replica_lag,
+            config.consistency_wait,
+        );
+        Ok(AppState {
+            reads: Arc::new(reads),
+            cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL)),
+        })
+    }
 }
 
 /// The whole query API router, as the binary and the tests serve it.

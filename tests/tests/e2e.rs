@@ -10,7 +10,19 @@ use shared::domain::role::Role;
 #[tokio::test]
 async fn a_published_post_is_readable_at_once_with_its_position_and_via_the_replica_within_a_second(
 ) {
-    let stack = Stack::start(TestDb::fresh().await).await;
+    // Redis unreachable: nothing is written through, so the plain read has to come from the replica,
+    // and reads keep working without Redis.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = format!("redis://127.0.0.1:{closed}");
+    let off = [
+        ("PRESSROOM_RATE_LIMIT_LOGIN", "0"),
+        ("REDIS_URL", redis.as_str()),
+    ];
+    let stack = Stack::start_with(TestDb::fresh().await, &off).await;
     let (_, token) = stack.token(Role::Author).await;
     let (_, slug, position) = stack.published_post(&token, "Hello Pressroom").await;
     assert_eq!(slug, "hello-pressroom");
@@ -234,5 +246,79 @@ async fn walking_every_page_returns_each_published_post_exactly_once() {
     }
     let expected: Vec<String> = (0..7).rev().map(|i| format!("post-{i}")).collect();
     assert_eq!(seen, expected);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn with_redis_a_published_post_is_served_from_the_cache_and_an_edit_shows_after_invalidation()
+{
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let (id, slug, position) = stack.published_post(&token, "Cached post").await;
+    assert_eq!(stack.get_post(&slug, Some(position)).await.status(), 200);
+    let mut sources = Vec::new();
+    for _ in 0..3 {
+        let res = stack.get_post(&slug, None).await;
+        assert_eq!(res.status(), 200);
+        sources.push(
+            res.headers()["pressroom-read-source"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        sources.last().map(String::as_str),
+        Some("cache"),
+        "{sources:?}"
+    );
+    let etag = stack.get_post(&slug, None).await.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let not_modified = stack
+        .http
+        .get(format!("{}/v1/posts/{slug}", stack.query))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+
+    let res = stack
+        .patch_post(
+            &token,
+            &id,
+            Some("\"2\""),
+            json!({"title": "Cached post, edited"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let edit_position: i64 = res.headers()["pressroom-position"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // With the edit's token, the stale cache entry is skipped.
+    let body: Value = stack
+        .get_post(&slug, Some(edit_position))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["title"], "Cached post, edited");
+    // Without it, the projector's invalidation reaches the cache quickly.
+    let started = tokio::time::Instant::now();
+    loop {
+        let body: Value = stack.get_post(&slug, None).await.json().await.unwrap();
+        if body["title"] == "Cached post, edited" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "stale after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stack.stop().await;
 }

@@ -17,6 +17,13 @@ use shared::read_model::{AuthorRef, PostDetail, PostSummary, TagRef};
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shared::position::LogPosition;
+use sqlx::PgPool;
+
+use crate::cache::{PostEntry, SlugEntry};
 use crate::consistency::{min_position, stamp};
 use crate::error::{ReadError, ReadResult};
 use crate::AppState;
@@ -109,11 +116,62 @@ async fn list(
     let tag = params.get("tag").filter(|t| !t.is_empty());
     let author = params.get("author").filter(|a| !a.is_empty());
     let token = min_position(&state, &headers).await?;
+    let query = ListQuery {
+        limit,
+        cursor,
+        tag: tag.cloned(),
+        author: author.cloned(),
+    };
+    if token.is_some() {
+        let (body, position, source) = load_list(&state, &query, token).await?;
+        return Ok(list_response(body, position, source));
+    }
+    let key = format!(
+        "{limit}|{:?}|{:?}|{:?}",
+        query.cursor, query.tag, query.author
+    );
+    if let Some(hit) = state.cache.lists.get(&key).await {
+        return Ok(list_response(hit.0.clone(), hit.1, ReadSource::Cache));
+    }
+    let page = state
+        .cache
+        .lists
+        .try_get_with(key, async {
+            let (body, position, source) = load_list(&state, &query, None).await?;
+            Ok::<_, ReadError>(Arc::new((body, position, source)))
+        })
+        .await?;
+    Ok(list_response(page.0.clone(), page.1, page.2))
+}
+
+struct ListQuery {
+    limit: i64,
+    cursor: Option<(DateTime<Utc>, Uuid)>,
+    tag: Option<String>,
+    author: Option<String>,
+}
+
+fn list_response(body: Bytes, position: i64, source: ReadSource) -> Response {
+    let res = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    stamp(res, position, source)
+}
+
+/// One page from the database the route (and token) selects, serialized.
+async fn load_list(
+    state: &AppState,
+    q: &ListQuery,
+    token: Option<LogPosition>,
+) -> ReadResult<(Bytes, i64, ReadSource)> {
     let chosen = state
         .reads
         .choose(ReadRoute::Replica, PROJECTION, token)
         .await?;
-    let tag_filter = tag.map(|t| serde_json::json!([{ "slug": t }]));
+    let tag_filter = q.tag.as_ref().map(|t| serde_json::json!([{ "slug": t }]));
     let rows = sqlx::query_as!(
         SummaryRow,
         r#"select id, slug, title, summary, author as "author: SqlJson<AuthorRef>", tags as "tags: SqlJson<Vec<TagRef>>",
@@ -125,25 +183,26 @@ async fn list(
              and ($4::text is null or author_id = (select a.id from read.post_authors a where a.slug = $4))
            order by published_at desc, id desc
            limit $5"#,
-        cursor.map(|c| c.0),
-        cursor.map(|c| c.1),
+        q.cursor.map(|c| c.0),
+        q.cursor.map(|c| c.1),
         tag_filter,
-        author.map(String::as_str),
-        limit + 1,
+        q.author.as_deref(),
+        q.limit + 1,
     )
     .fetch_all(&chosen.pool)
     .await?;
     let mut posts: Vec<PostSummary> = rows.into_iter().map(PostSummary::from).collect();
-    let next_cursor = if posts.len() as i64 > limit {
-        posts.truncate(limit as usize);
+    let next_cursor = if posts.len() as i64 > q.limit {
+        posts.truncate(q.limit as usize);
         posts
             .last()
             .and_then(|p| p.published_at.map(|at| encode_cursor(at, p.id)))
     } else {
         None
     };
-    let res = Json(PostPage { posts, next_cursor }).into_response();
-    Ok(stamp(res, chosen.position.global_position, chosen.source))
+    let body =
+        Bytes::from(serde_json::to_vec(&PostPage { posts, next_cursor }).unwrap_or_default());
+    Ok((body, chosen.position.global_position, chosen.source))
 }
 
 struct DetailRow {
@@ -161,7 +220,10 @@ struct DetailRow {
     version: i32,
     updated_at: DateTime<Utc>,
     published_at: Option<DateTime<Utc>>,
+    last_transaction_id: i64,
     last_position: i64,
+    checkpoint_tx: i64,
+    checkpoint_position: i64,
 }
 
 impl DetailRow {
@@ -187,6 +249,104 @@ impl DetailRow {
     }
 }
 
+/// Builds a cache entry from a post detail known to reflect `valid_through`.
+fn post_entry(
+    detail: PostDetail,
+    etag_position: i64,
+    header_position: i64,
+    valid_through: LogPosition,
+    source: ReadSource,
+) -> SlugEntry {
+    let body = Bytes::from(serde_json::to_vec(&detail).unwrap_or_default());
+    SlugEntry::Post(PostEntry {
+        body,
+        etag: format!("\"p{etag_position}\""),
+        header_position,
+        detail: Arc::new(detail),
+        valid_through,
+        source,
+    })
+}
+
+/// Reads a slug from one database: the post (with the projection checkpoint, in the same snapshot),
+/// or the slug history for a 301, or nothing.
+async fn load_from(
+    pool: &PgPool,
+    source: ReadSource,
+    slug: &str,
+) -> ReadResult<(SlugEntry, LogPosition)> {
+    let row = sqlx::query_as!(
+        DetailRow,
+        r#"select id, slug, status, title, summary, body_html, cover_image_url, tags as "tags: SqlJson<Vec<TagRef>>",
+                  author as "author: SqlJson<AuthorRef>", reading_time_minutes, comment_count, version, updated_at,
+                  published_at, last_transaction_id::text::bigint as "last_transaction_id!", last_position,
+                  coalesce((select transaction_id::text::bigint from read.checkpoints where name = 'posts'), 0) as "checkpoint_tx!",
+                  coalesce((select global_position from read.checkpoints where name = 'posts'), 0) as "checkpoint_position!"
+           from read.posts where slug = $1"#,
+        slug
+    )
+    .fetch_optional(pool)
+    .await?;
+    if let Some(row) = row {
+        let checkpoint = LogPosition::new(row.checkpoint_tx, row.checkpoint_position);
+        if row.status != PostStatus::Published.as_str() {
+            return Ok((SlugEntry::NotFound, checkpoint));
+        }
+        let (etag_position, header) = (row.last_position, row.checkpoint_position);
+        let row_position = LogPosition::new(row.last_transaction_id, row.last_position);
+        let entry = post_entry(
+            row.into_detail(),
+            etag_position,
+            header,
+            checkpoint.max(row_position),
+            source,
+        );
+        return Ok((entry, checkpoint));
+    }
+    let moved = sqlx::query!(
+        r#"select (select p.slug from read.slug_history h join read.posts p on p.id = h.post_id
+                   where h.slug = $1 and p.status = 'published') as current,
+                  coalesce((select transaction_id::text::bigint from read.checkpoints where name = 'posts'), 0) as "tx!",
+                  coalesce((select global_position from read.checkpoints where name = 'posts'), 0) as "pos!""#,
+        slug
+    )
+    .fetch_one(pool)
+    .await?;
+    let checkpoint = LogPosition::new(moved.tx, moved.pos);
+    Ok((
+        moved.current.map_or(SlugEntry::NotFound, SlugEntry::Moved),
+        checkpoint,
+    ))
+}
+
+/// A cache miss without a consistency token: Redis (the projector's write-through), then a replica
+/// (or the primary when none is healthy or the replica fails).
+async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
+    if let Some(cached) = state.cache.redis_post(slug).await {
+        let at = LogPosition::new(cached.transaction_id, cached.position);
+        return Ok(Arc::new(post_entry(
+            cached.post,
+            cached.position,
+            cached.position,
+            at,
+            ReadSource::Cache,
+        )));
+    }
+    let (pool, source) = state.reads.route(ReadRoute::Replica);
+    let loaded = match load_from(&pool, source, slug).await {
+        Err(e) if source == ReadSource::Replica => {
+            tracing::warn!(error = %e, "replica read failed; reading the primary");
+            load_from(&state.reads.primary, ReadSource::Primary, slug).await
+        }
+        other => other,
+    };
+    match loaded?.0 {
+        // Not cached: a post published a moment from now must not stay hidden behind a cached 404.
+        SlugEntry::NotFound => Err(ReadError::NotFound("post")),
+        entry => Ok(Arc::new(entry)),
+    }
+}
+
 #[tracing::instrument(skip_all, fields(slug = %slug))]
 async fn by_slug(
     State(state): State<AppState>,
@@ -194,58 +354,63 @@ async fn by_slug(
     Path(slug): Path<String>,
 ) -> ReadResult<Response> {
     let token = min_position(&state, &headers).await?;
+    let Some(token) = token else {
+        if let Some(hit) = state.cache.posts.get(&slug).await {
+            return Ok(respond(&hit, &headers, Some(ReadSource::Cache)));
+        }
+        // Single flight: concurrent misses for one slug share one load.
+        let entry = state
+            .cache
+            .posts
+            .try_get_with(slug.clone(), load_slug(&state, &slug))
+            .await?;
+        return Ok(respond(&entry, &headers, None));
+    };
+    // Read-your-writes: a cache entry that is not known to include the token is skipped.
+    if let Some(hit) = state.cache.posts.get(&slug).await {
+        if let SlugEntry::Post(p) = hit.as_ref() {
+            if p.valid_through.reached(&token) {
+                return Ok(respond(&hit, &headers, Some(ReadSource::Cache)));
+            }
+        }
+    }
     let chosen = state
         .reads
-        .choose(ReadRoute::Replica, PROJECTION, token)
+        .choose(ReadRoute::Replica, PROJECTION, Some(token))
         .await?;
     if !chosen.reached {
         // Even the primary's projection is behind the token: fold the post from the event store.
-        if let Some(token) = token {
-            return from_events(&state, &slug, token.global_position).await;
+        return from_events(&state, &slug, token.global_position).await;
+    }
+    let (entry, _) = load_from(&chosen.pool, chosen.source, &slug).await?;
+    Ok(respond(&entry, &headers, Some(chosen.source)))
+}
+
+/// Writes the response for a slug entry: 200 (or 304), 301, or 404.
+fn respond(entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -> Response {
+    match entry {
+        SlugEntry::NotFound => ReadError::NotFound("post").into_response(),
+        SlugEntry::Moved(current) => {
+            stamp(moved_to(current), 0, source.unwrap_or(ReadSource::Cache))
+        }
+        SlugEntry::Post(p) => {
+            let mut res = if if_none_match(headers, &p.etag) {
+                StatusCode::NOT_MODIFIED.into_response()
+            } else {
+                let mut res = (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    p.body.clone(),
+                )
+                    .into_response();
+                cache_headers(&mut res, &p.detail);
+                res
+            };
+            res.headers_mut()
+                .insert(header::ETAG, header_value(&p.etag));
+            stamp(res, p.header_position, source.unwrap_or(p.source))
         }
     }
-    let row = sqlx::query_as!(
-        DetailRow,
-        r#"select id, slug, status, title, summary, body_html, cover_image_url, tags as "tags: SqlJson<Vec<TagRef>>",
-                  author as "author: SqlJson<AuthorRef>", reading_time_minutes, comment_count, version, updated_at,
-                  published_at, last_position
-           from read.posts where slug = $1"#,
-        slug
-    )
-    .fetch_optional(&chosen.pool)
-    .await?;
-    let Some(row) = row else {
-        let current = sqlx::query_scalar!(
-            "select p.slug from read.slug_history h join read.posts p on p.id = h.post_id
-             where h.slug = $1 and p.status = 'published'",
-            slug
-        )
-        .fetch_optional(&chosen.pool)
-        .await?;
-        return match current {
-            Some(current) => Ok(stamp(
-                moved_to(&current),
-                chosen.position.global_position,
-                chosen.source,
-            )),
-            None => Err(ReadError::NotFound("post")),
-        };
-    };
-    if row.status != PostStatus::Published.as_str() {
-        return Err(ReadError::NotFound("post"));
-    }
-    let etag = format!("\"p{}\"", row.last_position);
-    let res = if if_none_match(&headers, &etag) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let detail = row.into_detail();
-        let mut res = Json(&detail).into_response();
-        cache_headers(&mut res, &detail);
-        res
-    };
-    let mut res = res;
-    res.headers_mut().insert(header::ETAG, header_value(&etag));
-    Ok(stamp(res, chosen.position.global_position, chosen.source))
 }
 
 /// Answers a single post from its events when no projection has reached the client's token.

@@ -1,0 +1,129 @@
+//! The read cache: in process (moka: bounded, short jittered TTL, single-flight per key) in front of
+//! Redis (entries the projector writes through) in front of the database. The projector's invalidation
+//! messages on Redis pub/sub evict entries in every instance; the TTL bounds staleness while Redis is down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use moka::future::Cache;
+use rand::Rng;
+use shared::db::{LazyRedis, ReadSource};
+use shared::read_model::{CachedPost, PostDetail};
+use shared::redis_keys;
+use tokio_util::sync::CancellationToken;
+
+/// A rendered single-post response, ready to send.
+#[derive(Debug, Clone)]
+pub struct PostEntry {
+    pub body: Bytes,
+    pub detail: Arc<PostDetail>,
+    pub etag: String,
+    /// `Pressroom-Position` to answer with.
+    pub header_position: i64,
+    /// The projection position this entry is known to reflect (row position, or the checkpoint it was read at).
+    pub valid_through: shared::position::LogPosition,
+    /// Where it came from on the miss that loaded it.
+    pub source: ReadSource,
+}
+
+/// What a slug resolves to.
+#[derive(Debug, Clone)]
+pub enum SlugEntry {
+    Post(PostEntry),
+    /// The slug is an old one: 301 to this slug.
+    Moved(String),
+    NotFound,
+}
+
+pub struct ReadCache {
+    pub posts: Cache<String, Arc<SlugEntry>>,
+    /// List pages by query string; any post change clears them.
+    pub lists: Cache<String, Arc<(Bytes, i64, ReadSource)>>,
+    pub redis: LazyRedis,
+}
+
+fn jittered(base: Duration) -> Duration {
+    let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 4);
+    base + Duration::from_millis(jitter)
+}
+
+struct JitteredExpiry(Duration);
+
+impl<K, V> moka::Expiry<K, V> for JitteredExpiry {
+    fn expire_after_create(&self, _: &K, _: &V, _: std::time::Instant) -> Option<Duration> {
+        Some(jittered(self.0))
+    }
+}
+
+impl ReadCache {
+    pub fn new(redis_url: &str, ttl: Duration) -> Self {
+        ReadCache {
+            posts: Cache::builder()
+                .max_capacity(20_000)
+                .expire_after(JitteredExpiry(ttl))
+                .build(),
+            lists: Cache::builder()
+                .max_capacity(2_000)
+                .expire_after(JitteredExpiry(ttl))
+                .build(),
+            redis: LazyRedis::new(redis_url),
+        }
+    }
+
+    /// The projector's write-through entry for a slug, if Redis has a live one.
+    pub async fn redis_post(&self, slug: &str) -> Option<CachedPost> {
+        let mut conn = self.redis.get().await?;
+        let ns: Option<i64> = redis::cmd("GET")
+            .arg(redis_keys::NAMESPACE_KEY)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        let body: Option<String> = redis::cmd("HGET")
+            .arg(redis_keys::post_by_slug(ns.unwrap_or(0), slug))
+            .arg("body")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| tracing::debug!(error = %e, "Redis read failed"))
+            .ok()?;
+        serde_json::from_str(&body?).ok()
+    }
+
+    /// Applies invalidations from the projector until shutdown, resubscribing after Redis failures.
+    pub async fn follow_invalidations(
+        self: Arc<Self>,
+        redis_url: String,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let run = async {
+                let client = redis::Client::open(redis_url.as_str())?;
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(redis_keys::INVALIDATION_CHANNEL).await?;
+                // Anything may have changed while we were not listening.
+                self.posts.invalidate_all();
+                self.lists.invalidate_all();
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    if let Some(slug) = payload.strip_prefix("slug:") {
+                        self.posts.invalidate(slug).await;
+                    }
+                    self.lists.invalidate_all();
+                }
+                Ok::<(), redis::RedisError>(())
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = run => if let Err(e) = r {
+                    tracing::debug!(error = %e, "invalidation feed lost; relying on TTLs until Redis is back");
+                },
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
