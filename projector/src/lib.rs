@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod projections;
 pub mod redis_sink;
 pub mod runner;
+pub mod scheduler;
 pub mod status;
 
 use std::sync::Arc;
@@ -67,6 +68,12 @@ pub async fn run_projections(
         shutdown.clone(),
     ));
     let posts = Arc::new(PostsProjection::new(pool.clone(), redis));
+    let scheduler = tokio::spawn(scheduler::run(
+        pool.clone(),
+        config.database_primary_direct_url.clone(),
+        status.clone(),
+        shutdown.clone(),
+    ));
     let posts_runner = tokio::spawn(runner::run(
         posts,
         pool,
@@ -75,8 +82,8 @@ pub async fn run_projections(
         status,
         shutdown.clone(),
     ));
-    let (l, p) = tokio::join!(listener, posts_runner);
-    for (what, r) in [("listener", l), ("posts", p)] {
+    let (l, p, s) = tokio::join!(listener, posts_runner, scheduler);
+    for (what, r) in [("listener", l), ("posts", p), ("scheduler", s)] {
         if let Err(e) = r {
             tracing::error!(task = what, error = %e, "task ended abnormally");
         }

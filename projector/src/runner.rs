@@ -89,7 +89,8 @@ pub async fn run<P: Projection>(
     tracing::info!(projection = name, "stopped");
 }
 
-async fn acquire_leadership(
+/// Waits until this instance holds the advisory lock named after `name`; None on shutdown.
+pub(crate) async fn acquire_leadership(
     name: &'static str,
     direct_url: &str,
     status: &StatusBoard,

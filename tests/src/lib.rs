@@ -159,6 +159,7 @@ pub struct Stack {
     pub projector: String,
     pub http: reqwest::Client,
     children: Vec<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -182,13 +183,14 @@ impl Stack {
         env.push(("PRESSROOM_COMMAND_ADDR".into(), format!("127.0.0.1:{c}")));
         env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{p}")));
         let mut children = Vec::new();
+        let env_for_children = env.clone();
         for name in [
             "pressroom-projector",
             "pressroom-command-api",
             "pressroom-query-api",
         ] {
             let child = Command::new(bin(name))
-                .envs(env.iter().cloned())
+                .envs(env_for_children.iter().cloned())
                 .env(
                     "PRESSROOM_LOG",
                     std::env::var("PRESSROOM_LOG").unwrap_or_else(|_| "warn".into()),
@@ -208,6 +210,7 @@ impl Stack {
                 .build()
                 .unwrap(),
             children,
+            env,
         };
         for base in [&stack.projector, &stack.command, &stack.query] {
             let mut ok = false;
@@ -392,4 +395,21 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
         "{body}"
     );
     body
+}
+
+impl Stack {
+    /// Starts one more projector process on this stack's database (it stands by while the first leads).
+    pub fn spawn_projector(&self) -> Child {
+        let mut env = self.env.clone();
+        env.push((
+            "PRESSROOM_PROJECTOR_ADDR".into(),
+            format!("127.0.0.1:{}", free_port()),
+        ));
+        Command::new(bin("pressroom-projector"))
+            .envs(env)
+            .env("PRESSROOM_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
 }
