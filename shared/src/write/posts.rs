@@ -212,7 +212,22 @@ async fn reserve_slug(conn: &mut PgConnection, slug: &Slug, id: Uuid) -> Result<
 }
 
 async fn generate_slug(conn: &mut PgConnection, base: &Slug, id: Uuid) -> Result<Slug, WriteError> {
-    for n in 1..=1000u32 {
+    // Start after the highest `base-N` already taken (one range scan of the primary key) instead of
+    // probing -2, -3… one by one: a popular title must not cost one insert per earlier post.
+    let prefix = format!("{base}-");
+    let taken = sqlx::query_scalar!(
+        "select slug from slug_reservations where slug > $1 and slug < $2",
+        prefix,
+        format!("{base}.")
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let highest = taken
+        .iter()
+        .filter_map(|s| s.strip_prefix(&prefix)?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(1);
+    for n in (highest + 1).max(2)..=highest.saturating_add(1000) {
         let candidate = base.with_suffix(n);
         let got = sqlx::query_scalar!(
             "insert into slug_reservations (slug, post_id) values ($1, $2) on conflict (slug) do nothing returning post_id",
