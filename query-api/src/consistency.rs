@@ -1,7 +1,8 @@
 //! Read-your-writes: the `Pressroom-Min-Position` token, and the headers every read answers with.
 
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use shared::db::ReadRoute;
 use shared::db::ReadSource;
 use shared::position::{LogPosition, MIN_POSITION_HEADER, POSITION_HEADER, READ_SOURCE_HEADER};
 
@@ -43,4 +44,27 @@ pub fn stamp(mut res: Response, position: i64, source: ReadSource) -> Response {
         HeaderValue::from_static(source.as_str()),
     );
     res
+}
+
+/// Runs a read on the source `route` (and the request's `Pressroom-Min-Position`) selects for the
+/// `posts` projection, and answers its JSON with the position and source headers.
+pub async fn projected_read<T, F, Fut>(
+    state: &AppState,
+    headers: &HeaderMap,
+    route: ReadRoute,
+    read: F,
+) -> ReadResult<Response>
+where
+    T: serde::Serialize,
+    F: FnOnce(sqlx::PgPool) -> Fut,
+    Fut: std::future::Future<Output = ReadResult<T>>,
+{
+    let token = min_position(state, headers).await?;
+    let chosen = state.reads.choose(route, "posts", token).await?;
+    let body = read(chosen.pool.clone()).await?;
+    Ok(stamp(
+        axum::Json(body).into_response(),
+        chosen.position.global_position,
+        chosen.source,
+    ))
 }

@@ -22,6 +22,8 @@ use shared::config::Config;
 pub struct AppState {
     pub reads: Arc<ReadPools>,
     pub cache: Arc<ReadCache>,
+    /// `PRESSROOM_PUBLIC_URL`, the base of links in feeds and sitemaps.
+    pub public_url: Arc<str>,
 }
 
 /// How long an in-process entry lives before it is re-read (jittered by up to a quarter).
@@ -51,6 +53,7 @@ impl AppState {
         Ok(AppState {
             reads: Arc::new(reads),
             cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL)),
+            public_url: Arc::from(config.public_url.as_str()),
         })
     }
 }

@@ -247,13 +247,16 @@ impl PostsProjection {
             last_position: event.global_position,
         };
         save_row(&mut *conn, &row).await?;
-        sqlx::query!(
-            "insert into read.slug_history (slug, post_id) values ($1, $2) on conflict (slug) do update set post_id = excluded.post_id",
-            row.slug,
-            id
-        )
-        .execute(&mut *conn)
-        .await?;
+        if existing.as_ref().is_none_or(|r| r.slug != row.slug) {
+            sqlx::query!(
+                "insert into read.slug_history (slug, post_id) values ($1, $2) on conflict (slug) do update set post_id = excluded.post_id",
+                row.slug,
+                id
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        update_counts(&mut *conn, existing.as_ref(), &row).await?;
         if let Some(old) = existing.filter(|r| r.slug != row.slug) {
             effects.push(PostEffect::SlugRetired {
                 slug: old.slug,
@@ -279,12 +282,25 @@ impl PostsProjection {
                 slug,
                 avatar_url,
                 ..
-            }) => AuthorRef {
-                id,
-                slug: slug.clone(),
-                name: name.clone(),
-                avatar_url: avatar_url.clone(),
-            },
+            }) => {
+                let bio = match decoded {
+                    DomainEvent::AuthorRegistered(r) => r.bio.clone(),
+                    _ => None,
+                };
+                sqlx::query!(
+                    "insert into read.post_authors (id, slug, name, avatar_url, bio) values ($1, $2, $3, $4, $5)
+                     on conflict (id) do update set slug = excluded.slug, name = excluded.name,
+                         avatar_url = excluded.avatar_url, bio = excluded.bio",
+                    id,
+                    slug,
+                    name,
+                    avatar_url.as_deref(),
+                    bio
+                )
+                .execute(&mut *conn)
+                .await?;
+                return Ok(());
+            }
             DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated {
                 name,
                 slug,
@@ -297,6 +313,19 @@ impl PostsProjection {
                         reason: format!("profile update for unknown author {id}"),
                     });
                 };
+                if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated {
+                    bio: Some(bio),
+                    ..
+                }) = decoded
+                {
+                    sqlx::query!(
+                        "update read.post_authors set bio = $2 where id = $1",
+                        id,
+                        bio.as_deref()
+                    )
+                    .execute(&mut *conn)
+                    .await?;
+                }
                 if name.is_none() && slug.is_none() && avatar_url.is_none() {
                     return Ok(()); // nothing a post shows changed
                 }
@@ -331,6 +360,54 @@ impl PostsProjection {
         effects.extend(changed.into_iter().map(PostEffect::Changed));
         Ok(())
     }
+}
+
+/// Keeps published-post counts of tags and authors: the difference between what the row counted
+/// for before (if it was published) and after.
+async fn update_counts(
+    conn: &mut PgConnection,
+    before: Option<&PostRow>,
+    after: &PostRow,
+) -> Result<(), sqlx::Error> {
+    let published = |r: &PostRow| r.status == "published";
+    let old: Vec<&TagRef> = before
+        .filter(|r| published(r))
+        .map(|r| r.tags.0.iter().collect())
+        .unwrap_or_default();
+    let new: Vec<&TagRef> = if published(after) {
+        after.tags.0.iter().collect()
+    } else {
+        Vec::new()
+    };
+    for gone in old.iter().filter(|t| !new.iter().any(|n| n.slug == t.slug)) {
+        sqlx::query!(
+            "update read.tags set post_count = post_count - 1 where slug = $1",
+            gone.slug
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    for added in new.iter().filter(|t| !old.iter().any(|o| o.slug == t.slug)) {
+        sqlx::query!(
+            "insert into read.tags (slug, name, post_count) values ($1, $2, 1)
+             on conflict (slug) do update set post_count = read.tags.post_count + 1",
+            added.slug,
+            added.name
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    let delta = i32::from(published(after)) - i32::from(before.is_some_and(published));
+    if delta != 0 {
+        sqlx::query!(
+            "update read.post_authors set post_count = post_count + $2 where id = $1",
+            after.author_id,
+            delta
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn load_author(conn: &mut PgConnection, id: Uuid) -> Result<Option<AuthorRef>, sqlx::Error> {

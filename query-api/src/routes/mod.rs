@@ -1,9 +1,18 @@
 //! The query API's routes, one module per feature, merged here.
 
+pub mod authors;
+pub mod feeds;
 pub mod posts;
+pub mod search;
+pub mod tags;
 
 use crate::AppState;
 
 pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().merge(posts::router())
+    axum::Router::new()
+        .merge(posts::router())
+        .merge(authors::router())
+        .merge(tags::router())
+        .merge(search::router())
+        .merge(feeds::router())
 }

@@ -87,7 +87,7 @@ fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
     ))
 }
 
-fn parse_limit(params: &HashMap<String, String>) -> ReadResult<i64> {
+pub(crate) fn parse_limit(params: &HashMap<String, String>) -> ReadResult<i64> {
     let Some(raw) = params.get("limit") else {
         return Ok(DEFAULT_LIMIT);
     };

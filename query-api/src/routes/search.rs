@@ -1,0 +1,156 @@
+//! Full-text search over published posts: websearch syntax ("exact phrase", -word, or), title weighted
+//! over summary over body, ranked, with a highlighted snippet, keyset-paginated by (rank, id).
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::db::ReadRoute;
+use shared::domain::values::FieldError;
+use shared::read_model::{AuthorRef, PostSummary, TagRef};
+use sqlx::types::Json as SqlJson;
+use uuid::Uuid;
+
+use super::posts::parse_limit;
+use crate::consistency::projected_read;
+use crate::error::{ReadError, ReadResult};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/search", get(search))
+}
+
+#[derive(Serialize)]
+struct SearchResult {
+    #[serde(flatten)]
+    post: PostSummary,
+    rank: f64,
+    /// An excerpt with matches wrapped in `<mark>`…`</mark>`.
+    snippet: String,
+}
+
+#[derive(Serialize)]
+struct SearchPage {
+    results: Vec<SearchResult>,
+    next_cursor: Option<String>,
+}
+
+struct Row {
+    id: Uuid,
+    slug: String,
+    title: String,
+    summary: Option<String>,
+    author: SqlJson<AuthorRef>,
+    tags: SqlJson<Vec<TagRef>>,
+    published_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    reading_time_minutes: i32,
+    comment_count: i32,
+    rank: f64,
+    snippet: String,
+}
+
+/// `<rank bits in hex>.<id>`: exact, so the next page starts precisely after the last result.
+fn encode_cursor(rank: f64, id: Uuid) -> String {
+    format!("{:x}.{}", rank.to_bits(), id.simple())
+}
+
+fn decode_cursor(raw: &str) -> Option<(f64, Uuid)> {
+    let (bits, id) = raw.split_once('.')?;
+    Some((
+        f64::from_bits(u64::from_str_radix(bits, 16).ok()?),
+        Uuid::try_parse(id).ok()?,
+    ))
+}
+
+async fn search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> ReadResult<Response> {
+    let q = params
+        .get("q")
+        .map(|q| q.trim().to_string())
+        .unwrap_or_default();
+    if q.is_empty() || q.chars().count() > 200 {
+        return Err(ReadError::Validation(vec![FieldError::new(
+            "q",
+            "must be 1 to 200 characters",
+        )]));
+    }
+    let limit = parse_limit(&params)?;
+    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?)
+        }
+        None => None,
+    };
+    projected_read(&state, &headers, ReadRoute::Replica, |pool| async move {
+        let rows = sqlx::query_as!(
+            Row,
+            r#"select id, slug, title, summary, author as "author: SqlJson<AuthorRef>", tags as "tags: SqlJson<Vec<TagRef>>",
+                      published_at, updated_at, reading_time_minutes, comment_count,
+                      ts_rank(search, query)::float8 as "rank!",
+                      ts_headline('english', title || '. ' || coalesce(summary, '') || ' ' || body_markdown, query,
+                                  'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=1') as "snippet!"
+               from read.posts, websearch_to_tsquery('english', $1) as query
+               where status = 'published' and search @@ query
+                 and ($2::float8 is null or (ts_rank(search, query)::float8, id) < ($2, $3))
+               order by 11 desc, id desc
+               limit $4"#,
+            q,
+            cursor.map(|c| c.0),
+            cursor.map(|c| c.1),
+            limit + 1
+        )
+        .fetch_all(&pool)
+        .await?;
+        let mut results: Vec<SearchResult> = rows
+            .into_iter()
+            .map(|r| SearchResult {
+                post: PostSummary {
+                    id: r.id,
+                    slug: r.slug,
+                    title: r.title,
+                    summary: r.summary,
+                    author: r.author.0,
+                    tags: r.tags.0,
+                    published_at: r.published_at,
+                    updated_at: r.updated_at,
+                    reading_time_minutes: r.reading_time_minutes,
+                    comment_count: r.comment_count,
+                },
+                rank: r.rank,
+                snippet: r.snippet,
+            })
+            .collect();
+        let next_cursor = if results.len() as i64 > limit {
+            results.truncate(limit as usize);
+            results.last().map(|r| encode_cursor(r.rank, r.post.id))
+        } else {
+            None
+        };
+        Ok(SearchPage { results, next_cursor })
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_cursors_keep_the_exact_rank() {
+        let id = Uuid::now_v7();
+        assert_eq!(
+            decode_cursor(&encode_cursor(0.0607927, id)),
+            Some((0.0607927, id))
+        );
+        assert_eq!(decode_cursor("zz.nope"), None);
+    }
+}

@@ -1,0 +1,62 @@
+//! Public tag pages: tags in use, most used first, and one by slug.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use shared::db::ReadRoute;
+
+use crate::consistency::projected_read;
+use crate::error::{ReadError, ReadResult};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tags", get(list))
+        .route("/v1/tags/{slug}", get(by_slug))
+}
+
+#[derive(Serialize)]
+pub struct TagView {
+    slug: String,
+    name: String,
+    post_count: i32,
+}
+
+#[derive(Serialize)]
+struct TagList {
+    tags: Vec<TagView>,
+}
+
+async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
+    projected_read(&state, &headers, ReadRoute::Replica, |pool| async move {
+        let tags = sqlx::query_as!(
+            TagView,
+            "select slug, name, post_count from read.tags where post_count > 0 order by post_count desc, slug limit 1000"
+        )
+        .fetch_all(&pool)
+        .await?;
+        Ok(TagList { tags })
+    })
+    .await
+}
+
+async fn by_slug(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> ReadResult<Response> {
+    projected_read(&state, &headers, ReadRoute::Replica, |pool| async move {
+        sqlx::query_as!(
+            TagView,
+            "select slug, name, post_count from read.tags where slug = $1 and post_count > 0",
+            slug
+        )
+        .fetch_optional(&pool)
+        .await?
+        .ok_or(ReadError::NotFound("tag"))
+    })
+    .await
+}
