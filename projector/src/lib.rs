@@ -18,6 +18,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use projections::comments::CommentsProjection;
 use projections::posts::PostsProjection;
 use redis_sink::RedisSink;
 use runner::RunnerConfig;
@@ -48,7 +49,8 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
     Json(serde_json::json!({ "projections": state.status.snapshot() }))
 }
 
-/// Starts the listener and every projection runner; returns when `shutdown` is cancelled and all stopped.
+/// Starts the listener, every projection runner and the scheduler; returns when `shutdown` is
+/// cancelled and all of them stopped.
 pub async fn run_projections(
     config: &Config,
     pool: PgPool,
@@ -62,30 +64,61 @@ pub async fn run_projections(
         poll_interval: config.projector_poll_interval,
     };
     let redis = RedisSink::new(config.redis_url.clone());
-    let listener = tokio::spawn(runner::listen_for_events(
-        config.database_primary_direct_url.clone(),
-        wake_tx,
-        shutdown.clone(),
-    ));
-    let posts = Arc::new(PostsProjection::new(pool.clone(), redis));
-    let scheduler = tokio::spawn(scheduler::run(
-        pool.clone(),
-        config.database_primary_direct_url.clone(),
-        status.clone(),
-        shutdown.clone(),
-    ));
-    let posts_runner = tokio::spawn(runner::run(
-        posts,
-        pool,
-        runner_config,
-        wake_rx,
-        status,
-        shutdown.clone(),
-    ));
-    let (l, p, s) = tokio::join!(listener, posts_runner, scheduler);
-    for (what, r) in [("listener", l), ("posts", p), ("scheduler", s)] {
-        if let Err(e) = r {
+    let direct = config.database_primary_direct_url.clone();
+    let spawn = |projection| {
+        let (pool, config, wake, status, shutdown) = (
+            pool.clone(),
+            runner_config.clone(),
+            wake_rx.clone(),
+            status.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            match projection {
+                Runner::Posts(p) => runner::run(p, pool, config, wake, status, shutdown).await,
+                Runner::Comments(p) => runner::run(p, pool, config, wake, status, shutdown).await,
+            }
+        })
+    };
+    let tasks = vec![
+        (
+            "listener",
+            tokio::spawn(runner::listen_for_events(
+                direct.clone(),
+                wake_tx,
+                shutdown.clone(),
+            )),
+        ),
+        (
+            "posts",
+            spawn(Runner::Posts(Arc::new(PostsProjection::new(
+                pool.clone(),
+                redis.clone(),
+            )))),
+        ),
+        (
+            "comments",
+            spawn(Runner::Comments(Arc::new(CommentsProjection::new(redis)))),
+        ),
+        (
+            "scheduler",
+            tokio::spawn(scheduler::run(
+                pool.clone(),
+                direct,
+                status.clone(),
+                shutdown.clone(),
+            )),
+        ),
+    ];
+    for (what, task) in tasks {
+        if let Err(e) = task.await {
             tracing::error!(task = what, error = %e, "task ended abnormally");
         }
     }
+}
+
+/// The projections this process runs (one runner task each).
+enum Runner {
+    Posts(Arc<PostsProjection>),
+    Comments(Arc<CommentsProjection>),
 }

@@ -48,6 +48,35 @@ impl RedisSink {
         }
     }
 
+    /// Drops post entries (their next read goes to the database) and tells every query API to evict them.
+    pub async fn evict_posts(&self, slugs: Vec<String>) {
+        let Some(mut conn) = self.inner.redis.get().await else {
+            return;
+        };
+        let result: redis::RedisResult<()> = async {
+            let ns: Option<i64> = redis::cmd("GET")
+                .arg(redis_keys::NAMESPACE_KEY)
+                .query_async(&mut conn)
+                .await?;
+            for slug in slugs {
+                let _: i64 = redis::cmd("DEL")
+                    .arg(redis_keys::post_by_slug(ns.unwrap_or(0), &slug))
+                    .query_async(&mut conn)
+                    .await?;
+                let _: i64 = redis::cmd("PUBLISH")
+                    .arg(redis_keys::INVALIDATION_CHANNEL)
+                    .arg(format!("slug:{slug}"))
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "Redis eviction failed; entries expire by TTL");
+        }
+    }
+
     /// Writes post entries and publishes one invalidation per slug.
     pub async fn write_posts(&self, writes: Vec<PostWrite>) {
         let Some(mut conn) = self.inner.redis.get().await else {

@@ -52,6 +52,7 @@ pub async fn projected_read<T, F, Fut>(
     state: &AppState,
     headers: &HeaderMap,
     route: ReadRoute,
+    projections: &[&str],
     read: F,
 ) -> ReadResult<Response>
 where
@@ -60,7 +61,7 @@ where
     Fut: std::future::Future<Output = ReadResult<T>>,
 {
     let token = min_position(state, headers).await?;
-    let chosen = state.reads.choose(route, "posts", token).await?;
+    let chosen = state.reads.choose(route, projections, token).await?;
     let body = read(chosen.pool.clone()).await?;
     Ok(stamp(
         axum::Json(body).into_response(),

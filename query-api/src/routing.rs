@@ -106,12 +106,12 @@ impl ReadPools {
     pub async fn choose(
         &self,
         route: ReadRoute,
-        projection: &str,
+        projections: &[&str],
         token: Option<LogPosition>,
     ) -> Result<Chosen, sqlx::Error> {
         let Some(token) = token else {
             let (pool, source) = self.route(route);
-            return match checkpoint(&pool, projection).await {
+            return match checkpoint(&pool, projections).await {
                 Ok(position) => Ok(Chosen {
                     pool,
                     source,
@@ -121,7 +121,7 @@ impl ReadPools {
                 Err(e) if source == ReadSource::Replica => {
                     tracing::warn!(error = %e, "replica failed; reading the primary");
                     let pool = self.primary.clone();
-                    let position = checkpoint(&pool, projection).await?;
+                    let position = checkpoint(&pool, projections).await?;
                     Ok(Chosen {
                         pool,
                         source: ReadSource::Primary,
@@ -136,7 +136,7 @@ impl ReadPools {
             let deadline = tokio::time::Instant::now() + self.consistency_wait;
             loop {
                 for r in self.healthy_replicas() {
-                    if let Ok(position) = checkpoint(&r.pool, projection).await {
+                    if let Ok(position) = checkpoint(&r.pool, projections).await {
                         if position.reached(&token) {
                             return Ok(Chosen {
                                 pool: r.pool.clone(),
@@ -154,7 +154,7 @@ impl ReadPools {
             }
         }
         let pool = self.primary.clone();
-        let position = checkpoint(&pool, projection).await?;
+        let position = checkpoint(&pool, projections).await?;
         Ok(Chosen {
             pool,
             source: ReadSource::Primary,
@@ -211,15 +211,22 @@ impl ReadPools {
     }
 }
 
-/// A projection's checkpoint as the given database sees it.
-pub async fn checkpoint(pool: &PgPool, projection: &str) -> Result<LogPosition, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"select transaction_id::text::bigint as "tx!", global_position from read.checkpoints where name = $1"#,
-        projection
+/// The lowest checkpoint among `projections` as the given database sees it: data read from several
+/// projections is at least this current. A projection that never ran counts as the start of the log.
+pub async fn checkpoint(pool: &PgPool, projections: &[&str]) -> Result<LogPosition, sqlx::Error> {
+    let names: Vec<String> = projections.iter().map(|p| p.to_string()).collect();
+    let rows = sqlx::query!(
+        r#"select transaction_id::text::bigint as "tx!", global_position from read.checkpoints where name = any($1)"#,
+        &names
     )
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await?;
-    Ok(row.map_or(LogPosition::START, |r| {
-        LogPosition::new(r.tx, r.global_position)
-    }))
+    if rows.len() < names.len() {
+        return Ok(LogPosition::START);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| LogPosition::new(r.tx, r.global_position))
+        .min()
+        .unwrap_or(LogPosition::START))
 }

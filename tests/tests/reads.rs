@@ -336,3 +336,102 @@ async fn old_slugs_redirect_unpublished_states_are_404_and_scripts_never_survive
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn approved_comments_are_listed_in_order_and_counted_on_the_post() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, editor) = stack.token(Role::Editor).await;
+    let (id, slug, _) = publish(
+        &stack,
+        &editor,
+        json!({"title": "Discussed", "body_markdown": "x"}),
+    )
+    .await;
+    // Warm the cache so the count change has to evict it.
+    let mut warm = 0;
+    while stack.get_post(&slug, None).await.status() != 200 {
+        warm += 1;
+        assert!(warm < 100, "never readable");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let body = json!({"author_name": format!("Reader {i}"), "body": format!("Comment {i}")});
+        let res = stack
+            .command(
+                Method::POST,
+                &format!("/v1/posts/{id}/comments"),
+                None,
+                Some(body),
+                &[],
+            )
+            .await;
+        assert_eq!(res.status(), 202);
+        ids.push(
+            res.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let mut last = 0;
+    for (cid, verb) in [
+        (&ids[0], "approve"),
+        (&ids[1], "reject"),
+        (&ids[2], "approve"),
+    ] {
+        let res = stack
+            .command(
+                Method::POST,
+                &format!("/v1/comments/{cid}/{verb}"),
+                Some(&editor),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        last = res.headers()["pressroom-position"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    }
+    let page: Value = get(&stack, &format!("/v1/posts/{slug}/comments?limit=1"), last)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["comments"][0]["body"], "Comment 0");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest: Value = get(
+        &stack,
+        &format!("/v1/posts/{slug}/comments?limit=1&cursor={cursor}"),
+        last,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        rest["comments"][0]["body"], "Comment 2",
+        "the rejected comment is not listed"
+    );
+    assert!(rest["next_cursor"].is_null());
+    let started = tokio::time::Instant::now();
+    loop {
+        let post: Value = stack.get_post(&slug, None).await.json().await.unwrap();
+        if post["comment_count"] == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "comment_count stale: {post}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        get(&stack, "/v1/posts/nope/comments", last).await.status(),
+        404
+    );
+    stack.stop().await;
+}

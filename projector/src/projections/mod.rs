@@ -1,6 +1,7 @@
 //! Projections: each turns events into its own read tables, inside the batch transaction that also
 //! advances its checkpoint; side effects outside PostgreSQL (Redis) run after commit.
 
+pub mod comments;
 pub mod posts;
 
 use std::future::Future;

@@ -35,7 +35,7 @@ struct AuthorList {
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
-    projected_read(&state, &headers, ReadRoute::Replica, |pool| async move {
+    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
         let authors = sqlx::query_as!(
             AuthorView,
             "select id, slug, name, bio, avatar_url, post_count from read.post_authors order by name, id limit 1000"
@@ -52,7 +52,7 @@ async fn by_slug(
     headers: HeaderMap,
     Path(slug): Path<String>,
 ) -> ReadResult<Response> {
-    projected_read(&state, &headers, ReadRoute::Replica, |pool| async move {
+    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
         sqlx::query_as!(
             AuthorView,
             "select id, slug, name, bio, avatar_url, post_count from read.post_authors where slug = $1",

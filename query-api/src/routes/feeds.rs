@@ -76,7 +76,7 @@ async fn feed(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<R
     let token = min_position(&state, &headers).await?;
     let chosen = state
         .reads
-        .choose(ReadRoute::Replica, "posts", token)
+        .choose(ReadRoute::Replica, &["posts"], token)
         .await?;
     let rows = sqlx::query_as!(
         FeedRow,
@@ -137,7 +137,7 @@ async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> ReadResul
     let token = min_position(&state, &headers).await?;
     let chosen = state
         .reads
-        .choose(ReadRoute::Replica, "posts", token)
+        .choose(ReadRoute::Replica, &["posts"], token)
         .await?;
     let rows = sqlx::query!(
         "select slug, updated_at from read.posts where status = 'published' order by published_at desc, id desc limit $1",

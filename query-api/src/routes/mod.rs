@@ -1,6 +1,7 @@
 //! The query API's routes, one module per feature, merged here.
 
 pub mod authors;
+pub mod comments;
 pub mod feeds;
 pub mod posts;
 pub mod search;
@@ -12,6 +13,7 @@ pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .merge(posts::router())
         .merge(authors::router())
+        .merge(comments::router())
         .merge(tags::router())
         .merge(search::router())
         .merge(feeds::router())

@@ -28,7 +28,7 @@ use crate::consistency::{min_position, stamp};
 use crate::error::{ReadError, ReadResult};
 use crate::AppState;
 
-const PROJECTION: &str = "posts";
+const PROJECTIONS: &[&str] = &["posts"];
 const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 100;
 
@@ -75,11 +75,11 @@ impl From<SummaryRow> for PostSummary {
 }
 
 /// A keyset cursor: the (published_at, id) of the last post on the previous page.
-fn encode_cursor(published_at: DateTime<Utc>, id: Uuid) -> String {
+pub(crate) fn encode_cursor(published_at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}.{}", published_at.timestamp_micros(), id.simple())
 }
 
-fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
+pub(crate) fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let (micros, id) = raw.split_once('.')?;
     Some((
         DateTime::from_timestamp_micros(micros.parse().ok()?)?,
@@ -169,7 +169,7 @@ async fn load_list(
 ) -> ReadResult<(Bytes, i64, ReadSource)> {
     let chosen = state
         .reads
-        .choose(ReadRoute::Replica, PROJECTION, token)
+        .choose(ReadRoute::Replica, PROJECTIONS, token)
         .await?;
     let tag_filter = q.tag.as_ref().map(|t| serde_json::json!([{ "slug": t }]));
     let rows = sqlx::query_as!(
@@ -376,7 +376,7 @@ async fn by_slug(
     }
     let chosen = state
         .reads
-        .choose(ReadRoute::Replica, PROJECTION, Some(token))
+        .choose(ReadRoute::Replica, PROJECTIONS, Some(token))
         .await?;
     if !chosen.reached {
         // Even the primary's projection is behind the token: fold the post from the event store.

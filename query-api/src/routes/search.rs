@@ -90,7 +90,7 @@ async fn search(
         }
         None => None,
     };
-    projected_read(&state, &headers, ReadRoute::Replica, |pool| async move {
+    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
         let rows = sqlx::query_as!(
             Row,
             r#"select id, slug, title, summary, author as "author: SqlJson<AuthorRef>", tags as "tags: SqlJson<Vec<TagRef>>",

@@ -31,7 +31,7 @@ struct TagList {
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
-    projected_read(&state, &headers, ReadRoute::Replica, |pool| async move {
+    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
         let tags = sqlx::query_as!(
             TagView,
             "select slug, name, post_count from read.tags where post_count > 0 order by post_count desc, slug limit 1000"
@@ -48,15 +48,21 @@ async fn by_slug(
     headers: HeaderMap,
     Path(slug): Path<String>,
 ) -> ReadResult<Response> {
-    projected_read(&state, &headers, ReadRoute::Replica, |pool| async move {
-        sqlx::query_as!(
-            TagView,
-            "select slug, name, post_count from read.tags where slug = $1 and post_count > 0",
-            slug
-        )
-        .fetch_optional(&pool)
-        .await?
-        .ok_or(ReadError::NotFound("tag"))
-    })
+    projected_read(
+        &state,
+        &headers,
+        ReadRoute::Replica,
+        &["posts"],
+        |pool| async move {
+            sqlx::query_as!(
+                TagView,
+                "select slug, name, post_count from read.tags where slug = $1 and post_count > 0",
+                slug
+            )
+            .fetch_optional(&pool)
+            .await?
+            .ok_or(ReadError::NotFound("tag"))
+        },
+    )
     .await
 }

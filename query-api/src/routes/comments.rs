@@ -1,0 +1,90 @@
+//! Approved comments of a published post, oldest first, keyset-paginated by (created_at, id).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::db::ReadRoute;
+use uuid::Uuid;
+
+use super::posts::{decode_cursor, encode_cursor, parse_limit};
+use crate::consistency::projected_read;
+use crate::error::{ReadError, ReadResult};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/posts/{slug}/comments", get(list))
+}
+
+#[derive(Serialize)]
+struct CommentView {
+    id: Uuid,
+    author_name: String,
+    body: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct CommentPage {
+    comments: Vec<CommentView>,
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ReadResult<Response> {
+    let limit = parse_limit(&params)?;
+    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?)
+        }
+        None => None,
+    };
+    projected_read(
+        &state,
+        &headers,
+        ReadRoute::Replica,
+        &["posts", "comments"],
+        |pool| async move {
+            let post = sqlx::query_scalar!(
+                "select id from read.posts where slug = $1 and status = 'published'",
+                slug
+            )
+            .fetch_optional(&pool)
+            .await?
+            .ok_or(ReadError::NotFound("post"))?;
+            let mut comments = sqlx::query_as!(
+                CommentView,
+                r#"select id, author_name, body, created_at from read.comments
+               where post_id = $1 and status = 'approved'
+                 and ($2::timestamptz is null or (created_at, id) > ($2, $3))
+               order by created_at, id limit $4"#,
+                post,
+                cursor.map(|c| c.0),
+                cursor.map(|c| c.1),
+                limit + 1
+            )
+            .fetch_all(&pool)
+            .await?;
+            let next_cursor = if comments.len() as i64 > limit {
+                comments.truncate(limit as usize);
+                comments.last().map(|c| encode_cursor(c.created_at, c.id))
+            } else {
+                None
+            };
+            Ok(CommentPage {
+                comments,
+                next_cursor,
+            })
+        },
+    )
+    .await
+}
