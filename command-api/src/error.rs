@@ -69,18 +69,10 @@ impl From<WriteError> for ApiError {
             WriteError::Domain(DomainError::NotFound(what)) => ApiError::NotFound(what.to_string()),
             WriteError::Domain(DomainError::Forbidden(why)) => ApiError::Forbidden(why.to_string()),
             WriteError::Domain(DomainError::InvalidTransition(why)) => ApiError::Conflict(why),
-            WriteError::VersionMismatch { expected, current } => {
-                ApiError::PreconditionFailed { expected, current }
-            }
-            WriteError::Concurrent => {
-                ApiError::Conflict("a concurrent write changed this resource; retry".into())
-            }
-            WriteError::SlugTaken(slug) => {
-                ApiError::Conflict(format!("slug `{slug}` is already taken"))
-            }
-            WriteError::EmailTaken => {
-                ApiError::Conflict("an author with this email already exists".into())
-            }
+            WriteError::VersionMismatch { expected, current } => ApiError::PreconditionFailed { expected, current },
+            WriteError::Concurrent => ApiError::Conflict("a concurrent write changed this resource; retry".into()),
+            WriteError::SlugTaken(slug) => ApiError::Conflict(format!("slug `{slug}` is already taken")),
+            WriteError::EmailTaken => ApiError::Conflict("an author with this email already exists".into()),
             WriteError::Validation(errors) => ApiError::Validation(errors),
             WriteError::Database(e) => e.into(),
         }
@@ -91,9 +83,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let detail = Some(self.to_string());
         let problem = match self {
-            ApiError::Unauthorized => {
-                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
-            }
+            ApiError::Unauthorized => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail),
             ApiError::Forbidden(_) => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail),
             ApiError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "not-found", detail),
             ApiError::Conflict(_) => Problem::new(StatusCode::CONFLICT, "conflict", detail),
@@ -102,12 +92,10 @@ impl IntoResponse for ApiError {
                 "precondition-required",
                 Some("send If-Match: \"<version>\" with the version you edited".into()),
             ),
-            ApiError::PreconditionFailed { current, .. } => Problem::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition-failed",
-                detail,
-            )
-            .with_extension("current_version", current),
+            ApiError::PreconditionFailed { current, .. } => {
+                Problem::new(StatusCode::PRECONDITION_FAILED, "precondition-failed", detail)
+                    .with_extension("current_version", current)
+            }
             ApiError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail),
             ApiError::Validation(errors) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -116,8 +104,7 @@ impl IntoResponse for ApiError {
             )
             .with_errors(errors),
             ApiError::RateLimited(secs) => {
-                Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
-                    .with_retry_after(secs)
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail).with_retry_after(secs)
             }
             ApiError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
@@ -130,11 +117,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    Some("an internal error occurred".into()),
-                )
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", Some("an internal error occurred".into()))
             }
             ApiError::Problem(p) => *p,
         };

@@ -19,12 +19,7 @@ const HEADER: &str = "idempotency-key";
 /// A first request that has not finished after this long is presumed dead, and a retry may take over.
 const ABANDONED_AFTER_SECS: f64 = 60.0;
 /// Response headers stored and replayed with the body.
-const KEPT_HEADERS: &[&str] = &[
-    "content-type",
-    "pressroom-position",
-    "location",
-    "retry-after",
-];
+const KEPT_HEADERS: &[&str] = &["content-type", "pressroom-position", "location", "retry-after"];
 
 enum Claim {
     /// This request runs and records its reply.
@@ -50,20 +45,13 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     }
 }
 
-async fn run(
-    state: &AppState,
-    key: HeaderValue,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Result<Response, ApiError> {
     let key = key
         .to_str()
         .ok()
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| {
-            ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
-        })?
+        .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into()))?
         .to_string();
     let principal = principal(state, &req);
     let method = req.method().as_str().to_string();
@@ -77,22 +65,11 @@ async fn run(
         )))
     })?;
     let hash = hex(&Sha256::digest(&bytes));
-    let scope = (
-        principal.as_str(),
-        method.as_str(),
-        path.as_str(),
-        key.as_str(),
-    );
+    let scope = (principal.as_str(), method.as_str(), path.as_str(), key.as_str());
     match claim(state, scope, &hash).await? {
-        Claim::Replay {
-            status,
-            headers,
-            body,
-        } => Ok(replay(status, &headers, body)),
+        Claim::Replay { status, headers, body } => Ok(replay(status, &headers, body)),
         Claim::Run => {
-            let res = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
+            let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
             record(state, scope, res).await
         }
     }
@@ -108,25 +85,16 @@ fn principal(state: &AppState, req: &Request) -> String {
     match claims {
         Some(c) => format!("author:{}", c.sub),
         None => {
-            let peer = req
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-            format!(
-                "ip:{}",
-                state.config.trusted_proxies.client_ip(peer, req.headers())
-            )
+            let peer =
+                req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+            format!("ip:{}", state.config.trusted_proxies.client_ip(peer, req.headers()))
         }
     }
 }
 
 type Scope<'a> = (&'a str, &'a str, &'a str, &'a str);
 
-async fn claim(
-    state: &AppState,
-    (principal, method, path, key): Scope<'_>,
-    hash: &str,
-) -> Result<Claim, ApiError> {
+async fn claim(state: &AppState, (principal, method, path, key): Scope<'_>, hash: &str) -> Result<Claim, ApiError> {
     for _ in 0..3 {
         let inserted = sqlx::query_scalar!(
             r#"insert into idempotency_keys (principal, method, path, key, request_hash) values ($1, $2, $3, $4, $5)
@@ -172,12 +140,10 @@ async fn claim(
             continue;
         }
         if row.request_hash != hash {
-            return Err(ApiError::Validation(vec![
-                shared::domain::values::FieldError::new(
-                    "Idempotency-Key",
-                    "was already used with a different request body",
-                ),
-            ]));
+            return Err(ApiError::Validation(vec![shared::domain::values::FieldError::new(
+                "Idempotency-Key",
+                "was already used with a different request body",
+            )]));
         }
         return match (row.status_code, row.response_body) {
             (Some(status), Some(body)) => Ok(Claim::Replay {
@@ -185,14 +151,10 @@ async fn claim(
                 headers: row.response_headers.unwrap_or_default(),
                 body,
             }),
-            _ => Err(ApiError::Conflict(
-                "a request with this Idempotency-Key is still in flight".into(),
-            )),
+            _ => Err(ApiError::Conflict("a request with this Idempotency-Key is still in flight".into())),
         };
     }
-    Err(ApiError::Conflict(
-        "a request with this Idempotency-Key is still in flight".into(),
-    ))
+    Err(ApiError::Conflict("a request with this Idempotency-Key is still in flight".into()))
 }
 
 /// Stores the reply (or frees the key after a 5xx, so the client may retry) and returns it.
@@ -214,9 +176,7 @@ async fn record(
         .await?;
         return Ok(Response::from_parts(parts, body));
     }
-    let bytes = to_bytes(body, usize::MAX)
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let bytes = to_bytes(body, usize::MAX).await.map_err(|e| ApiError::Internal(Box::new(e)))?;
     let headers = kept_headers(&parts.headers);
     sqlx::query!(
         "update idempotency_keys set status_code = $5, response_headers = $6, response_body = $7, completed_at = now()
@@ -237,11 +197,7 @@ async fn record(
 fn kept_headers(h: &HeaderMap) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
         .iter()
-        .filter_map(|name| {
-            h.get(*name)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| (name.to_string(), v.into()))
-        })
+        .filter_map(|name| h.get(*name).and_then(|v| v.to_str().ok()).map(|v| (name.to_string(), v.into())))
         .collect();
     serde_json::Value::Object(map)
 }
@@ -251,16 +207,14 @@ fn replay(status: u16, headers: &serde_json::Value, body: Vec<u8>) -> Response {
     *res.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     if let Some(map) = headers.as_object() {
         for (k, v) in map {
-            if let (Ok(name), Some(Ok(value))) = (
-                HeaderName::try_from(k.as_str()),
-                v.as_str().map(HeaderValue::from_str),
-            ) {
+            if let (Ok(name), Some(Ok(value))) =
+                (HeaderName::try_from(k.as_str()), v.as_str().map(HeaderValue::from_str))
+            {
                 res.headers_mut().insert(name, value);
             }
         }
     }
-    res.headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     res
 }
 

@@ -33,23 +33,14 @@ impl AppState {
     /// Builds the state from configuration (pools connect lazily).
     pub fn from_config(config: Config) -> Result<Self, shared::config::ConfigError> {
         let keys = JwtKeys::new(config.require_jwt_secret()?);
-        let pool = shared::db::pool(
-            &config.database_primary_url,
-            config.db_pool_size,
-            "pressroom-command-api",
-        )
-        .map_err(|e| shared::config::ConfigError::Invalid {
-            name: "DATABASE_PRIMARY_URL",
-            value: config.database_primary_url.clone(),
-            reason: e.to_string(),
-        })?;
+        let pool = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-command-api")
+            .map_err(|e| shared::config::ConfigError::Invalid {
+                name: "DATABASE_PRIMARY_URL",
+                value: config.database_primary_url.clone(),
+                reason: e.to_string(),
+            })?;
         let limiter = Arc::new(RateLimiter::new(&config.redis_url));
-        Ok(AppState {
-            pool,
-            keys,
-            limiter,
-            config: Arc::new(config),
-        })
+        Ok(AppState { pool, keys, limiter, config: Arc::new(config) })
     }
 }
 
@@ -62,10 +53,7 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .merge(openapi::router())
         .fallback(shared::http::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::idempotency,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
         .with_state(state);
     shared::http::standard_layers(router, request_timeout)
 }

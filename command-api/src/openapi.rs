@@ -36,12 +36,7 @@ impl Modify for BearerAuth {
         let components = api.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }
@@ -62,9 +57,7 @@ impl Modify for BearerAuth {
 pub struct ApiDoc;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(spec))
-        .route("/docs", get(docs))
+    Router::new().route("/openapi.json", get(spec)).route("/docs", get(docs))
 }
 
 async fn spec() -> impl IntoResponse {

@@ -1,5 +1,7 @@
-//! `pressroom-ops`: the operator CLI — migrations, the first admin, demo/bench seeding, projection status.
+//! `pressroom-ops`: the operator CLI — migrations, the first admin, seeding, projection status and
+//! skips, replica status, and the event log.
 
+mod projections;
 mod seed;
 
 use clap::{Parser, Subcommand};
@@ -11,11 +13,7 @@ use shared::write::WriteError;
 use sqlx::PgPool;
 
 #[derive(Parser)]
-#[command(
-    name = "pressroom-ops",
-    about = "Operate a Pressroom deployment",
-    version
-)]
+#[command(name = "pressroom-ops", about = "Operate a Pressroom deployment", version)]
 struct Cli {
     /// Superuser connection for migrations and operator reads (the services use DATABASE_PRIMARY_URL).
     #[arg(
@@ -44,10 +42,20 @@ enum Command {
     },
     /// Append demo or bench content through the event store.
     Seed(seed::SeedArgs),
-    /// Projection checkpoints and lag.
+    /// Projection checkpoints, lag, skipping a poison event.
     Projections {
         #[command(subcommand)]
         command: ProjectionsCommand,
+    },
+    /// Replica health and lag.
+    Replicas {
+        #[command(subcommand)]
+        command: ReplicasCommand,
+    },
+    /// The event log.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
     },
 }
 
@@ -57,6 +65,33 @@ enum ProjectionsCommand {
     Status {
         #[arg(long)]
         json: bool,
+    },
+    /// Move a halted projection past the event it cannot apply (recorded in `projection_skips`).
+    Skip {
+        name: String,
+        position: i64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReplicasCommand {
+    /// Replication state and lag of every replica, as the primary sees them.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// The newest events as JSON lines.
+    Tail {
+        #[arg(long)]
+        stream: Option<uuid::Uuid>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
     },
 }
 
@@ -69,27 +104,24 @@ async fn main() -> anyhow::Result<()> {
             shared::MIGRATOR.run(&pool).await?;
             println!("migrations applied");
         }
-        Command::CreateAdmin {
-            email,
-            password,
-            name,
-        } => create_admin(&pool, &email, &password, &name).await?,
+        Command::CreateAdmin { email, password, name } => create_admin(&pool, &email, &password, &name).await?,
         Command::Seed(args) => seed::run(&pool, args).await?,
-        Command::Projections {
-            command: ProjectionsCommand::Status { json },
-        } => projections_status(&pool, json).await?,
+        Command::Projections { command } => match command {
+            ProjectionsCommand::Status { json } => projections::status(&pool, json).await?,
+            ProjectionsCommand::Skip { name, position, reason } => {
+                projections::skip(&pool, &name, position, &reason).await?
+            }
+        },
+        Command::Replicas { command: ReplicasCommand::Status { json } } => projections::replicas(&pool, json).await?,
+        Command::Events { command: EventsCommand::Tail { stream, limit } } => {
+            projections::tail(&pool, stream, limit).await?
+        }
     }
     Ok(())
 }
 
-async fn create_admin(
-    pool: &PgPool,
-    email: &str,
-    password: &str,
-    name: &str,
-) -> anyhow::Result<()> {
-    let email =
-        Email::parse("email", email).map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+async fn create_admin(pool: &PgPool, email: &str, password: &str, name: &str) -> anyhow::Result<()> {
+    let email = Email::parse("email", email).map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
     let new = NewAuthor {
         email: email.clone(),
         name: name.to_string(),
@@ -100,70 +132,9 @@ async fn create_admin(
         avatar_url: None,
     };
     match authors::register(pool, new, &Metadata::default()).await {
-        Ok((a, appended)) => println!(
-            "admin {} registered as {} at position {}",
-            a.email, a.id, appended.position
-        ),
+        Ok((a, appended)) => println!("admin {} registered as {} at position {}", a.email, a.id, appended.position),
         Err(WriteError::EmailTaken) => println!("admin {} already exists", email.as_str()),
         Err(e) => return Err(e.into()),
-    }
-    Ok(())
-}
-
-#[derive(serde::Serialize)]
-struct ProjectionStatus {
-    name: String,
-    position: i64,
-    head: i64,
-    lag_events: i64,
-    lag_seconds: f64,
-    state: String,
-    error: Option<String>,
-}
-
-async fn projections_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
-    let rows = sqlx::query!(
-        r#"select c.name, c.global_position, c.state, c.error,
-                  (select coalesce(max(global_position), 0) from events) as "head!",
-                  (select count(*) from events e
-                    where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)) as "lag_events!",
-                  coalesce(extract(epoch from now() - (select min(e.recorded_at) from events e
-                    where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))), 0)::float8 as "lag_seconds!"
-           from read.checkpoints c order by c.name"#
-    )
-    .fetch_all(pool)
-    .await?;
-    let statuses: Vec<ProjectionStatus> = rows
-        .into_iter()
-        .map(|r| ProjectionStatus {
-            name: r.name,
-            position: r.global_position,
-            head: r.head,
-            lag_events: r.lag_events,
-            lag_seconds: r.lag_seconds,
-            state: r.state,
-            error: r.error,
-        })
-        .collect();
-    if json {
-        println!("{}", serde_json::json!({ "projections": statuses }));
-    } else {
-        println!(
-            "{:<12} {:>10} {:>10} {:>10} {:>10}  state",
-            "projection", "position", "head", "lag", "lag_s"
-        );
-        for s in statuses {
-            println!(
-                "{:<12} {:>10} {:>10} {:>10} {:>10.1}  {}{}",
-                s.name,
-                s.position,
-                s.head,
-                s.lag_events,
-                s.lag_seconds,
-                s.state,
-                s.error.map(|e| format!(" ({e})")).unwrap_or_default()
-            );
-        }
     }
     Ok(())
 }

@@ -30,14 +30,7 @@ pub struct SeedArgs {
     if_empty: bool,
 }
 
-const TOPICS: &[&str] = &[
-    "Rust",
-    "Databases",
-    "Event Sourcing",
-    "Publishing",
-    "Performance",
-    "Operations",
-];
+const TOPICS: &[&str] = &["Rust", "Databases", "Event Sourcing", "Publishing", "Performance", "Operations"];
 const WORDS: &[&str] = &[
     "event",
     "log",
@@ -63,11 +56,9 @@ const WORDS: &[&str] = &[
 
 pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
     if args.if_empty {
-        let any = sqlx::query_scalar!(
-            r#"select exists(select 1 from events where stream_type = 'post') as "any!""#
-        )
-        .fetch_one(pool)
-        .await?;
+        let any = sqlx::query_scalar!(r#"select exists(select 1 from events where stream_type = 'post') as "any!""#)
+            .fetch_one(pool)
+            .await?;
         if any {
             println!("content exists; not seeding");
             return Ok(());
@@ -80,8 +71,7 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let next = Arc::new(AtomicU32::new(0));
     let workers = (0..args.concurrency.max(1)).map(|_| {
-        let (pool, writers, next, total) =
-            (pool.clone(), writers.clone(), next.clone(), args.posts);
+        let (pool, writers, next, total) = (pool.clone(), writers.clone(), next.clone(), args.posts);
         tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -121,21 +111,12 @@ async fn writer(pool: &PgPool, i: u32) -> anyhow::Result<Actor> {
         avatar_url: None,
     };
     match authors::register(pool, new, &Metadata::default()).await {
-        Ok((a, _)) => Ok(Actor {
-            id: a.id,
-            role: a.role,
-        }),
+        Ok((a, _)) => Ok(Actor { id: a.id, role: a.role }),
         Err(WriteError::EmailTaken) => {
-            let id = sqlx::query_scalar!(
-                "select author_id from author_credentials where email = $1",
-                address
-            )
-            .fetch_one(pool)
-            .await?;
-            Ok(Actor {
-                id,
-                role: Role::Author,
-            })
+            let id = sqlx::query_scalar!("select author_id from author_credentials where email = $1", address)
+                .fetch_one(pool)
+                .await?;
+            Ok(Actor { id, role: Role::Author })
         }
         Err(e) => Err(e.into()),
     }
@@ -150,20 +131,13 @@ async fn seed_post(pool: &PgPool, actor: Actor, n: u32) -> anyhow::Result<()> {
     let meta = Metadata::default();
     let topic = TOPICS[n as usize % TOPICS.len()];
     let title = format!("{topic} notes #{}", n + 1);
-    let mut body = format!(
-        "## {topic}\n\nThis is post number {} about **{topic}**.\n\n",
-        n + 1
-    );
+    let mut body = format!("## {topic}\n\nThis is post number {} about **{topic}**.\n\n", n + 1);
     for p in 0..4u32 {
-        let words: Vec<&str> = (0..40u32)
-            .map(|w| WORDS[((n + p * 7 + w * 3) as usize) % WORDS.len()])
-            .collect();
+        let words: Vec<&str> = (0..40u32).map(|w| WORDS[((n + p * 7 + w * 3) as usize) % WORDS.len()]).collect();
         body.push_str(&words.join(" "));
         body.push_str(".\n\n");
     }
-    body.push_str(
-        "- event sourced\n- projected\n- served from a replica\n\n```rust\nfn main() {}\n```\n",
-    );
+    body.push_str("- event sourced\n- projected\n- served from a replica\n\n```rust\nfn main() {}\n```\n");
     let second_tag = TOPICS[(n as usize / 3 + 1) % TOPICS.len()];
     let draft = DraftPost {
         author_id: actor.id,
@@ -174,20 +148,8 @@ async fn seed_post(pool: &PgPool, actor: Actor, n: u32) -> anyhow::Result<()> {
         tags: parse_tags("tags", &[topic.to_string(), second_tag.to_string()]).map_err(field)?,
         cover_image_url: None,
     };
-    let (post, _) = posts::create(
-        pool,
-        actor,
-        CreatePost {
-            draft,
-            explicit_slug: false,
-        },
-        &meta,
-    )
-    .await?;
-    let publish = PostCommand::Publish {
-        at: None,
-        now: Utc::now(),
-    };
+    let (post, _) = posts::create(pool, actor, CreatePost { draft, explicit_slug: false }, &meta).await?;
+    let publish = PostCommand::Publish { at: None, now: Utc::now() };
     posts::execute(pool, actor, post.id, Some(1), publish, &meta).await?;
     Ok(())
 }

@@ -5,20 +5,14 @@ use sqlx::PgConnection;
 
 /// Makes sure the projection's row exists.
 pub async fn ensure(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "insert into read.checkpoints (name) values ($1) on conflict (name) do nothing",
-        name
-    )
-    .execute(conn)
-    .await?;
+    sqlx::query!("insert into read.checkpoints (name) values ($1) on conflict (name) do nothing", name)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// Loads and locks the checkpoint for the rest of the transaction.
-pub async fn load_for_update(
-    conn: &mut PgConnection,
-    name: &str,
-) -> Result<LogPosition, sqlx::Error> {
+pub async fn load_for_update(conn: &mut PgConnection, name: &str) -> Result<LogPosition, sqlx::Error> {
     let row = sqlx::query!(
         r#"select transaction_id::text::bigint as "tx!", global_position from read.checkpoints where name = $1 for update"#,
         name
@@ -29,11 +23,7 @@ pub async fn load_for_update(
 }
 
 /// Moves the checkpoint and marks the projection running.
-pub async fn advance(
-    conn: &mut PgConnection,
-    name: &str,
-    to: LogPosition,
-) -> Result<(), sqlx::Error> {
+pub async fn advance(conn: &mut PgConnection, name: &str, to: LogPosition) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "update read.checkpoints set transaction_id = $2::bigint::text::xid8, global_position = $3,
                 state = 'running', error = null, updated_at = now()
@@ -48,11 +38,7 @@ pub async fn advance(
 }
 
 /// Records that the projection is halted at an event it cannot apply.
-pub async fn mark_failed(
-    conn: &mut PgConnection,
-    name: &str,
-    error: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn mark_failed(conn: &mut PgConnection, name: &str, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "update read.checkpoints set state = 'failed', error = $2, updated_at = now() where name = $1",
         name,
@@ -64,10 +50,7 @@ pub async fn mark_failed(
 }
 
 /// The checkpoint as last committed (no lock).
-pub async fn current(
-    conn: &mut PgConnection,
-    name: &str,
-) -> Result<Option<LogPosition>, sqlx::Error> {
+pub async fn current(conn: &mut PgConnection, name: &str) -> Result<Option<LogPosition>, sqlx::Error> {
     let row = sqlx::query!(
         r#"select transaction_id::text::bigint as "tx!", global_position from read.checkpoints where name = $1"#,
         name

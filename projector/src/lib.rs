@@ -51,12 +51,7 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Starts the listener, every projection runner and the scheduler; returns when `shutdown` is
 /// cancelled and all of them stopped.
-pub async fn run_projections(
-    config: &Config,
-    pool: PgPool,
-    status: StatusBoard,
-    shutdown: CancellationToken,
-) {
+pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard, shutdown: CancellationToken) {
     let (wake_tx, wake_rx) = watch::channel(0u64);
     let runner_config = RunnerConfig {
         direct_url: config.database_primary_direct_url.clone(),
@@ -66,13 +61,8 @@ pub async fn run_projections(
     let redis = RedisSink::new(config.redis_url.clone());
     let direct = config.database_primary_direct_url.clone();
     let spawn = |projection| {
-        let (pool, config, wake, status, shutdown) = (
-            pool.clone(),
-            runner_config.clone(),
-            wake_rx.clone(),
-            status.clone(),
-            shutdown.clone(),
-        );
+        let (pool, config, wake, status, shutdown) =
+            (pool.clone(), runner_config.clone(), wake_rx.clone(), status.clone(), shutdown.clone());
         tokio::spawn(async move {
             match projection {
                 Runner::Posts(p) => runner::run(p, pool, config, wake, status, shutdown).await,
@@ -81,34 +71,10 @@ pub async fn run_projections(
         })
     };
     let tasks = vec![
-        (
-            "listener",
-            tokio::spawn(runner::listen_for_events(
-                direct.clone(),
-                wake_tx,
-                shutdown.clone(),
-            )),
-        ),
-        (
-            "posts",
-            spawn(Runner::Posts(Arc::new(PostsProjection::new(
-                pool.clone(),
-                redis.clone(),
-            )))),
-        ),
-        (
-            "comments",
-            spawn(Runner::Comments(Arc::new(CommentsProjection::new(redis)))),
-        ),
-        (
-            "scheduler",
-            tokio::spawn(scheduler::run(
-                pool.clone(),
-                direct,
-                status.clone(),
-                shutdown.clone(),
-            )),
-        ),
+        ("listener", tokio::spawn(runner::listen_for_events(direct.clone(), wake_tx, shutdown.clone()))),
+        ("posts", spawn(Runner::Posts(Arc::new(PostsProjection::new(pool.clone(), redis.clone()))))),
+        ("comments", spawn(Runner::Comments(Arc::new(CommentsProjection::new(redis))))),
+        ("scheduler", tokio::spawn(scheduler::run(pool.clone(), direct, status.clone(), shutdown.clone()))),
     ];
     for (what, task) in tasks {
         if let Err(e) = task.await {

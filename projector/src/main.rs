@@ -7,25 +7,15 @@ use shared::config::Config;
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("pressroom-projector");
     let config = Config::from_env()?;
-    let pool = shared::db::pool(
-        &config.database_primary_url,
-        config.db_pool_size,
-        "pressroom-projector",
-    )?;
+    let pool = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-projector")?;
     let shutdown = shared::shutdown::on_signal();
     let status = StatusBoard::default();
     let server = shared::http::serve(
         config.projector_addr,
-        app(AppState {
-            pool: pool.clone(),
-            status: status.clone(),
-        }),
+        app(AppState { pool: pool.clone(), status: status.clone() }),
         shutdown.clone(),
     );
-    let (served, ()) = tokio::join!(
-        server,
-        run_projections(&config, pool, status, shutdown.clone())
-    );
+    let (served, ()) = tokio::join!(server, run_projections(&config, pool, status, shutdown.clone()));
     served?;
     Ok(())
 }

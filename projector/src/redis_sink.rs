@@ -41,10 +41,7 @@ struct Inner {
 impl RedisSink {
     pub fn new(url: String) -> Self {
         RedisSink {
-            inner: Arc::new(Inner {
-                redis: shared::db::LazyRedis::new(&url),
-                script: redis::Script::new(CAS_SCRIPT),
-            }),
+            inner: Arc::new(Inner { redis: shared::db::LazyRedis::new(&url), script: redis::Script::new(CAS_SCRIPT) }),
         }
     }
 
@@ -54,10 +51,7 @@ impl RedisSink {
             return;
         };
         let result: redis::RedisResult<()> = async {
-            let ns: Option<i64> = redis::cmd("GET")
-                .arg(redis_keys::NAMESPACE_KEY)
-                .query_async(&mut conn)
-                .await?;
+            let ns: Option<i64> = redis::cmd("GET").arg(redis_keys::NAMESPACE_KEY).query_async(&mut conn).await?;
             for slug in slugs {
                 let _: i64 = redis::cmd("DEL")
                     .arg(redis_keys::post_by_slug(ns.unwrap_or(0), &slug))
@@ -87,22 +81,14 @@ impl RedisSink {
         }
     }
 
-    async fn try_write_posts(
-        &self,
-        conn: &mut ConnectionManager,
-        writes: Vec<PostWrite>,
-    ) -> redis::RedisResult<()> {
-        let ns: Option<i64> = redis::cmd("GET")
-            .arg(redis_keys::NAMESPACE_KEY)
-            .query_async(conn)
-            .await?;
+    async fn try_write_posts(&self, conn: &mut ConnectionManager, writes: Vec<PostWrite>) -> redis::RedisResult<()> {
+        let ns: Option<i64> = redis::cmd("GET").arg(redis_keys::NAMESPACE_KEY).query_async(conn).await?;
         let ns = ns.unwrap_or(0);
         for (slug, tx, pos, entry) in writes {
             let (body, ttl) = match entry {
-                Some(e) => (
-                    serde_json::to_string(&e).unwrap_or_default(),
-                    86_400 + rand::thread_rng().gen_range(0..3_600),
-                ),
+                Some(e) => {
+                    (serde_json::to_string(&e).unwrap_or_default(), 86_400 + rand::thread_rng().gen_range(0..3_600))
+                }
                 None => (String::new(), 3_600),
             };
             let _: i32 = self

@@ -26,11 +26,7 @@ pub struct RunnerConfig {
 pub const EVENTS_CHANNEL: &str = "pressroom_events";
 
 /// Listens for event notifications and bumps `wake`; reconnects on failure until shutdown.
-pub async fn listen_for_events(
-    direct_url: String,
-    wake: watch::Sender<u64>,
-    shutdown: CancellationToken,
-) {
+pub async fn listen_for_events(direct_url: String, wake: watch::Sender<u64>, shutdown: CancellationToken) {
     loop {
         let result = async {
             let mut listener = sqlx::postgres::PgListener::connect(&direct_url).await?;
@@ -67,22 +63,12 @@ pub async fn run<P: Projection>(
 ) {
     let name = projection.name();
     while !shutdown.is_cancelled() {
-        let Some(mut lock) = acquire_leadership(name, &config.direct_url, &status, &shutdown).await
-        else {
+        let Some(mut lock) = acquire_leadership(name, &config.direct_url, &status, &shutdown).await else {
             break;
         };
         tracing::info!(projection = name, "leading");
         status.set_leader(name, true);
-        lead(
-            &*projection,
-            &pool,
-            &config,
-            &mut wake,
-            &mut lock,
-            &status,
-            &shutdown,
-        )
-        .await;
+        lead(&*projection, &pool, &config, &mut wake, &mut lock, &status, &shutdown).await;
         status.set_leader(name, false);
         let _ = lock.close().await;
     }
@@ -101,12 +87,9 @@ pub(crate) async fn acquire_leadership(
     loop {
         let attempt = async {
             let mut conn = PgConnection::connect(direct_url).await?;
-            let got = sqlx::query_scalar!(
-                r#"select pg_try_advisory_lock(hashtextextended($1, 0)) as "got!""#,
-                key
-            )
-            .fetch_one(&mut conn)
-            .await?;
+            let got = sqlx::query_scalar!(r#"select pg_try_advisory_lock(hashtextextended($1, 0)) as "got!""#, key)
+                .fetch_one(&mut conn)
+                .await?;
             Ok::<_, sqlx::Error>(got.then_some(conn))
         };
         match attempt.await {
@@ -186,7 +169,7 @@ async fn lead<P: Projection>(
                     let _ = checkpoint::mark_failed(&mut conn, name, &error).await;
                 }
                 sleep_or_shutdown(backoff, shutdown).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -201,17 +184,11 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) {
 
 /// Applies up to `limit` events after the checkpoint in one transaction; returns how many.
 #[tracing::instrument(skip_all, fields(projection = projection.name()))]
-pub async fn apply_batch<P: Projection>(
-    projection: &P,
-    pool: &PgPool,
-    limit: i64,
-) -> Result<usize, ProjectionError> {
+pub async fn apply_batch<P: Projection>(projection: &P, pool: &PgPool, limit: i64) -> Result<usize, ProjectionError> {
     let name = projection.name();
     let mut tx = pool.begin().await?;
     // Read tables are derived: a crash may lose the last moments, which the checkpoint replays.
-    sqlx::query!("set local synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!("set local synchronous_commit = off").execute(&mut *tx).await?;
     checkpoint::ensure(&mut tx, name).await?;
     let from = checkpoint::load_for_update(&mut tx, name).await?;
     let events = event_store::read_after(&mut tx, from, limit).await?;
@@ -220,14 +197,10 @@ pub async fn apply_batch<P: Projection>(
         return Ok(0);
     };
     let mut effects = Vec::new();
-    for event in &events {
-        let decoded = event.decode().map_err(|source| ProjectionError::Decode {
-            position: event.global_position,
-            source,
-        })?;
-        projection
-            .apply(&mut tx, event, &decoded, &mut effects)
-            .await?;
+    for event in events.iter().filter(|e| projection.handles(&e.event_type)) {
+        let decoded =
+            event.decode().map_err(|source| ProjectionError::Decode { position: event.global_position, source })?;
+        projection.apply(&mut tx, event, &decoded, &mut effects).await?;
     }
     checkpoint::advance(&mut tx, name, last).await?;
     tx.commit().await?;

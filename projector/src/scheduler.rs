@@ -19,18 +19,10 @@ pub const NAME: &str = "scheduler";
 const TICK: Duration = Duration::from_secs(1);
 
 /// The scheduler acts as the system, with editor rights over every post.
-const SYSTEM: Actor = Actor {
-    id: Uuid::nil(),
-    role: Role::Editor,
-};
+const SYSTEM: Actor = Actor { id: Uuid::nil(), role: Role::Editor };
 
 /// Runs until shutdown: stands by while another instance leads, publishes due posts while leading.
-pub async fn run(
-    pool: PgPool,
-    direct_url: String,
-    status: StatusBoard,
-    shutdown: CancellationToken,
-) {
+pub async fn run(pool: PgPool, direct_url: String, status: StatusBoard, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         let Some(lock) = acquire_leadership(NAME, &direct_url, &status, &shutdown).await else {
             break;
@@ -68,28 +60,16 @@ pub async fn publish_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
     .await?;
     let mut published = 0;
     for post in due {
-        let meta = Metadata {
-            causation_id: Some(post.id),
-            ..Metadata::default()
-        };
-        match shared::write::posts::execute(
-            pool,
-            SYSTEM,
-            post.id,
-            Some(post.version),
-            PostCommand::PublishDue,
-            &meta,
-        )
-        .await
+        let meta = Metadata { causation_id: Some(post.id), ..Metadata::default() };
+        match shared::write::posts::execute(pool, SYSTEM, post.id, Some(post.version), PostCommand::PublishDue, &meta)
+            .await
         {
             Ok((_, appended)) => {
                 published += 1;
                 tracing::info!(post_id = %post.id, position = appended.position, "published scheduled post");
             }
             // Changed since the read model saw it (edited, unpublished, or another scheduler won): next pass.
-            Err(
-                WriteError::VersionMismatch { .. } | WriteError::Concurrent | WriteError::Domain(_),
-            ) => {}
+            Err(WriteError::VersionMismatch { .. } | WriteError::Concurrent | WriteError::Domain(_)) => {}
             Err(WriteError::Database(e)) => return Err(e),
             Err(e) => {
                 tracing::warn!(post_id = %post.id, error = %e, "cannot publish scheduled post")

@@ -60,14 +60,8 @@ impl<K, V> moka::Expiry<K, V> for JitteredExpiry {
 impl ReadCache {
     pub fn new(redis_url: &str, ttl: Duration) -> Self {
         ReadCache {
-            posts: Cache::builder()
-                .max_capacity(20_000)
-                .expire_after(JitteredExpiry(ttl))
-                .build(),
-            lists: Cache::builder()
-                .max_capacity(2_000)
-                .expire_after(JitteredExpiry(ttl))
-                .build(),
+            posts: Cache::builder().max_capacity(20_000).expire_after(JitteredExpiry(ttl)).build(),
+            lists: Cache::builder().max_capacity(2_000).expire_after(JitteredExpiry(ttl)).build(),
             redis: LazyRedis::new(redis_url),
         }
     }
@@ -75,11 +69,7 @@ impl ReadCache {
     /// The projector's write-through entry for a slug, if Redis has a live one.
     pub async fn redis_post(&self, slug: &str) -> Option<CachedPost> {
         let mut conn = self.redis.get().await?;
-        let ns: Option<i64> = redis::cmd("GET")
-            .arg(redis_keys::NAMESPACE_KEY)
-            .query_async(&mut conn)
-            .await
-            .ok()?;
+        let ns: Option<i64> = redis::cmd("GET").arg(redis_keys::NAMESPACE_KEY).query_async(&mut conn).await.ok()?;
         let body: Option<String> = redis::cmd("HGET")
             .arg(redis_keys::post_by_slug(ns.unwrap_or(0), slug))
             .arg("body")
@@ -91,11 +81,7 @@ impl ReadCache {
     }
 
     /// Applies invalidations from the projector until shutdown, resubscribing after Redis failures.
-    pub async fn follow_invalidations(
-        self: Arc<Self>,
-        redis_url: String,
-        shutdown: CancellationToken,
-    ) {
+    pub async fn follow_invalidations(self: Arc<Self>, redis_url: String, shutdown: CancellationToken) {
         loop {
             let run = async {
                 let client = redis::Client::open(redis_url.as_str())?;

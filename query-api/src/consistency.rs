@@ -11,22 +11,13 @@ use crate::AppState;
 
 /// Resolves `Pressroom-Min-Position: N` to its place in projection order (the event's transaction),
 /// read from the primary's event store. Absent → None; malformed or naming no event → 400.
-pub async fn min_position(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> ReadResult<Option<LogPosition>> {
+pub async fn min_position(state: &AppState, headers: &HeaderMap) -> ReadResult<Option<LogPosition>> {
     let Some(raw) = headers.get(MIN_POSITION_HEADER) else {
         return Ok(None);
     };
-    let n: i64 = raw
-        .to_str()
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            ReadError::BadRequest(
-                "Pressroom-Min-Position must be a position a command returned".into(),
-            )
+    let n: i64 =
+        raw.to_str().ok().and_then(|s| s.trim().parse().ok()).filter(|n| *n > 0).ok_or_else(|| {
+            ReadError::BadRequest("Pressroom-Min-Position must be a position a command returned".into())
         })?;
     let mut conn = state.reads.primary.acquire().await?;
     shared::event_store::log_position_of(&mut conn, n)
@@ -39,10 +30,7 @@ pub async fn min_position(
 pub fn stamp(mut res: Response, position: i64, source: ReadSource) -> Response {
     let h = res.headers_mut();
     h.insert(POSITION_HEADER, HeaderValue::from(position));
-    h.insert(
-        READ_SOURCE_HEADER,
-        HeaderValue::from_static(source.as_str()),
-    );
+    h.insert(READ_SOURCE_HEADER, HeaderValue::from_static(source.as_str()));
     res
 }
 
@@ -63,9 +51,5 @@ where
     let token = min_position(state, headers).await?;
     let chosen = state.reads.choose(route, projections, token).await?;
     let body = read(chosen.pool.clone()).await?;
-    Ok(stamp(
-        axum::Json(body).into_response(),
-        chosen.position.global_position,
-        chosen.source,
-    ))
+    Ok(stamp(axum::Json(body).into_response(), chosen.position.global_position, chosen.source))
 }

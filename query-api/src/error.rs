@@ -50,12 +50,9 @@ impl ReadError {
         let detail = Some(self.to_string());
         match self {
             ReadError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "not-found", detail),
-            ReadError::BadRequest(_) => {
-                Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail)
-            }
+            ReadError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail),
             ReadError::Validation(errors) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail)
-                    .with_errors(errors.clone())
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail).with_errors(errors.clone())
             }
             ReadError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
@@ -68,11 +65,7 @@ impl ReadError {
             }
             ReadError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    Some("an internal error occurred".into()),
-                )
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", Some("an internal error occurred".into()))
             }
             ReadError::Shared(inner) => inner.problem(),
         }

@@ -32,11 +32,7 @@ pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 impl AppState {
     /// The primary pool and one pool per replica URL (`replica1`, `replica2`…), and the cache.
     pub fn from_config(config: &Config) -> Result<Self, sqlx::Error> {
-        let primary = shared::db::pool(
-            &config.database_primary_url,
-            config.db_pool_size,
-            "pressroom-query-api",
-        )?;
+        let primary = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-query-api")?;
         let mut replicas = Vec::new();
         for (i, url) in config.database_replica_urls.iter().enumerate() {
             replicas.push((
@@ -44,12 +40,7 @@ impl AppState {
                 shared::db::pool(url, config.db_pool_size, "pressroom-query-api")?,
             ));
         }
-        let reads = ReadPools::new(
-            primary,
-            replicas,
-            config.max_replica_lag,
-            config.consistency_wait,
-        );
+        let reads = ReadPools::new(primary, replicas, config.max_replica_lag, config.consistency_wait);
         Ok(AppState {
             reads: Arc::new(reads),
             cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL)),
@@ -77,20 +68,11 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         .iter()
         .map(|r| serde_json::json!({"name": r.name, "healthy": r.healthy(), "lag_ms": r.lag().0.as_millis()}))
         .collect();
-    match sqlx::query_scalar!("select 1 as one")
-        .fetch_one(&state.reads.primary)
-        .await
-    {
-        Ok(_) => (
-            StatusCode::OK,
-            Json(serde_json::json!({"status": "ready", "replicas": replicas})),
-        ),
+    match sqlx::query_scalar!("select 1 as one").fetch_one(&state.reads.primary).await {
+        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ready", "replicas": replicas}))),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: primary unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "unavailable", "replicas": replicas})),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable", "replicas": replicas})))
         }
     }
 }

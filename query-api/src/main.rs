@@ -10,17 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState::from_config(&config)?;
     let shutdown = shared::shutdown::on_signal();
     tokio::spawn(state.reads.clone().watch_health(shutdown.clone()));
-    tokio::spawn(
-        state
-            .cache
-            .clone()
-            .follow_invalidations(config.redis_url.clone(), shutdown.clone()),
-    );
-    shared::http::serve(
-        config.query_addr,
-        app(state, config.request_timeout),
-        shutdown,
-    )
-    .await?;
+    tokio::spawn(state.cache.clone().follow_invalidations(config.redis_url.clone(), shutdown.clone()));
+    shared::http::serve(config.query_addr, app(state, config.request_timeout), shutdown).await?;
     Ok(())
 }

@@ -25,10 +25,7 @@ impl Replica {
     }
 
     pub fn lag(&self) -> (Duration, u64) {
-        (
-            Duration::from_millis(self.lag_ms.load(Ordering::Relaxed)),
-            self.lag_bytes.load(Ordering::Relaxed),
-        )
+        (Duration::from_millis(self.lag_ms.load(Ordering::Relaxed)), self.lag_bytes.load(Ordering::Relaxed))
     }
 }
 
@@ -70,13 +67,7 @@ impl ReadPools {
                 })
             })
             .collect();
-        ReadPools {
-            primary,
-            replicas,
-            next: AtomicUsize::new(0),
-            max_lag,
-            consistency_wait,
-        }
+        ReadPools { primary, replicas, next: AtomicUsize::new(0), max_lag, consistency_wait }
     }
 
     /// The pool for a route: for `Replica`, the next healthy replica, else the primary.
@@ -93,12 +84,7 @@ impl ReadPools {
     fn healthy_replicas(&self) -> impl Iterator<Item = &Arc<Replica>> {
         let n = self.replicas.len().max(1);
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        self.replicas
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(self.replicas.len())
-            .filter(|r| r.healthy())
+        self.replicas.iter().cycle().skip(start).take(self.replicas.len()).filter(|r| r.healthy())
     }
 
     /// Chooses where to read projection `projection` from. Without a token: the route as usual. With one:
@@ -112,22 +98,12 @@ impl ReadPools {
         let Some(token) = token else {
             let (pool, source) = self.route(route);
             return match checkpoint(&pool, projections).await {
-                Ok(position) => Ok(Chosen {
-                    pool,
-                    source,
-                    position,
-                    reached: true,
-                }),
+                Ok(position) => Ok(Chosen { pool, source, position, reached: true }),
                 Err(e) if source == ReadSource::Replica => {
                     tracing::warn!(error = %e, "replica failed; reading the primary");
                     let pool = self.primary.clone();
                     let position = checkpoint(&pool, projections).await?;
-                    Ok(Chosen {
-                        pool,
-                        source: ReadSource::Primary,
-                        position,
-                        reached: true,
-                    })
+                    Ok(Chosen { pool, source: ReadSource::Primary, position, reached: true })
                 }
                 Err(e) => Err(e),
             };
@@ -155,12 +131,7 @@ impl ReadPools {
         }
         let pool = self.primary.clone();
         let position = checkpoint(&pool, projections).await?;
-        Ok(Chosen {
-            pool,
-            source: ReadSource::Primary,
-            reached: position.reached(&token),
-            position,
-        })
+        Ok(Chosen { pool, source: ReadSource::Primary, reached: position.reached(&token), position })
     }
 
     /// Checks every replica every 500 ms until shutdown: reachable, and lag under the limit.
@@ -194,9 +165,8 @@ impl ReadPools {
     /// Lag of one replica: zero when it has replayed everything the primary had written a moment ago,
     /// else the age of its last replayed transaction.
     async fn probe(&self, r: &Replica) -> Result<(Duration, u64), sqlx::Error> {
-        let primary_lsn = sqlx::query_scalar!(r#"select pg_current_wal_lsn()::text as "lsn!""#)
-            .fetch_one(&self.primary)
-            .await?;
+        let primary_lsn =
+            sqlx::query_scalar!(r#"select pg_current_wal_lsn()::text as "lsn!""#).fetch_one(&self.primary).await?;
         let row = sqlx::query!(
             r#"select coalesce(pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn()), 0)::bigint as "behind!",
                       coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp()), 0)::float8 as "age!""#,
@@ -224,9 +194,5 @@ pub async fn checkpoint(pool: &PgPool, projections: &[&str]) -> Result<LogPositi
     if rows.len() < names.len() {
         return Ok(LogPosition::START);
     }
-    Ok(rows
-        .into_iter()
-        .map(|r| LogPosition::new(r.tx, r.global_position))
-        .min()
-        .unwrap_or(LogPosition::START))
+    Ok(rows.into_iter().map(|r| LogPosition::new(r.tx, r.global_position)).min().unwrap_or(LogPosition::START))
 }

@@ -1,8 +1,6 @@
 //! Authentication: HS256 JWTs with a pinned algorithm, issuer and audience, and argon2 password hashes.
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -54,20 +52,11 @@ impl JwtKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
-        JwtKeys {
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
-            validation,
-        }
+        JwtKeys { encoding: EncodingKey::from_secret(bytes), decoding: DecodingKey::from_secret(bytes), validation }
     }
 
     /// A token for `author_id` valid for one hour.
-    pub fn issue(
-        &self,
-        author_id: Uuid,
-        role: Role,
-        now: DateTime<Utc>,
-    ) -> Result<(String, DateTime<Utc>), AuthError> {
+    pub fn issue(&self, author_id: Uuid, role: Role, now: DateTime<Utc>) -> Result<(String, DateTime<Utc>), AuthError> {
         let expires_at = now + TOKEN_TTL;
         let claims = Claims {
             sub: author_id,
@@ -100,11 +89,7 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
 
 /// True when `password` matches `phc`. A malformed hash never matches.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 /// Burns the same time as a real verification, so unknown emails are not distinguishable by timing.
@@ -125,9 +110,7 @@ mod tests {
     #[test]
     fn a_token_verifies_with_its_key_and_not_with_another() {
         let k = keys("secret-a");
-        let (token, _) = k
-            .issue(Uuid::now_v7(), Role::Author, Utc::now())
-            .unwrap_or_default();
+        let (token, _) = k.issue(Uuid::now_v7(), Role::Author, Utc::now()).unwrap_or_default();
         assert!(k.verify(&token).is_ok());
         assert!(keys("secret-b").verify(&token).is_err());
     }
@@ -135,9 +118,7 @@ mod tests {
     #[test]
     fn expired_tokens_and_alg_none_are_refused() {
         let k = keys("s");
-        let (old, _) = k
-            .issue(Uuid::now_v7(), Role::Admin, Utc::now() - Duration::hours(2))
-            .unwrap_or_default();
+        let (old, _) = k.issue(Uuid::now_v7(), Role::Admin, Utc::now() - Duration::hours(2)).unwrap_or_default();
         assert!(k.verify(&old).is_err());
         // {"alg":"none","typ":"JWT"} . valid-looking claims . empty signature
         use base64_like::encode;
@@ -146,11 +127,7 @@ mod tests {
             Uuid::now_v7(),
             Utc::now().timestamp() + 3600
         );
-        let none = format!(
-            "{}.{}.",
-            encode(r#"{"alg":"none","typ":"JWT"}"#),
-            encode(&claims)
-        );
+        let none = format!("{}.{}.", encode(r#"{"alg":"none","typ":"JWT"}"#), encode(&claims));
         assert!(k.verify(&none).is_err());
     }
 
@@ -165,15 +142,11 @@ mod tests {
     mod base64_like {
         /// URL-safe base64 without padding (enough for a test token).
         pub fn encode(s: &str) -> String {
-            const A: &[u8; 64] =
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
             let b = s.as_bytes();
             let mut out = String::new();
             for chunk in b.chunks(3) {
-                let n = chunk
-                    .iter()
-                    .enumerate()
-                    .fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+                let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
                 for i in 0..=chunk.len() {
                     out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
                 }

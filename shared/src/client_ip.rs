@@ -21,11 +21,7 @@ impl TrustedProxies {
             let ip: IpAddr = addr.parse().map_err(|_| item.to_string())?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let bits = match bits {
-                Some(b) => b
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|b| *b <= max)
-                    .ok_or_else(|| item.to_string())?,
+                Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| item.to_string())?,
                 None => max,
             };
             out.push((ip, bits));
@@ -49,30 +45,18 @@ impl TrustedProxies {
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse::<IpAddr>().ok())
             .collect::<Vec<_>>();
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !self.contains(*ip))
-            .unwrap_or(peer)
+        forwarded.into_iter().rev().find(|ip| !self.contains(*ip)).unwrap_or(peer)
     }
 }
 
 fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(bits))
-            };
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(bits))
-            };
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -92,16 +76,9 @@ mod tests {
     fn forwarded_for_is_trusted_only_from_configured_proxies() {
         let proxies = TrustedProxies::parse("10.0.0.0/8, ::1").unwrap_or_default();
         let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("1.2.3.4, 10.0.0.7"),
-        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, 10.0.0.7"));
         assert_eq!(proxies.client_ip(ip("10.1.1.1"), &h), ip("1.2.3.4"));
-        assert_eq!(
-            proxies.client_ip(ip("5.5.5.5"), &h),
-            ip("5.5.5.5"),
-            "untrusted peers cannot spoof"
-        );
+        assert_eq!(proxies.client_ip(ip("5.5.5.5"), &h), ip("5.5.5.5"), "untrusted peers cannot spoof");
         assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
         assert!(TrustedProxies::parse("nope").is_err());
     }

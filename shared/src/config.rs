@@ -11,11 +11,7 @@ pub enum ConfigError {
     #[error("{name} is required")]
     Missing { name: &'static str },
     #[error("{name}={value:?} is invalid: {reason}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        reason: String,
-    },
+    Invalid { name: &'static str, value: String, reason: String },
 }
 
 /// Everything the services read from the environment. See README for the table.
@@ -66,10 +62,7 @@ impl Config {
     /// Builds the config from any key lookup (the environment, or a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let s = |k: &'static str, d: &str| get(k).unwrap_or_else(|| d.to_string());
-        let primary = s(
-            "DATABASE_PRIMARY_URL",
-            "postgres://pressroom_app@127.0.0.1:16432/pressroom",
-        );
+        let primary = s("DATABASE_PRIMARY_URL", "postgres://pressroom_app@127.0.0.1:16432/pressroom");
         let direct = get("DATABASE_PRIMARY_DIRECT_URL").unwrap_or_else(|| {
             if get("DATABASE_PRIMARY_URL").is_some() {
                 primary.clone()
@@ -77,15 +70,12 @@ impl Config {
                 "postgres://pressroom_app@127.0.0.1:15432/pressroom".into()
             }
         });
-        let replicas = s(
-            "DATABASE_REPLICA_URLS",
-            "postgres://pressroom_app@127.0.0.1:15433/pressroom",
-        )
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(String::from)
-        .collect();
+        let replicas = s("DATABASE_REPLICA_URLS", "postgres://pressroom_app@127.0.0.1:15433/pressroom")
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect();
         Ok(Config {
             database_primary_url: primary,
             database_primary_direct_url: direct,
@@ -97,9 +87,7 @@ impl Config {
             projector_addr: parse(&get, "PRESSROOM_PROJECTOR_ADDR", "127.0.0.1:8082")?,
             max_replica_lag: duration(&get, "PRESSROOM_MAX_REPLICA_LAG", "5s")?,
             consistency_wait: duration(&get, "PRESSROOM_CONSISTENCY_WAIT", "500ms")?,
-            public_url: s("PRESSROOM_PUBLIC_URL", "http://127.0.0.1:8080")
-                .trim_end_matches('/')
-                .to_string(),
+            public_url: s("PRESSROOM_PUBLIC_URL", "http://127.0.0.1:8080").trim_end_matches('/').to_string(),
             db_pool_size: parse(&get, "PRESSROOM_DB_POOL_SIZE", "16")?,
             projector_poll_interval: duration(&get, "PRESSROOM_PROJECTOR_POLL_INTERVAL", "250ms")?,
             projector_batch_size: parse(&get, "PRESSROOM_PROJECTOR_BATCH_SIZE", "500")?,
@@ -112,12 +100,10 @@ impl Config {
             },
             trusted_proxies: {
                 let raw = get("PRESSROOM_TRUSTED_PROXIES").unwrap_or_default();
-                crate::client_ip::TrustedProxies::parse(&raw).map_err(|bad| {
-                    ConfigError::Invalid {
-                        name: "PRESSROOM_TRUSTED_PROXIES",
-                        value: raw.clone(),
-                        reason: format!("`{bad}` is not an IP address or CIDR range"),
-                    }
+                crate::client_ip::TrustedProxies::parse(&raw).map_err(|bad| ConfigError::Invalid {
+                    name: "PRESSROOM_TRUSTED_PROXIES",
+                    value: raw.clone(),
+                    reason: format!("`{bad}` is not an IP address or CIDR range"),
                 })?
             },
             webhook_allow_private: matches!(
@@ -129,9 +115,7 @@ impl Config {
 
     /// The JWT secret, required by the services that issue or check tokens.
     pub fn require_jwt_secret(&self) -> Result<&SecretString, ConfigError> {
-        self.jwt_secret.as_ref().ok_or(ConfigError::Missing {
-            name: "PRESSROOM_JWT_SECRET",
-        })
+        self.jwt_secret.as_ref().ok_or(ConfigError::Missing { name: "PRESSROOM_JWT_SECRET" })
     }
 }
 
@@ -144,18 +128,10 @@ where
     T::Err: std::fmt::Display,
 {
     let value = get(name).unwrap_or_else(|| default.to_string());
-    value.parse().map_err(|e: T::Err| ConfigError::Invalid {
-        name,
-        value: value.clone(),
-        reason: e.to_string(),
-    })
+    value.parse().map_err(|e: T::Err| ConfigError::Invalid { name, value: value.clone(), reason: e.to_string() })
 }
 
-fn duration(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: &str,
-) -> Result<Duration, ConfigError> {
+fn duration(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
     let value = get(name).unwrap_or_else(|| default.to_string());
     parse_duration(&value).ok_or_else(|| ConfigError::Invalid {
         name,
@@ -167,9 +143,7 @@ fn duration(
 /// `500ms`, `5s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
-    let (num, unit) = v
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((v, "s"), |i| v.split_at(i));
+    let (num, unit) = v.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((v, "s"), |i| v.split_at(i));
     let n: f64 = num.parse().ok()?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
@@ -191,19 +165,14 @@ mod tests {
         let c = c.as_ref();
         assert_eq!(c.map(|c| c.query_addr.port()), Some(8080));
         assert_eq!(c.map(|c| c.max_replica_lag), Some(Duration::from_secs(5)));
-        assert_eq!(
-            c.map(|c| c.consistency_wait),
-            Some(Duration::from_millis(500))
-        );
+        assert_eq!(c.map(|c| c.consistency_wait), Some(Duration::from_millis(500)));
         assert_eq!(c.map(|c| c.database_replica_urls.len()), Some(1));
     }
 
     #[test]
     fn a_bad_value_names_its_variable() {
         let env: HashMap<&str, &str> = HashMap::from([("PRESSROOM_MAX_REPLICA_LAG", "soon")]);
-        let err = Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
-            .err()
-            .map(|e| e.to_string());
+        let err = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("PRESSROOM_MAX_REPLICA_LAG")));
     }
 

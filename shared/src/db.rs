@@ -35,11 +35,7 @@ impl ReadSource {
 }
 
 /// A lazily connecting pool: services start (and report not-ready) while the database is down.
-pub fn pool(
-    url: &str,
-    max_connections: u32,
-    application_name: &str,
-) -> Result<PgPool, sqlx::Error> {
+pub fn pool(url: &str, max_connections: u32, application_name: &str) -> Result<PgPool, sqlx::Error> {
     let opts: PgConnectOptions = url
         .parse::<PgConnectOptions>()?
         .application_name(application_name)
@@ -54,13 +50,8 @@ pub fn pool(
 
 /// True when `e` means the database could not be reached (maps to 503, never 500).
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300"))
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+        || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300"))
 }
 
 /// A Redis connection manager that reconnects by itself. Connecting is attempted once with a short
@@ -78,18 +69,12 @@ pub async fn redis_manager(url: &str) -> Result<redis::aio::ConnectionManager, r
 /// missing Redis costs one failed connect per interval instead of one per request.
 pub struct LazyRedis {
     url: String,
-    state: tokio::sync::Mutex<(
-        Option<redis::aio::ConnectionManager>,
-        Option<std::time::Instant>,
-    )>,
+    state: tokio::sync::Mutex<(Option<redis::aio::ConnectionManager>, Option<std::time::Instant>)>,
 }
 
 impl LazyRedis {
     pub fn new(url: &str) -> Self {
-        LazyRedis {
-            url: url.to_string(),
-            state: tokio::sync::Mutex::new((None, None)),
-        }
+        LazyRedis { url: url.to_string(), state: tokio::sync::Mutex::new((None, None)) }
     }
 
     /// The connection, or None while Redis is unreachable (logged once per attempt).
@@ -101,10 +86,7 @@ impl LazyRedis {
         if let Some(c) = &guard.0 {
             return Some(c.clone());
         }
-        if guard
-            .1
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
-        {
+        if guard.1.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
             return None;
         }
         guard.1 = Some(std::time::Instant::now());

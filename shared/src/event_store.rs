@@ -47,11 +47,7 @@ impl ExpectedVersion {
 pub enum EventStoreError {
     /// Another writer got there first, or the caller's view of the stream is stale.
     #[error("stream {stream_id} is at version {actual}, expected {expected}")]
-    Conflict {
-        stream_id: Uuid,
-        expected: i32,
-        actual: i32,
-    },
+    Conflict { stream_id: Uuid, expected: i32, actual: i32 },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -109,16 +105,9 @@ pub async fn append(
     if events.is_empty() {
         let actual = stream_version(&mut *conn, stream_id).await?;
         if actual != expected_version {
-            return Err(EventStoreError::Conflict {
-                stream_id,
-                expected: expected_version,
-                actual,
-            });
+            return Err(EventStoreError::Conflict { stream_id, expected: expected_version, actual });
         }
-        return Ok(Appended {
-            version: actual,
-            position: 0,
-        });
+        return Ok(Appended { version: actual, position: 0 });
     }
     let n = events.len();
     let metadata = serde_json::to_value(metadata).unwrap_or_default();
@@ -158,35 +147,23 @@ pub async fn append(
     })?;
     if positions.is_empty() {
         let actual = stream_version(&mut *conn, stream_id).await?;
-        return Err(EventStoreError::Conflict {
-            stream_id,
-            expected: expected_version,
-            actual,
-        });
+        return Err(EventStoreError::Conflict { stream_id, expected: expected_version, actual });
     }
     let position = positions.into_iter().max().unwrap_or_default();
-    Ok(Appended {
-        version: expected_version + n as i32,
-        position,
-    })
+    Ok(Appended { version: expected_version + n as i32, position })
 }
 
 /// The stream's last version, 0 when it does not exist.
 pub async fn stream_version(conn: &mut PgConnection, stream_id: Uuid) -> Result<i32, sqlx::Error> {
-    let v = sqlx::query_scalar!(
-        r#"select coalesce(max(version), 0) as "v!" from events where stream_id = $1"#,
-        stream_id
-    )
-    .fetch_one(conn)
-    .await?;
+    let v =
+        sqlx::query_scalar!(r#"select coalesce(max(version), 0) as "v!" from events where stream_id = $1"#, stream_id)
+            .fetch_one(conn)
+            .await?;
     Ok(v)
 }
 
 /// `global_position` of the stream's last event, 0 when it does not exist.
-pub async fn stream_last_position(
-    conn: &mut PgConnection,
-    stream_id: Uuid,
-) -> Result<i64, sqlx::Error> {
+pub async fn stream_last_position(conn: &mut PgConnection, stream_id: Uuid) -> Result<i64, sqlx::Error> {
     let p = sqlx::query_scalar!(
         r#"select coalesce(max(global_position), 0) as "p!" from events where stream_id = $1"#,
         stream_id
@@ -256,8 +233,7 @@ pub async fn log_position_of(
 
 /// The newest position in the log (committed), 0 when empty.
 pub async fn head(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    let h = sqlx::query_scalar!(r#"select coalesce(max(global_position), 0) as "h!" from events"#)
-        .fetch_one(conn)
-        .await?;
+    let h =
+        sqlx::query_scalar!(r#"select coalesce(max(global_position), 0) as "h!" from events"#).fetch_one(conn).await?;
     Ok(h)
 }

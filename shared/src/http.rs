@@ -17,11 +17,7 @@ use crate::problem::Problem;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Binds `addr` and serves `app` until `shutdown` is cancelled, then lets in-flight requests finish.
-pub async fn serve(
-    addr: SocketAddr,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     serve_on(listener, app, shutdown).await
 }
@@ -33,12 +29,9 @@ pub async fn serve_on(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// The middleware every service shares: request ids, a tracing span per request, a timeout.
@@ -47,16 +40,9 @@ pub fn standard_layers(router: Router, timeout: Duration) -> Router {
     use tower_http::trace::TraceLayer;
     let header = HeaderName::from_static(REQUEST_ID_HEADER);
     router
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req
-                .headers()
-                .get(REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
             let route = req
                 .extensions()
                 .get::<axum::extract::MatchedPath>()
@@ -104,38 +90,26 @@ fn json_rejection_problem(rejection: JsonRejection) -> Problem {
             )
             .with_errors(vec![crate::domain::values::FieldError::new(field, detail)])
         }
-        JsonRejection::JsonSyntaxError(_) => {
-            Problem::new(StatusCode::BAD_REQUEST, "malformed-json", Some(detail))
-        }
+        JsonRejection::JsonSyntaxError(_) => Problem::new(StatusCode::BAD_REQUEST, "malformed-json", Some(detail)),
         JsonRejection::MissingJsonContentType(_) => Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             Some("expected Content-Type: application/json".into()),
         ),
-        JsonRejection::BytesRejection(_) if rejection_is_too_large(&detail) => Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            Some("the body exceeds 1 MiB".into()),
-        ),
+        JsonRejection::BytesRejection(_) if rejection_is_too_large(&detail) => {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", Some("the body exceeds 1 MiB".into()))
+        }
         other => Problem::new(other.status(), "bad-request", Some(detail)),
     }
 }
 
 /// The field a serde data error names: `unknown field `x``, or the path before the first `: `.
 fn data_error_field(detail: &str) -> String {
-    let rest = detail
-        .split_once("target type: ")
-        .map_or(detail, |(_, r)| r);
-    if let Some(name) = rest
-        .strip_prefix("unknown field `")
-        .and_then(|r| r.split('`').next())
-    {
+    let rest = detail.split_once("target type: ").map_or(detail, |(_, r)| r);
+    if let Some(name) = rest.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
         return name.to_string();
     }
-    if let Some(name) = rest
-        .strip_prefix("missing field `")
-        .and_then(|r| r.split('`').next())
-    {
+    if let Some(name) = rest.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
         return name.to_string();
     }
     match rest.split_once(": ") {
@@ -150,12 +124,7 @@ fn rejection_is_too_large(detail: &str) -> bool {
 
 /// Fallback for unknown routes: a problem+json 404.
 pub async fn not_found() -> Response {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        Some("no such route".into()),
-    )
-    .into_response()
+    Problem::new(StatusCode::NOT_FOUND, "not-found", Some("no such route".into())).into_response()
 }
 
 /// A `{id}` path segment that must be a UUID; anything else is a problem+json 404 (no such resource).
@@ -164,17 +133,10 @@ pub struct IdPath(pub uuid::Uuid);
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdPath {
     type Rejection = Problem;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<uuid::Uuid>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(id)) => Ok(IdPath(id)),
-            Err(_) => Err(Problem::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                Some("no resource has this id".into()),
-            )),
+            Err(_) => Err(Problem::new(StatusCode::NOT_FOUND, "not-found", Some("no resource has this id".into()))),
         }
     }
 }
@@ -182,18 +144,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdPath {
 /// `GET /ready` body for a service whose one dependency is the primary: 200 when it answers, else 503.
 pub async fn ready_primary(pool: &sqlx::PgPool) -> Response {
     match sqlx::query_scalar!("select 1 as one").fetch_one(pool).await {
-        Ok(_) => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ready"})),
-        )
-            .into_response(),
+        Ok(_) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: primary unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"status": "unavailable"})),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "unavailable"}))).into_response()
         }
     }
 }

@@ -4,9 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A point in the log in projection order. The derived ordering is lexicographic: transaction first.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LogPosition {
     /// `events.transaction_id` (xid8) of the event, as a 64-bit integer.
     pub transaction_id: i64,
@@ -14,16 +12,10 @@ pub struct LogPosition {
 }
 
 impl LogPosition {
-    pub const START: LogPosition = LogPosition {
-        transaction_id: 0,
-        global_position: 0,
-    };
+    pub const START: LogPosition = LogPosition { transaction_id: 0, global_position: 0 };
 
     pub fn new(transaction_id: i64, global_position: i64) -> Self {
-        Self {
-            transaction_id,
-            global_position,
-        }
+        Self { transaction_id, global_position }
     }
 
     /// True when data projected up to `self` includes the event at `token`.

@@ -61,20 +61,11 @@ impl RateLimiter {
         let interval_ms = 60_000.0 / f64::from(per_minute);
         let redis_key = format!("pressroom:rl:{bucket}:{key}");
         if let Some(mut conn) = self.redis.get().await {
-            let r: redis::RedisResult<(i64, i64)> = self
-                .script
-                .key(&redis_key)
-                .arg(interval_ms)
-                .arg(per_minute)
-                .invoke_async(&mut conn)
-                .await;
+            let r: redis::RedisResult<(i64, i64)> =
+                self.script.key(&redis_key).arg(interval_ms).arg(per_minute).invoke_async(&mut conn).await;
             match r {
                 Ok((1, _)) => return Ok(()),
-                Ok((_, wait_ms)) => {
-                    return Err(Limited {
-                        retry_after: Duration::from_millis(wait_ms.max(0) as u64),
-                    })
-                }
+                Ok((_, wait_ms)) => return Err(Limited { retry_after: Duration::from_millis(wait_ms.max(0) as u64) }),
                 Err(e) => tracing::warn!(error = %e, "rate limiting in process: Redis failed"),
             }
         }
@@ -92,9 +83,7 @@ impl RateLimiter {
         let tat = map.get(key).copied().unwrap_or(now).max(now);
         let allow_at = tat - f64::from(burst - 1) * interval_ms;
         if now < allow_at {
-            return Err(Limited {
-                retry_after: Duration::from_millis((allow_at - now).ceil() as u64),
-            });
+            return Err(Limited { retry_after: Duration::from_millis((allow_at - now).ceil() as u64) });
         }
         map.insert(key.to_string(), tat + interval_ms);
         Ok(())

@@ -21,12 +21,7 @@ pub struct AuthorRef {
 
 impl From<&Author> for AuthorRef {
     fn from(a: &Author) -> Self {
-        AuthorRef {
-            id: a.id,
-            slug: a.slug.clone(),
-            name: a.name.clone(),
-            avatar_url: a.avatar_url.clone(),
-        }
+        AuthorRef { id: a.id, slug: a.slug.clone(), name: a.name.clone(), avatar_url: a.avatar_url.clone() }
     }
 }
 
@@ -40,12 +35,7 @@ pub struct TagRef {
 pub fn tag_refs(names: &[String]) -> Vec<TagRef> {
     names
         .iter()
-        .filter_map(|n| {
-            Slug::from_title(n).map(|s| TagRef {
-                slug: s.into_string(),
-                name: n.clone(),
-            })
-        })
+        .filter_map(|n| Slug::from_title(n).map(|s| TagRef { slug: s.into_string(), name: n.clone() }))
         .collect()
 }
 

@@ -8,14 +8,7 @@ pub fn init(service: &'static str) {
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false);
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(json)
-        .try_init();
+    let json = fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false);
+    let _ = tracing_subscriber::registry().with(filter).with(json).try_init();
     tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "starting");
 }

@@ -48,25 +48,13 @@ impl TestDb {
             port("PRESSROOM_TEST_REDIS_PORT"),
         );
         let name = format!("t_{}", Uuid::now_v7().simple());
-        let postgres = PgPool::connect(&format!("postgres://postgres@127.0.0.1:{p}/postgres"))
-            .await
-            .unwrap();
-        sqlx::query(&format!(
-            "create database {name} template pressroom_template"
-        ))
-        .execute(&postgres)
-        .await
-        .unwrap();
+        let postgres = PgPool::connect(&format!("postgres://postgres@127.0.0.1:{p}/postgres")).await.unwrap();
+        sqlx::query(&format!("create database {name} template pressroom_template")).execute(&postgres).await.unwrap();
         postgres.close().await;
-        let admin = PgPool::connect(&format!("postgres://postgres@127.0.0.1:{p}/{name}"))
-            .await
-            .unwrap();
+        let admin = PgPool::connect(&format!("postgres://postgres@127.0.0.1:{p}/{name}")).await.unwrap();
         let replica_url = format!("postgres://pressroom_app@127.0.0.1:{r}/{name}");
         for _ in 0..100 {
-            if <sqlx::PgConnection as sqlx::Connection>::connect(&replica_url)
-                .await
-                .is_ok()
-            {
+            if <sqlx::PgConnection as sqlx::Connection>::connect(&replica_url).await.is_ok() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -92,16 +80,10 @@ impl TestDb {
     fn env(&self) -> Vec<(String, String)> {
         vec![
             ("DATABASE_PRIMARY_URL".into(), self.primary_url.clone()),
-            (
-                "DATABASE_PRIMARY_DIRECT_URL".into(),
-                self.direct_url.clone(),
-            ),
+            ("DATABASE_PRIMARY_DIRECT_URL".into(), self.direct_url.clone()),
             ("DATABASE_REPLICA_URLS".into(), self.replica_url.clone()),
             ("REDIS_URL".into(), self.redis_url.clone()),
-            (
-                "PRESSROOM_JWT_SECRET".into(),
-                "test-secret-not-for-production".into(),
-            ),
+            ("PRESSROOM_JWT_SECRET".into(), "test-secret-not-for-production".into()),
             ("PRESSROOM_PROJECTOR_POLL_INTERVAL".into(), "100ms".into()),
         ]
     }
@@ -125,30 +107,22 @@ impl TestDb {
             bio: None,
             avatar_url: None,
         };
-        let (a, _) = authors::register(&pool, new, &Metadata::default())
-            .await
-            .unwrap();
+        let (a, _) = authors::register(&pool, new, &Metadata::default()).await.unwrap();
         (a.id, email, password)
     }
 }
 
 /// Where `./ops/test` built the binaries.
 pub fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var("PRESSROOM_TEST_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let exe = std::env::current_exe().unwrap();
-            exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf()
-        });
+    let dir = std::env::var("PRESSROOM_TEST_BIN_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf()
+    });
     dir.join(name)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The three service binaries running against one test database.
@@ -184,17 +158,10 @@ impl Stack {
         env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{p}")));
         let mut children = Vec::new();
         let env_for_children = env.clone();
-        for name in [
-            "pressroom-projector",
-            "pressroom-command-api",
-            "pressroom-query-api",
-        ] {
+        for name in ["pressroom-projector", "pressroom-command-api", "pressroom-query-api"] {
             let child = Command::new(bin(name))
                 .envs(env_for_children.iter().cloned())
-                .env(
-                    "PRESSROOM_LOG",
-                    std::env::var("PRESSROOM_LOG").unwrap_or_else(|_| "warn".into()),
-                )
+                .env("PRESSROOM_LOG", std::env::var("PRESSROOM_LOG").unwrap_or_else(|_| "warn".into()))
                 .kill_on_drop(true)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
@@ -205,23 +172,14 @@ impl Stack {
             query: format!("http://127.0.0.1:{q}"),
             command: format!("http://127.0.0.1:{c}"),
             projector: format!("http://127.0.0.1:{p}"),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             children,
             env,
         };
         for base in [&stack.projector, &stack.command, &stack.query] {
             let mut ok = false;
             for _ in 0..200 {
-                if stack
-                    .http
-                    .get(format!("{base}/ready"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
+                if stack.http.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
                     ok = true;
                     break;
                 }
@@ -242,10 +200,7 @@ impl Stack {
             .await
             .unwrap();
         assert_eq!(res.status(), 200, "login failed");
-        res.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
     }
 
     /// A token for a new author of this role.
@@ -255,27 +210,11 @@ impl Stack {
     }
 
     pub async fn create_post(&self, token: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/posts", self.command))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        self.http.post(format!("{}/v1/posts", self.command)).bearer_auth(token).json(&body).send().await.unwrap()
     }
 
-    pub async fn patch_post(
-        &self,
-        token: &str,
-        id: &str,
-        if_match: Option<&str>,
-        body: Value,
-    ) -> reqwest::Response {
-        let mut req = self
-            .http
-            .patch(format!("{}/v1/posts/{id}", self.command))
-            .bearer_auth(token)
-            .json(&body);
+    pub async fn patch_post(&self, token: &str, id: &str, if_match: Option<&str>, body: Value) -> reqwest::Response {
+        let mut req = self.http.patch(format!("{}/v1/posts/{id}", self.command)).bearer_auth(token).json(&body);
         if let Some(v) = if_match {
             req = req.header("if-match", v);
         }
@@ -283,12 +222,7 @@ impl Stack {
     }
 
     pub async fn publish(&self, token: &str, id: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/posts/{id}/publish", self.command))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.http.post(format!("{}/v1/posts/{id}/publish", self.command)).bearer_auth(token).send().await.unwrap()
     }
 
     pub async fn get_post(&self, slug: &str, min_position: Option<i64>) -> reqwest::Response {
@@ -300,31 +234,18 @@ impl Stack {
     }
 
     pub async fn list_posts(&self, query: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}/v1/posts{query}", self.query))
-            .send()
-            .await
-            .unwrap()
+        self.http.get(format!("{}/v1/posts{query}", self.query)).send().await.unwrap()
     }
 
     /// Creates and publishes a post; returns (id, slug, position of the publish).
     pub async fn published_post(&self, token: &str, title: &str) -> (String, String, i64) {
-        let res = self
-            .create_post(
-                token,
-                json!({"title": title, "body_markdown": "Hello **world**"}),
-            )
-            .await;
+        let res = self.create_post(token, json!({"title": title, "body_markdown": "Hello **world**"})).await;
         assert_eq!(res.status(), 201);
         let created: Value = res.json().await.unwrap();
         let id = created["id"].as_str().unwrap().to_string();
         let res = self.publish(token, &id).await;
         assert_eq!(res.status(), 200);
-        let position: i64 = res.headers()["pressroom-position"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let position: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
         (id, created["slug"].as_str().unwrap().to_string(), position)
     }
 
@@ -368,32 +289,19 @@ impl Stack {
 
     /// Creates a draft as `token`; returns its id.
     pub async fn draft(&self, token: &str, title: &str) -> String {
-        let res = self
-            .create_post(token, json!({"title": title, "body_markdown": "body"}))
-            .await;
+        let res = self.create_post(token, json!({"title": title, "body_markdown": "body"})).await;
         assert_eq!(res.status(), 201, "draft {title}");
-        res.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
     }
 }
 
 /// Asserts an RFC 9457 problem+json response with this status; returns its body.
 pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status().as_u16(), status, "status");
-    assert_eq!(
-        res.headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
-        Some("application/problem+json")
-    );
+    assert_eq!(res.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/problem+json"));
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], status);
-    assert!(
-        body["type"].is_string() && body["title"].is_string(),
-        "{body}"
-    );
+    assert!(body["type"].is_string() && body["title"].is_string(), "{body}");
     body
 }
 
@@ -401,10 +309,7 @@ impl Stack {
     /// Starts one more projector process on this stack's database (it stands by while the first leads).
     pub fn spawn_projector(&self) -> Child {
         let mut env = self.env.clone();
-        env.push((
-            "PRESSROOM_PROJECTOR_ADDR".into(),
-            format!("127.0.0.1:{}", free_port()),
-        ));
+        env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{}", free_port())));
         Command::new(bin("pressroom-projector"))
             .envs(env)
             .env("PRESSROOM_LOG", "warn")

@@ -8,20 +8,12 @@ use serde_json::{json, Value};
 use shared::domain::role::Role;
 
 #[tokio::test]
-async fn a_published_post_is_readable_at_once_with_its_position_and_via_the_replica_within_a_second(
-) {
+async fn a_published_post_is_readable_at_once_with_its_position_and_via_the_replica_within_a_second() {
     // Redis unreachable: nothing is written through, so the plain read has to come from the replica,
     // and reads keep working without Redis.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let redis = format!("redis://127.0.0.1:{closed}");
-    let off = [
-        ("PRESSROOM_RATE_LIMIT_LOGIN", "0"),
-        ("REDIS_URL", redis.as_str()),
-    ];
+    let off = [("PRESSROOM_RATE_LIMIT_LOGIN", "0"), ("REDIS_URL", redis.as_str())];
     let stack = Stack::start_with(TestDb::fresh().await, &off).await;
     let (_, token) = stack.token(Role::Author).await;
     let (_, slug, position) = stack.published_post(&token, "Hello Pressroom").await;
@@ -29,11 +21,7 @@ async fn a_published_post_is_readable_at_once_with_its_position_and_via_the_repl
 
     let res = stack.get_post(&slug, Some(position)).await;
     assert_eq!(res.status(), 200);
-    let served_at: i64 = res.headers()["pressroom-position"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let served_at: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
     assert!(res.headers().contains_key("pressroom-read-source"));
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["title"], "Hello Pressroom");
@@ -48,10 +36,7 @@ async fn a_published_post_is_readable_at_once_with_its_position_and_via_the_repl
             assert_eq!(res.headers()["pressroom-read-source"], "replica");
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "not on the replica within a second"
-        );
+        assert!(started.elapsed() < Duration::from_secs(1), "not on the replica within a second");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let list: Value = stack.list_posts("").await.json().await.unwrap();
@@ -64,34 +49,21 @@ async fn a_published_post_is_readable_at_once_with_its_position_and_via_the_repl
 async fn editing_requires_if_match_and_a_stale_version_gets_412_with_the_current_version() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;
-    let created: Value = stack
-        .create_post(&token, json!({"title": "Draft one", "body_markdown": "x"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value =
+        stack.create_post(&token, json!({"title": "Draft one", "body_markdown": "x"})).await.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
-    assert_eq!(
-        (created["status"].as_str(), created["version"].as_i64()),
-        (Some("draft"), Some(1))
-    );
+    assert_eq!((created["status"].as_str(), created["version"].as_i64()), (Some("draft"), Some(1)));
 
-    let res = stack
-        .patch_post(&token, id, None, json!({"title": "New"}))
-        .await;
+    let res = stack.patch_post(&token, id, None, json!({"title": "New"})).await;
     assert_eq!(res.status(), 428);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 
-    let res = stack
-        .patch_post(&token, id, Some("\"1\""), json!({"title": "Edited"}))
-        .await;
+    let res = stack.patch_post(&token, id, Some("\"1\""), json!({"title": "Edited"})).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("pressroom-position"));
     assert_eq!(res.json::<Value>().await.unwrap()["version"], 2);
 
-    let res = stack
-        .patch_post(&token, id, Some("\"1\""), json!({"title": "Stale"}))
-        .await;
+    let res = stack.patch_post(&token, id, Some("\"1\""), json!({"title": "Stale"})).await;
     assert_eq!(res.status(), 412);
     assert_eq!(res.json::<Value>().await.unwrap()["current_version"], 2);
     stack.stop().await;
@@ -101,35 +73,16 @@ async fn editing_requires_if_match_and_a_stale_version_gets_412_with_the_current
 async fn bad_credentials_tokens_and_bodies_get_problem_json_not_500() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, email, _) = stack.db.author(Role::Author).await;
-    let login = |body: Value| {
-        stack
-            .http
-            .post(format!("{}/v1/session", stack.command))
-            .json(&body)
-            .send()
-    };
-    let wrong = login(json!({"email": email, "password": "nope-nope"}))
-        .await
-        .unwrap();
-    let unknown = login(json!({"email": "ghost@test.local", "password": "nope-nope"}))
-        .await
-        .unwrap();
+    let login = |body: Value| stack.http.post(format!("{}/v1/session", stack.command)).json(&body).send();
+    let wrong = login(json!({"email": email, "password": "nope-nope"})).await.unwrap();
+    let unknown = login(json!({"email": "ghost@test.local", "password": "nope-nope"})).await.unwrap();
     assert_eq!(
         (wrong.status(), unknown.status()),
-        (
-            reqwest::StatusCode::UNAUTHORIZED,
-            reqwest::StatusCode::UNAUTHORIZED
-        )
+        (reqwest::StatusCode::UNAUTHORIZED, reqwest::StatusCode::UNAUTHORIZED)
     );
-    assert_eq!(
-        wrong.text().await.unwrap(),
-        unknown.text().await.unwrap(),
-        "same body for both"
-    );
+    assert_eq!(wrong.text().await.unwrap(), unknown.text().await.unwrap(), "same body for both");
 
-    let res = stack
-        .create_post("not-a-jwt", json!({"title": "x", "body_markdown": "y"}))
-        .await;
+    let res = stack.create_post("not-a-jwt", json!({"title": "x", "body_markdown": "y"})).await;
     assert_eq!(res.status(), 401);
 
     let (_, token) = stack.token(Role::Author).await;
@@ -142,49 +95,23 @@ async fn bad_credentials_tokens_and_bodies_get_problem_json_not_500() {
             .body(body)
             .send()
     };
-    assert_eq!(
-        post("{not json", "application/json")
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
+    assert_eq!(post("{not json", "application/json").await.unwrap().status(), 400);
     assert_eq!(post("{}", "text/plain").await.unwrap().status(), 415);
-    let res = stack
-        .create_post(
-            &token,
-            json!({"title": "", "body_markdown": "y", "tags": ["ok"]}),
-        )
-        .await;
+    let res = stack.create_post(&token, json!({"title": "", "body_markdown": "y", "tags": ["ok"]})).await;
     assert_eq!(res.status(), 422);
     let problem: Value = res.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "title");
     let big = "x".repeat(1024 * 1024 + 10);
-    let res = stack
-        .create_post(&token, json!({"title": "Big", "body_markdown": big}))
-        .await;
+    let res = stack.create_post(&token, json!({"title": "Big", "body_markdown": big})).await;
     assert_eq!(res.status(), 413);
-    let res = stack
-        .publish(&token, &uuid::Uuid::now_v7().to_string())
-        .await;
+    let res = stack.publish(&token, &uuid::Uuid::now_v7().to_string()).await;
     assert_eq!(res.status(), 404);
 
     let (_, slug, _) = stack.published_post(&token, "Taken").await;
-    let res = stack
-        .create_post(
-            &token,
-            json!({"title": "Other", "body_markdown": "y", "slug": slug}),
-        )
-        .await;
+    let res = stack.create_post(&token, json!({"title": "Other", "body_markdown": "y", "slug": slug})).await;
     assert_eq!(res.status(), 409, "an explicit slug clash is a conflict");
-    let res = stack
-        .create_post(&token, json!({"title": "Taken", "body_markdown": "y"}))
-        .await;
-    assert_eq!(
-        res.json::<Value>().await.unwrap()["slug"],
-        "taken-2",
-        "a generated clash gets a suffix"
-    );
+    let res = stack.create_post(&token, json!({"title": "Taken", "body_markdown": "y"})).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["slug"], "taken-2", "a generated clash gets a suffix");
     stack.stop().await;
 }
 
@@ -192,24 +119,9 @@ async fn bad_credentials_tokens_and_bodies_get_problem_json_not_500() {
 async fn drafts_are_404_on_the_public_api_and_limits_and_cursors_are_validated() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;
-    let res = stack
-        .create_post(
-            &token,
-            json!({"title": "Secret draft", "body_markdown": "y"}),
-        )
-        .await;
-    let position: i64 = res.headers()["pressroom-position"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(
-        stack
-            .get_post("secret-draft", Some(position))
-            .await
-            .status(),
-        404
-    );
+    let res = stack.create_post(&token, json!({"title": "Secret draft", "body_markdown": "y"})).await;
+    let position: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+    assert_eq!(stack.get_post("secret-draft", Some(position)).await.status(), 404);
     assert_eq!(stack.list_posts("?limit=101").await.status(), 422);
     assert_eq!(stack.list_posts("?limit=abc").await.status(), 422);
     assert_eq!(stack.list_posts("?limit=0").await.status(), 422);
@@ -250,8 +162,7 @@ async fn walking_every_page_returns_each_published_post_exactly_once() {
 }
 
 #[tokio::test]
-async fn with_redis_a_published_post_is_served_from_the_cache_and_an_edit_shows_after_invalidation()
-{
+async fn with_redis_a_published_post_is_served_from_the_cache_and_an_edit_shows_after_invalidation() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;
     let (id, slug, position) = stack.published_post(&token, "Cached post").await;
@@ -260,52 +171,19 @@ async fn with_redis_a_published_post_is_served_from_the_cache_and_an_edit_shows_
     for _ in 0..3 {
         let res = stack.get_post(&slug, None).await;
         assert_eq!(res.status(), 200);
-        sources.push(
-            res.headers()["pressroom-read-source"]
-                .to_str()
-                .unwrap()
-                .to_string(),
-        );
+        sources.push(res.headers()["pressroom-read-source"].to_str().unwrap().to_string());
     }
-    assert_eq!(
-        sources.last().map(String::as_str),
-        Some("cache"),
-        "{sources:?}"
-    );
-    let etag = stack.get_post(&slug, None).await.headers()["etag"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let not_modified = stack
-        .http
-        .get(format!("{}/v1/posts/{slug}", stack.query))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(sources.last().map(String::as_str), Some("cache"), "{sources:?}");
+    let etag = stack.get_post(&slug, None).await.headers()["etag"].to_str().unwrap().to_string();
+    let not_modified =
+        stack.http.get(format!("{}/v1/posts/{slug}", stack.query)).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(not_modified.status(), 304);
 
-    let res = stack
-        .patch_post(
-            &token,
-            &id,
-            Some("\"2\""),
-            json!({"title": "Cached post, edited"}),
-        )
-        .await;
+    let res = stack.patch_post(&token, &id, Some("\"2\""), json!({"title": "Cached post, edited"})).await;
     assert_eq!(res.status(), 200);
-    let edit_position: i64 = res.headers()["pressroom-position"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let edit_position: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
     // With the edit's token, the stale cache entry is skipped.
-    let body: Value = stack
-        .get_post(&slug, Some(edit_position))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = stack.get_post(&slug, Some(edit_position)).await.json().await.unwrap();
     assert_eq!(body["title"], "Cached post, edited");
     // Without it, the projector's invalidation reaches the cache quickly.
     let started = tokio::time::Instant::now();
@@ -314,10 +192,7 @@ async fn with_redis_a_published_post_is_served_from_the_cache_and_an_edit_shows_
         if body["title"] == "Cached post, edited" {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "stale after 2 s"
-        );
+        assert!(started.elapsed() < Duration::from_secs(2), "stale after 2 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stack.stop().await;

@@ -18,34 +18,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 fn edit(n: usize) -> DomainEvent {
-    DomainEvent::PostEdited(PostEdited {
-        title: Some(format!("t{n}")),
-        ..Default::default()
-    })
+    DomainEvent::PostEdited(PostEdited { title: Some(format!("t{n}")), ..Default::default() })
 }
 
-async fn append(
-    pool: &PgPool,
-    stream: Uuid,
-    expected: i32,
-    n: usize,
-) -> Result<i64, EventStoreError> {
+async fn append(pool: &PgPool, stream: Uuid, expected: i32, n: usize) -> Result<i64, EventStoreError> {
     let mut tx = pool.begin().await?;
-    let exp = if expected == 0 {
-        ExpectedVersion::NoStream
-    } else {
-        ExpectedVersion::Exact(expected)
-    };
+    let exp = if expected == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(expected) };
     let events: Vec<_> = (0..n).map(edit).collect();
-    let a = event_store::append(
-        &mut tx,
-        stream,
-        StreamType::Post,
-        exp,
-        &events,
-        &Metadata::default(),
-    )
-    .await?;
+    let a = event_store::append(&mut tx, stream, StreamType::Post, exp, &events, &Metadata::default()).await?;
     tx.commit().await?;
     Ok(a.position)
 }
@@ -57,6 +37,9 @@ impl Projection for CountingProjection {
     type Effect = ();
     fn name(&self) -> &'static str {
         "test_counting"
+    }
+    fn handles(&self, _: &str) -> bool {
+        true
     }
     async fn apply(
         &self,
@@ -79,23 +62,13 @@ async fn start_counting(db: &TestDb) -> (CancellationToken, PgPool) {
         .execute(&db.admin)
         .await
         .unwrap();
-    sqlx::query("grant all on test_applied to pressroom_app")
-        .execute(&db.admin)
-        .await
-        .unwrap();
+    sqlx::query("grant all on test_applied to pressroom_app").execute(&db.admin).await.unwrap();
     let pool = db.app_pool().await;
     let shutdown = CancellationToken::new();
     let (wake_tx, wake_rx) = watch::channel(0u64);
-    tokio::spawn(runner::listen_for_events(
-        db.direct_url.clone(),
-        wake_tx,
-        shutdown.clone(),
-    ));
-    let config = RunnerConfig {
-        direct_url: db.direct_url.clone(),
-        batch_size: 500,
-        poll_interval: Duration::from_millis(100),
-    };
+    tokio::spawn(runner::listen_for_events(db.direct_url.clone(), wake_tx, shutdown.clone()));
+    let config =
+        RunnerConfig { direct_url: db.direct_url.clone(), batch_size: 500, poll_interval: Duration::from_millis(100) };
     tokio::spawn(runner::run(
         Arc::new(CountingProjection),
         pool.clone(),
@@ -133,32 +106,16 @@ async fn two_appends_with_the_same_expected_version_one_wins_and_the_other_gets_
     append(&pool, stream, 0, 1).await.unwrap();
     let (a, b) = tokio::join!(append(&pool, stream, 1, 1), append(&pool, stream, 1, 1));
     let results = [a, b];
-    assert_eq!(
-        results.iter().filter(|r| r.is_ok()).count(),
-        1,
-        "exactly one append wins"
-    );
-    assert!(
-        results
-            .iter()
-            .any(|r| matches!(r, Err(EventStoreError::Conflict { .. }))),
-        "the loser gets Conflict"
-    );
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "exactly one append wins");
+    assert!(results.iter().any(|r| matches!(r, Err(EventStoreError::Conflict { .. }))), "the loser gets Conflict");
     // A stale expectation without a race is a conflict too, never a gap or an overwrite.
-    assert!(matches!(
-        append(&pool, stream, 1, 1).await,
-        Err(EventStoreError::Conflict { actual: 2, .. })
-    ));
-    assert!(matches!(
-        append(&pool, stream, 5, 1).await,
-        Err(EventStoreError::Conflict { .. })
-    ));
-    let versions: Vec<i32> =
-        sqlx::query_scalar("select version from events where stream_id = $1 order by version")
-            .bind(stream)
-            .fetch_all(&db.admin)
-            .await
-            .unwrap();
+    assert!(matches!(append(&pool, stream, 1, 1).await, Err(EventStoreError::Conflict { actual: 2, .. })));
+    assert!(matches!(append(&pool, stream, 5, 1).await, Err(EventStoreError::Conflict { .. })));
+    let versions: Vec<i32> = sqlx::query_scalar("select version from events where stream_id = $1 order by version")
+        .bind(stream)
+        .fetch_all(&db.admin)
+        .await
+        .unwrap();
     assert_eq!(versions, vec![1, 2]);
 }
 
@@ -168,19 +125,12 @@ async fn update_delete_and_truncate_on_events_fail_for_every_role() {
     let app = db.app_pool().await;
     append(&app, Uuid::now_v7(), 0, 2).await.unwrap();
     for pool in [&app, &db.admin] {
-        for sql in [
-            "update events set payload = '{}'",
-            "delete from events",
-            "truncate events",
-        ] {
+        for sql in ["update events set payload = '{}'", "delete from events", "truncate events"] {
             let r = sqlx::query(sql).execute(pool).await;
             assert!(r.is_err(), "`{sql}` must fail");
         }
     }
-    let n: i64 = sqlx::query_scalar("select count(*) from events")
-        .fetch_one(&db.admin)
-        .await
-        .unwrap();
+    let n: i64 = sqlx::query_scalar("select count(*) from events").fetch_one(&db.admin).await.unwrap();
     assert_eq!(n, 2);
 }
 
@@ -241,31 +191,21 @@ async fn an_append_held_open_is_never_skipped_while_a_thousand_later_events_comm
     // The later events are committed, but the projection must not move past the open transaction.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (count, _) = applied(&db).await;
-    assert_eq!(
-        count, 0,
-        "nothing past the held-open transaction may be applied yet"
-    );
-    let cp: i64 = sqlx::query_scalar(
-        "select global_position from read.checkpoints where name = 'test_counting'",
-    )
-    .fetch_optional(&db.admin)
-    .await
-    .unwrap()
-    .unwrap_or(0);
-    assert!(
-        cp < held.position || cp == 0,
-        "checkpoint {cp} passed the open append at {}",
-        held.position
-    );
+    assert_eq!(count, 0, "nothing past the held-open transaction may be applied yet");
+    let cp: i64 = sqlx::query_scalar("select global_position from read.checkpoints where name = 'test_counting'")
+        .fetch_optional(&db.admin)
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert!(cp < held.position || cp == 0, "checkpoint {cp} passed the open append at {}", held.position);
     slow.commit().await.unwrap();
     let (count, max_times) = wait_applied(&db, 1001, Duration::from_secs(30)).await;
     shutdown.cancel();
     assert_eq!((count, max_times), (1001, 1));
-    let got: bool =
-        sqlx::query_scalar("select exists(select 1 from test_applied where global_position = $1)")
-            .bind(held.position)
-            .fetch_one(&db.admin)
-            .await
-            .unwrap();
+    let got: bool = sqlx::query_scalar("select exists(select 1 from test_applied where global_position = $1)")
+        .bind(held.position)
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
     assert!(got, "the late-committing event was projected");
 }

@@ -24,11 +24,7 @@ async fn publish(stack: &Stack, token: &str, body: Value) -> (String, String, i6
     let id = created["id"].as_str().unwrap().to_string();
     let res = stack.publish(token, &id).await;
     assert_eq!(res.status(), 200);
-    let position = res.headers()["pressroom-position"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let position = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
     (id, created["slug"].as_str().unwrap().to_string(), position)
 }
 
@@ -36,29 +32,11 @@ async fn publish(stack: &Stack, token: &str, body: Value) -> (String, String, i6
 async fn authors_and_tags_count_published_posts_only_and_follow_unpublishing() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (author_id, token) = stack.token(Role::Author).await;
-    publish(
-        &stack,
-        &token,
-        json!({"title": "One", "body_markdown": "x", "tags": ["Rust", "Databases"]}),
-    )
-    .await;
-    let (second, _, _) = publish(
-        &stack,
-        &token,
-        json!({"title": "Two", "body_markdown": "x", "tags": ["Rust"]}),
-    )
-    .await;
-    let res = stack
-        .create_post(
-            &token,
-            json!({"title": "Draft", "body_markdown": "x", "tags": ["Rust", "Drafts"]}),
-        )
-        .await;
-    let mut last: i64 = res.headers()["pressroom-position"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    publish(&stack, &token, json!({"title": "One", "body_markdown": "x", "tags": ["Rust", "Databases"]})).await;
+    let (second, _, _) = publish(&stack, &token, json!({"title": "Two", "body_markdown": "x", "tags": ["Rust"]})).await;
+    let res =
+        stack.create_post(&token, json!({"title": "Draft", "body_markdown": "x", "tags": ["Rust", "Drafts"]})).await;
+    let mut last: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
 
     let tags: Value = get(&stack, "/v1/tags", last).await.json().await.unwrap();
     assert_eq!(
@@ -66,53 +44,19 @@ async fn authors_and_tags_count_published_posts_only_and_follow_unpublishing() {
         json!([{"slug": "rust", "name": "Rust", "post_count": 2}, {"slug": "databases", "name": "Databases", "post_count": 1}])
     );
     let authors: Value = get(&stack, "/v1/authors", last).await.json().await.unwrap();
-    let me = authors["authors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == author_id.to_string())
-        .unwrap()
-        .clone();
+    let me = authors["authors"].as_array().unwrap().iter().find(|a| a["id"] == author_id.to_string()).unwrap().clone();
     assert_eq!(me["post_count"], 2);
     let slug = me["slug"].as_str().unwrap();
-    let one: Value = get(&stack, &format!("/v1/authors/{slug}"), last)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let one: Value = get(&stack, &format!("/v1/authors/{slug}"), last).await.json().await.unwrap();
     assert_eq!(one["post_count"], 2);
 
-    let res = stack
-        .command(
-            Method::POST,
-            &format!("/v1/posts/{second}/unpublish"),
-            Some(&token),
-            None,
-            &[],
-        )
-        .await;
-    last = res.headers()["pressroom-position"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let rust: Value = get(&stack, "/v1/tags/rust", last)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let res = stack.command(Method::POST, &format!("/v1/posts/{second}/unpublish"), Some(&token), None, &[]).await;
+    last = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+    let rust: Value = get(&stack, "/v1/tags/rust", last).await.json().await.unwrap();
     assert_eq!(rust["post_count"], 1);
-    assert_eq!(
-        get(&stack, "/v1/tags/drafts", last).await.status(),
-        404,
-        "a draft's tag is not public"
-    );
+    assert_eq!(get(&stack, "/v1/tags/drafts", last).await.status(), 404, "a draft's tag is not public");
     assert_eq!(get(&stack, "/v1/authors/nobody", last).await.status(), 404);
-    let filtered: Value = get(&stack, "/v1/posts?tag=databases", last)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let filtered: Value = get(&stack, "/v1/posts?tag=databases", last).await.json().await.unwrap();
     assert_eq!(filtered["posts"].as_array().unwrap().len(), 1);
     stack.stop().await;
 }
@@ -121,84 +65,35 @@ async fn authors_and_tags_count_published_posts_only_and_follow_unpublishing() {
 async fn search_ranks_title_matches_first_and_understands_phrases_and_exclusions() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;
-    publish(&stack, &token, json!({"title": "Notes on cooking", "body_markdown": "We talk about replication lag here."})).await;
     publish(
         &stack,
         &token,
-        json!({"title": "Replication explained", "body_markdown": "Streaming from the primary."}),
+        json!({"title": "Notes on cooking", "body_markdown": "We talk about replication lag here."}),
     )
     .await;
-    let (_, _, last) = publish(
-        &stack,
-        &token,
-        json!({"title": "Other", "body_markdown": "Logical replication slots and lag."}),
-    )
-    .await;
+    publish(&stack, &token, json!({"title": "Replication explained", "body_markdown": "Streaming from the primary."}))
+        .await;
+    let (_, _, last) =
+        publish(&stack, &token, json!({"title": "Other", "body_markdown": "Logical replication slots and lag."})).await;
 
-    let res: Value = get(&stack, "/v1/search?q=replication", last)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let titles: Vec<&str> = res["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["title"].as_str().unwrap())
-        .collect();
+    let res: Value = get(&stack, "/v1/search?q=replication", last).await.json().await.unwrap();
+    let titles: Vec<&str> = res["results"].as_array().unwrap().iter().map(|r| r["title"].as_str().unwrap()).collect();
     assert_eq!(titles.len(), 3);
-    assert_eq!(
-        titles[0], "Replication explained",
-        "a title match ranks first: {titles:?}"
-    );
-    assert!(res["results"][0]["snippet"]
-        .as_str()
-        .unwrap()
-        .contains("<mark>"));
+    assert_eq!(titles[0], "Replication explained", "a title match ranks first: {titles:?}");
+    assert!(res["results"][0]["snippet"].as_str().unwrap().contains("<mark>"));
 
-    let phrase: Value = get(&stack, "/v1/search?q=%22replication%20lag%22", last)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let titles: Vec<&str> = phrase["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["title"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        titles,
-        vec!["Notes on cooking"],
-        "an exact phrase matches only adjacent words"
-    );
+    let phrase: Value = get(&stack, "/v1/search?q=%22replication%20lag%22", last).await.json().await.unwrap();
+    let titles: Vec<&str> =
+        phrase["results"].as_array().unwrap().iter().map(|r| r["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, vec!["Notes on cooking"], "an exact phrase matches only adjacent words");
 
-    let without: Value = get(&stack, "/v1/search?q=replication%20-slots", last)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        without["results"].as_array().unwrap().len(),
-        2,
-        "-word excludes"
-    );
+    let without: Value = get(&stack, "/v1/search?q=replication%20-slots", last).await.json().await.unwrap();
+    assert_eq!(without["results"].as_array().unwrap().len(), 2, "-word excludes");
 
-    let page: Value = get(&stack, "/v1/search?q=replication&limit=2", last)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get(&stack, "/v1/search?q=replication&limit=2", last).await.json().await.unwrap();
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest: Value = get(
-        &stack,
-        &format!("/v1/search?q=replication&limit=2&cursor={cursor}"),
-        last,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let rest: Value =
+        get(&stack, &format!("/v1/search?q=replication&limit=2&cursor={cursor}"), last).await.json().await.unwrap();
     assert_eq!(rest["results"].as_array().unwrap().len(), 1);
     assert!(rest["next_cursor"].is_null());
     assert_eq!(get(&stack, "/v1/search?q=", last).await.status(), 422);
@@ -209,53 +104,31 @@ async fn search_ranks_title_matches_first_and_understands_phrases_and_exclusions
 async fn the_rss_feed_parses_and_the_sitemap_lists_only_published_posts() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;
-    publish(&stack, &token, json!({"title": "Feed <one> & more", "body_markdown": "x", "summary": "Sum & mary", "tags": ["News"]})).await;
-    let (_, _, last) = publish(
+    publish(
         &stack,
         &token,
-        json!({"title": "Feed two", "body_markdown": "x"}),
+        json!({"title": "Feed <one> & more", "body_markdown": "x", "summary": "Sum & mary", "tags": ["News"]}),
     )
     .await;
-    stack
-        .create_post(
-            &token,
-            json!({"title": "Hidden draft", "body_markdown": "x"}),
-        )
-        .await;
+    let (_, _, last) = publish(&stack, &token, json!({"title": "Feed two", "body_markdown": "x"})).await;
+    stack.create_post(&token, json!({"title": "Hidden draft", "body_markdown": "x"})).await;
 
     let res = get(&stack, "/feed.xml", last).await;
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("application/rss+xml"));
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/rss+xml"));
     let body = res.bytes().await.unwrap();
     let channel = rss::Channel::read_from(&body[..]).expect("a valid RSS 2.0 document");
     assert_eq!(channel.items().len(), 2);
     let first = &channel.items()[0];
     assert_eq!(first.title(), Some("Feed two"));
-    assert!(first
-        .link()
-        .unwrap()
-        .starts_with("http://127.0.0.1:8080/v1/posts/"));
+    assert!(first.link().unwrap().starts_with("http://127.0.0.1:8080/v1/posts/"));
     assert!(first.guid().is_some());
-    assert!(
-        chrono::DateTime::parse_from_rfc2822(first.pub_date().unwrap()).is_ok(),
-        "pubDate is RFC 822"
-    );
+    assert!(chrono::DateTime::parse_from_rfc2822(first.pub_date().unwrap()).is_ok(), "pubDate is RFC 822");
     assert_eq!(channel.items()[1].title(), Some("Feed <one> & more"));
     assert_eq!(channel.items()[1].description(), Some("Sum & mary"));
 
-    let sitemap = get(&stack, "/sitemap.xml", last)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let sitemap = get(&stack, "/sitemap.xml", last).await.text().await.unwrap();
     let doc = roxmltree::Document::parse(&sitemap).expect("well-formed XML");
-    let locs: Vec<&str> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("loc"))
-        .filter_map(|n| n.text())
-        .collect();
+    let locs: Vec<&str> = doc.descendants().filter(|n| n.has_tag_name("loc")).filter_map(|n| n.text()).collect();
     assert_eq!(locs.len(), 2);
     assert!(locs.iter().all(|l| !l.contains("hidden-draft")));
     stack.stop().await;
@@ -265,30 +138,14 @@ async fn the_rss_feed_parses_and_the_sitemap_lists_only_published_posts() {
 async fn old_slugs_redirect_unpublished_states_are_404_and_scripts_never_survive() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;
-    let body =
-        "Hello <script>alert(1)</script> <img src=x onerror=alert(2)> [x](javascript:alert(3))";
-    let (id, slug, _) = publish(
-        &stack,
-        &token,
-        json!({"title": "Original title", "body_markdown": body}),
-    )
-    .await;
-    let res = stack
-        .patch_post(&token, &id, Some("\"2\""), json!({"slug": "renamed"}))
-        .await;
-    let last: i64 = res.headers()["pressroom-position"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let body = "Hello <script>alert(1)</script> <img src=x onerror=alert(2)> [x](javascript:alert(3))";
+    let (id, slug, _) = publish(&stack, &token, json!({"title": "Original title", "body_markdown": body})).await;
+    let res = stack.patch_post(&token, &id, Some("\"2\""), json!({"slug": "renamed"})).await;
+    let last: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
     let moved = get(&stack, &format!("/v1/posts/{slug}"), last).await;
     assert_eq!(moved.status(), 301);
     assert_eq!(moved.headers()["location"], "/v1/posts/renamed");
-    let post: Value = get(&stack, "/v1/posts/renamed", last)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let post: Value = get(&stack, "/v1/posts/renamed", last).await.json().await.unwrap();
     let html = post["body_html"].as_str().unwrap();
     for bad in ["<script", "onerror", "javascript:"] {
         assert!(!html.contains(bad), "{bad} survived: {html}");
@@ -297,43 +154,13 @@ async fn old_slugs_redirect_unpublished_states_are_404_and_scripts_never_survive
     let scheduled = stack.draft(&token, "Later").await;
     let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let res = stack
-        .command(
-            Method::POST,
-            &format!("/v1/posts/{scheduled}/publish"),
-            Some(&token),
-            Some(json!({"at": at})),
-            &[],
-        )
+        .command(Method::POST, &format!("/v1/posts/{scheduled}/publish"), Some(&token), Some(json!({"at": at})), &[])
         .await;
-    let p: i64 = res.headers()["pressroom-position"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(
-        get(&stack, "/v1/posts/later", p).await.status(),
-        404,
-        "scheduled"
-    );
-    let res = stack
-        .command(
-            Method::DELETE,
-            &format!("/v1/posts/{id}"),
-            Some(&token),
-            None,
-            &[],
-        )
-        .await;
-    let p: i64 = res.headers()["pressroom-position"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(
-        get(&stack, "/v1/posts/renamed", p).await.status(),
-        404,
-        "deleted"
-    );
+    let p: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+    assert_eq!(get(&stack, "/v1/posts/later", p).await.status(), 404, "scheduled");
+    let res = stack.command(Method::DELETE, &format!("/v1/posts/{id}"), Some(&token), None, &[]).await;
+    let p: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+    assert_eq!(get(&stack, "/v1/posts/renamed", p).await.status(), 404, "deleted");
     stack.stop().await;
 }
 
@@ -341,12 +168,7 @@ async fn old_slugs_redirect_unpublished_states_are_404_and_scripts_never_survive
 async fn approved_comments_are_listed_in_order_and_counted_on_the_post() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, editor) = stack.token(Role::Editor).await;
-    let (id, slug, _) = publish(
-        &stack,
-        &editor,
-        json!({"title": "Discussed", "body_markdown": "x"}),
-    )
-    .await;
+    let (id, slug, _) = publish(&stack, &editor, json!({"title": "Discussed", "body_markdown": "x"})).await;
     // Warm the cache so the count change has to evict it.
     let mut warm = 0;
     while stack.get_post(&slug, None).await.status() != 200 {
@@ -357,65 +179,22 @@ async fn approved_comments_are_listed_in_order_and_counted_on_the_post() {
     let mut ids = Vec::new();
     for i in 0..3 {
         let body = json!({"author_name": format!("Reader {i}"), "body": format!("Comment {i}")});
-        let res = stack
-            .command(
-                Method::POST,
-                &format!("/v1/posts/{id}/comments"),
-                None,
-                Some(body),
-                &[],
-            )
-            .await;
+        let res = stack.command(Method::POST, &format!("/v1/posts/{id}/comments"), None, Some(body), &[]).await;
         assert_eq!(res.status(), 202);
-        ids.push(
-            res.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        ids.push(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
     }
     let mut last = 0;
-    for (cid, verb) in [
-        (&ids[0], "approve"),
-        (&ids[1], "reject"),
-        (&ids[2], "approve"),
-    ] {
-        let res = stack
-            .command(
-                Method::POST,
-                &format!("/v1/comments/{cid}/{verb}"),
-                Some(&editor),
-                None,
-                &[],
-            )
-            .await;
+    for (cid, verb) in [(&ids[0], "approve"), (&ids[1], "reject"), (&ids[2], "approve")] {
+        let res = stack.command(Method::POST, &format!("/v1/comments/{cid}/{verb}"), Some(&editor), None, &[]).await;
         assert_eq!(res.status(), 200);
-        last = res.headers()["pressroom-position"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        last = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
     }
-    let page: Value = get(&stack, &format!("/v1/posts/{slug}/comments?limit=1"), last)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get(&stack, &format!("/v1/posts/{slug}/comments?limit=1"), last).await.json().await.unwrap();
     assert_eq!(page["comments"][0]["body"], "Comment 0");
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest: Value = get(
-        &stack,
-        &format!("/v1/posts/{slug}/comments?limit=1&cursor={cursor}"),
-        last,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(
-        rest["comments"][0]["body"], "Comment 2",
-        "the rejected comment is not listed"
-    );
+    let rest: Value =
+        get(&stack, &format!("/v1/posts/{slug}/comments?limit=1&cursor={cursor}"), last).await.json().await.unwrap();
+    assert_eq!(rest["comments"][0]["body"], "Comment 2", "the rejected comment is not listed");
     assert!(rest["next_cursor"].is_null());
     let started = tokio::time::Instant::now();
     loop {
@@ -423,15 +202,9 @@ async fn approved_comments_are_listed_in_order_and_counted_on_the_post() {
         if post["comment_count"] == 2 {
             break;
         }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(2),
-            "comment_count stale: {post}"
-        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "comment_count stale: {post}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        get(&stack, "/v1/posts/nope/comments", last).await.status(),
-        404
-    );
+    assert_eq!(get(&stack, "/v1/posts/nope/comments", last).await.status(), 404);
     stack.stop().await;
 }

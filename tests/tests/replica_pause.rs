@@ -7,8 +7,7 @@ use serde_json::Value;
 use shared::domain::role::Role;
 
 #[tokio::test]
-async fn with_replay_paused_a_min_position_read_is_served_by_the_primary_and_plain_reads_keep_answering(
-) {
+async fn with_replay_paused_a_min_position_read_is_served_by_the_primary_and_plain_reads_keep_answering() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;
     let (_, first_slug, first) = stack.published_post(&token, "Before the pause").await;
@@ -27,18 +26,9 @@ async fn with_replay_paused_a_min_position_read_is_served_by_the_primary_and_pla
         let (_, slug, position) = stack.published_post(&token, "During the pause").await;
         let res = stack.get_post(&slug, Some(position)).await;
         assert_eq!(res.status(), 200);
-        let source = res.headers()["pressroom-read-source"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        assert!(
-            source == "primary" || source == "events",
-            "served by {source}"
-        );
-        assert_eq!(
-            res.json::<Value>().await.unwrap()["title"],
-            "During the pause"
-        );
+        let source = res.headers()["pressroom-read-source"].to_str().unwrap().to_string();
+        assert!(source == "primary" || source == "events", "served by {source}");
+        assert_eq!(res.json::<Value>().await.unwrap()["title"], "During the pause");
         // Ordinary reads keep answering.
         assert_eq!(stack.get_post(&first_slug, None).await.status(), 200);
         assert_eq!(stack.list_posts("").await.status(), 200);

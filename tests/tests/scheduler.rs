@@ -47,20 +47,18 @@ async fn a_scheduled_post_is_published_exactly_once_within_5_seconds_with_two_pr
                 );
                 break;
             }
-            assert!(
-                chrono::Utc::now() < deadline,
-                "{slug} not published within 5 s of its time"
-            );
+            assert!(chrono::Utc::now() < deadline, "{slug} not published within 5 s of its time");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // Give a racing scheduler every chance to publish twice; it must not.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let published: i64 =
-            sqlx::query_scalar("select count(*) from events where stream_id = $1::uuid and event_type = 'PostPublished'")
-                .bind(id)
-                .fetch_one(&stack.db.admin)
-                .await
-                .unwrap();
+        let published: i64 = sqlx::query_scalar(
+            "select count(*) from events where stream_id = $1::uuid and event_type = 'PostPublished'",
+        )
+        .bind(id)
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
         assert_eq!(published, 1, "{slug} published exactly once");
     }
     stack.stop().await;

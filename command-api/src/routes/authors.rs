@@ -90,20 +90,14 @@ impl AuthorBody {
 fn name(field: &str, raw: &str) -> Result<String, FieldError> {
     let n = raw.trim();
     if n.is_empty() || n.chars().count() > MAX_NAME_CHARS {
-        return Err(FieldError::new(
-            field,
-            format!("must be 1 to {MAX_NAME_CHARS} characters"),
-        ));
+        return Err(FieldError::new(field, format!("must be 1 to {MAX_NAME_CHARS} characters")));
     }
     Ok(n.to_string())
 }
 
 fn bio(raw: &str) -> Result<String, FieldError> {
     if raw.chars().count() > MAX_BIO_CHARS {
-        return Err(FieldError::new(
-            "bio",
-            format!("must be at most {MAX_BIO_CHARS} characters"),
-        ));
+        return Err(FieldError::new("bio", format!("must be at most {MAX_BIO_CHARS} characters")));
     }
     Ok(raw.trim().to_string())
 }
@@ -131,9 +125,7 @@ pub async fn register(
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> ApiResult<Response> {
     if admin.0.role != Role::Admin {
-        return Err(ApiError::Forbidden(
-            "only admins may register authors".into(),
-        ));
+        return Err(ApiError::Forbidden("only admins may register authors".into()));
     }
     let mut c = Checker::default();
     let email = c.check(Email::parse("email", &req.email));
@@ -149,22 +141,9 @@ pub async fn register(
     let (Some(email), Some(name), Some(role)) = (email, display_name, new_role) else {
         return Err(ApiError::BadRequest("invalid author".into()));
     };
-    let new = NewAuthor {
-        email,
-        name,
-        password: req.password,
-        role,
-        slug: new_slug,
-        bio: new_bio,
-        avatar_url,
-    };
-    let (author, appended) =
-        author_writes::register(&state.pool, new, &metadata(&headers, Some(admin.0.id))).await?;
-    Ok(committed(
-        StatusCode::CREATED,
-        appended.position,
-        AuthorBody::new(author, Some(appended.position)),
-    ))
+    let new = NewAuthor { email, name, password: req.password, role, slug: new_slug, bio: new_bio, avatar_url };
+    let (author, appended) = author_writes::register(&state.pool, new, &metadata(&headers, Some(admin.0.id))).await?;
+    Ok(committed(StatusCode::CREATED, appended.position, AuthorBody::new(author, Some(appended.position))))
 }
 
 /// Update a profile (self or admin); `role` only by an admin.
@@ -181,11 +160,7 @@ pub async fn update(
     let mut c = Checker::default();
     let change = ProfileChange {
         name: req.name.as_deref().and_then(|n| c.check(name("name", n))),
-        slug: req
-            .slug
-            .as_deref()
-            .and_then(|s| c.check(slug(s)))
-            .map(Slug::into_string),
+        slug: req.slug.as_deref().and_then(|s| c.check(slug(s))).map(Slug::into_string),
         bio: req.bio.map(|b| b.and_then(|b| c.check(bio(&b)))),
         avatar_url: req.avatar_url.map(|u| u.and_then(|u| c.check(url(&u)))),
     };
@@ -209,14 +184,7 @@ pub async fn deactivate(
     IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    run(
-        &state,
-        &actor,
-        id,
-        vec![AuthorCommand::Deactivate],
-        &headers,
-    )
-    .await
+    run(&state, &actor, id, vec![AuthorCommand::Deactivate], &headers).await
 }
 
 async fn run(
@@ -227,8 +195,7 @@ async fn run(
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let meta = metadata(headers, Some(actor.0.id));
-    let (author, appended) =
-        author_writes::execute(&state.pool, actor.actor(), id, commands, &meta).await?;
+    let (author, appended) = author_writes::execute(&state.pool, actor.actor(), id, commands, &meta).await?;
     let position = match appended {
         Some(a) => a.position,
         None => {
@@ -236,9 +203,5 @@ async fn run(
             shared::event_store::stream_last_position(&mut conn, id).await?
         }
     };
-    Ok(committed(
-        StatusCode::OK,
-        position,
-        AuthorBody::new(author, Some(position)),
-    ))
+    Ok(committed(StatusCode::OK, position, AuthorBody::new(author, Some(position))))
 }

@@ -45,10 +45,7 @@ pub struct CommentAccepted {
 fn bounded(field: &str, raw: &str, max: usize) -> Result<String, FieldError> {
     let t = raw.trim();
     if t.is_empty() || t.chars().count() > max {
-        return Err(FieldError::new(
-            field,
-            format!("must be 1 to {max} characters"),
-        ));
+        return Err(FieldError::new(field, format!("must be 1 to {max} characters")));
     }
     Ok(t.to_string())
 }
@@ -64,40 +61,21 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(req): JsonBody<CommentRequest>,
 ) -> ApiResult<Response> {
-    state
-        .limiter
-        .check(
-            "comments",
-            &ip.to_string(),
-            state.config.rate_limits.comments,
-        )
-        .await?;
+    state.limiter.check("comments", &ip.to_string(), state.config.rate_limits.comments).await?;
     let mut c = Checker::default();
     let author_name = c.check(bounded("author_name", &req.author_name, MAX_NAME_CHARS));
     let body = c.check(bounded("body", &req.body, MAX_COMMENT_CHARS));
-    let author_email = req
-        .author_email
-        .as_deref()
-        .and_then(|e| c.check(Email::parse("author_email", e)));
+    let author_email = req.author_email.as_deref().and_then(|e| c.check(Email::parse("author_email", e)));
     c.finish()?;
     let (Some(author_name), Some(body)) = (author_name, body) else {
         return Err(ApiError::BadRequest("invalid comment".into()));
     };
-    let new = NewComment {
-        author_name,
-        author_email: author_email.map(Email::into_string),
-        body,
-    };
-    let (id, appended) =
-        comment_writes::submit(&state.pool, post_id, new, &metadata(&headers, None)).await?;
+    let new = NewComment { author_name, author_email: author_email.map(Email::into_string), body };
+    let (id, appended) = comment_writes::submit(&state.pool, post_id, new, &metadata(&headers, None)).await?;
     Ok(committed(
         StatusCode::ACCEPTED,
         appended.position,
-        CommentAccepted {
-            id,
-            status: "pending",
-            position: appended.position,
-        },
+        CommentAccepted { id, status: "pending", position: appended.position },
     ))
 }
 
@@ -134,12 +112,7 @@ async fn moderate(
     m: Moderation,
 ) -> ApiResult<Response> {
     let meta = metadata(&headers, Some(actor.0.id));
-    let (comment, appended) =
-        comment_writes::moderate(&state.pool, actor.actor(), id, m, &meta).await?;
-    let body = CommentAccepted {
-        id,
-        status: comment.status.as_str(),
-        position: appended.position,
-    };
+    let (comment, appended) = comment_writes::moderate(&state.pool, actor.actor(), id, m, &meta).await?;
+    let body = CommentAccepted { id, status: comment.status.as_str(), position: appended.position };
     Ok(committed(StatusCode::OK, appended.position, body))
 }

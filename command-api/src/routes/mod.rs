@@ -28,15 +28,12 @@ pub fn router() -> axum::Router<AppState> {
 /// A command's success: the body, and `Pressroom-Position` naming the last event it appended.
 pub fn committed<T: Serialize>(status: StatusCode, position: i64, body: T) -> Response {
     let mut res = (status, Json(body)).into_response();
-    res.headers_mut()
-        .insert(POSITION_HEADER, HeaderValue::from(position));
+    res.headers_mut().insert(POSITION_HEADER, HeaderValue::from(position));
     res
 }
 
 /// Deserializes a field that may be absent (None), null (Some(None)) or a value (Some(Some(v))).
-pub fn nullable<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
+pub fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 

@@ -104,15 +104,9 @@ pub async fn create(
     let mut c = Checker::default();
     let title = c.check(Title::parse("title", &req.title));
     let body = c.check(BodyMarkdown::parse("body_markdown", req.body_markdown));
-    let summary = req
-        .summary
-        .as_deref()
-        .and_then(|s| c.check(Summary::parse("summary", s)));
+    let summary = req.summary.as_deref().and_then(|s| c.check(Summary::parse("summary", s)));
     let tags = c.check(parse_tags("tags", req.tags.as_deref().unwrap_or_default()));
-    let cover = req
-        .cover_image_url
-        .as_deref()
-        .and_then(|u| c.check(HttpUrl::parse("cover_image_url", u)));
+    let cover = req.cover_image_url.as_deref().and_then(|u| c.check(HttpUrl::parse("cover_image_url", u)));
     let explicit = req.slug.is_some();
     let slug = match (&req.slug, &title) {
         (Some(raw), _) => c.check(parse_slug(raw)),
@@ -123,30 +117,13 @@ pub async fn create(
         (None, None) => None,
     };
     c.finish()?;
-    let (Some(title), Some(body_markdown), Some(tags), Some(slug)) = (title, body, tags, slug)
-    else {
+    let (Some(title), Some(body_markdown), Some(tags), Some(slug)) = (title, body, tags, slug) else {
         return Err(ApiError::BadRequest("invalid post".into()));
     };
-    let draft = DraftPost {
-        author_id: author.0.id,
-        title,
-        slug,
-        body_markdown,
-        summary,
-        tags,
-        cover_image_url: cover,
-    };
+    let draft = DraftPost { author_id: author.0.id, title, slug, body_markdown, summary, tags, cover_image_url: cover };
     let meta = metadata(&headers, Some(author.0.id));
-    let (post, appended) = post_writes::create(
-        &state.pool,
-        author.actor(),
-        CreatePost {
-            draft,
-            explicit_slug: explicit,
-        },
-        &meta,
-    )
-    .await?;
+    let (post, appended) =
+        post_writes::create(&state.pool, author.actor(), CreatePost { draft, explicit_slug: explicit }, &meta).await?;
     let body = PostCreated {
         id: post.id,
         slug: post.slug,
@@ -173,41 +150,19 @@ pub async fn edit(
     let expected = if_match(&headers)?.ok_or(ApiError::PreconditionRequired)?;
     let mut c = Checker::default();
     let edit = EditPost {
-        title: req
-            .title
-            .as_deref()
-            .and_then(|t| c.check(Title::parse("title", t))),
+        title: req.title.as_deref().and_then(|t| c.check(Title::parse("title", t))),
         slug: req.slug.as_deref().and_then(|s| c.check(parse_slug(s))),
-        body_markdown: req
-            .body_markdown
-            .and_then(|b| c.check(BodyMarkdown::parse("body_markdown", b))),
-        summary: req
-            .summary
-            .map(|s| s.and_then(|s| c.check(Summary::parse("summary", &s)))),
+        body_markdown: req.body_markdown.and_then(|b| c.check(BodyMarkdown::parse("body_markdown", b))),
+        summary: req.summary.map(|s| s.and_then(|s| c.check(Summary::parse("summary", &s)))),
         tags: req.tags.and_then(|t| c.check(parse_tags("tags", &t))),
-        cover_image_url: req
-            .cover_image_url
-            .map(|u| u.and_then(|u| c.check(HttpUrl::parse("cover_image_url", &u)))),
+        cover_image_url: req.cover_image_url.map(|u| u.and_then(|u| c.check(HttpUrl::parse("cover_image_url", &u)))),
     };
     c.finish()?;
-    let (post, appended) = run(
-        &state,
-        &author,
-        id,
-        Some(expected),
-        PostCommand::Edit(edit),
-        &headers,
-    )
-    .await?;
+    let (post, appended) = run(&state, &author, id, Some(expected), PostCommand::Edit(edit), &headers).await?;
     Ok(committed(
         StatusCode::OK,
         appended.position,
-        PostEdited {
-            id,
-            slug: post.slug,
-            version: post.version,
-            position: appended.position,
-        },
+        PostEdited { id, slug: post.slug, version: post.version, position: appended.position },
     ))
 }
 
@@ -227,20 +182,14 @@ pub async fn publish(
     let at = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        let req: PublishRequest =
-            serde_json::from_slice(&body).map_err(|e| match e.classify() {
-                serde_json::error::Category::Data => {
-                    ApiError::Validation(vec![FieldError::new("at", e.to_string())])
-                }
-                _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
-            })?;
+        let req: PublishRequest = serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::Validation(vec![FieldError::new("at", e.to_string())]),
+            _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        })?;
         req.at
     };
     let expected = if_match(&headers)?;
-    let cmd = PostCommand::Publish {
-        at,
-        now: Utc::now(),
-    };
+    let cmd = PostCommand::Publish { at, now: Utc::now() };
     transition(&state, &author, id, expected, cmd, &headers).await
 }
 
@@ -254,15 +203,7 @@ pub async fn unpublish(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?;
-    transition(
-        &state,
-        &author,
-        id,
-        expected,
-        PostCommand::Unpublish,
-        &headers,
-    )
-    .await
+    transition(&state, &author, id, expected, PostCommand::Unpublish, &headers).await
 }
 
 /// Soft-delete a post.
@@ -288,15 +229,7 @@ pub async fn restore(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?;
-    transition(
-        &state,
-        &author,
-        id,
-        expected,
-        PostCommand::Restore,
-        &headers,
-    )
-    .await
+    transition(&state, &author, id, expected, PostCommand::Restore, &headers).await
 }
 
 async fn transition(
@@ -308,12 +241,8 @@ async fn transition(
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let (post, appended) = run(state, author, id, expected, cmd, headers).await?;
-    let body = PostTransitioned {
-        id,
-        status: post.status.as_str(),
-        version: post.version,
-        position: appended.position,
-    };
+    let body =
+        PostTransitioned { id, status: post.status.as_str(), version: post.version, position: appended.position };
     Ok(committed(StatusCode::OK, appended.position, body))
 }
 
@@ -332,10 +261,7 @@ async fn run(
         Err(shared::write::WriteError::Concurrent) if expected.is_some() => {
             let mut conn = state.pool.acquire().await?;
             let current = shared::event_store::stream_version(&mut conn, id).await?;
-            Err(ApiError::PreconditionFailed {
-                expected: expected.unwrap_or_default(),
-                current,
-            })
+            Err(ApiError::PreconditionFailed { expected: expected.unwrap_or_default(), current })
         }
         other => Ok(other?),
     }

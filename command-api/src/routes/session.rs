@@ -37,17 +37,11 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    state
-        .limiter
-        .check("login", &ip.to_string(), state.config.rate_limits.login)
-        .await?;
-    let author =
-        shared::write::authors::authenticate(&state.pool, &req.email, &req.password).await?;
+    state.limiter.check("login", &ip.to_string(), state.config.rate_limits.login).await?;
+    let author = shared::write::authors::authenticate(&state.pool, &req.email, &req.password).await?;
     // Unknown email, wrong password and a deactivated author answer the same 401.
     let author = author.ok_or(ApiError::Unauthorized)?;
-    let (token, expires_at) = state
-        .keys
-        .issue(author.id, author.role, Utc::now())
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let (token, expires_at) =
+        state.keys.issue(author.id, author.role, Utc::now()).map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(Json(LoginResponse { token, expires_at }))
 }

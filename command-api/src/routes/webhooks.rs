@@ -21,9 +21,7 @@ use crate::extract::CurrentAuthor;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/webhooks", post(create).get(list))
-        .route("/v1/webhooks/{id}", delete(remove))
+    Router::new().route("/v1/webhooks", post(create).get(list)).route("/v1/webhooks/{id}", delete(remove))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -76,25 +74,18 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
         }
     }
 }
 
 async fn check_url(raw: &str, allow_private: bool) -> Result<String, FieldError> {
     let bad = |m: &str| FieldError::new("url", m.to_string());
-    let url =
-        url::Url::parse(raw.trim()).map_err(|_| bad("must be an absolute http or https URL"))?;
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad("must be an absolute http or https URL"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("must be an absolute http or https URL"));
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| bad("has no host"))?
-        .trim_matches(['[', ']'])
-        .to_string();
+    let host = url.host_str().ok_or_else(|| bad("has no host"))?.trim_matches(['[', ']']).to_string();
     let port = url.port_or_known_default().unwrap_or(80);
     if !allow_private {
         let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
@@ -121,16 +112,8 @@ pub async fn create(
     require_admin(&admin)?;
     let mut c = Checker::default();
     let url = c.check(check_url(&req.url, state.config.webhook_allow_private).await);
-    if req.events.is_empty()
-        || req
-            .events
-            .iter()
-            .any(|e| !shared::domain::events::KNOWN_TYPES.contains(&e.as_str()))
-    {
-        c.0.push(FieldError::new(
-            "events",
-            "must list known event types, e.g. PostPublished",
-        ));
+    if req.events.is_empty() || req.events.iter().any(|e| !shared::domain::events::KNOWN_TYPES.contains(&e.as_str())) {
+        c.0.push(FieldError::new("events", "must list known event types, e.g. PostPublished"));
     }
     if req.secret.chars().count() < 16 {
         c.0.push(FieldError::new("secret", "must be at least 16 characters"));
@@ -160,13 +143,7 @@ pub async fn create(
     )
     .fetch_one(&state.pool)
     .await?;
-    let body = Webhook {
-        id,
-        url,
-        events: req.events,
-        from_position,
-        created_at,
-    };
+    let body = Webhook { id, url, events: req.events, from_position, created_at };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -187,18 +164,12 @@ pub async fn list(State(state): State<AppState>, admin: CurrentAuthor) -> ApiRes
 /// Delete a subscription (admin).
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", security(("bearer" = [])), tag = "webhooks",
     params(("id" = Uuid, Path)), responses((status = 204), (status = 404, body = crate::openapi::ProblemDoc)))]
-pub async fn remove(
-    State(state): State<AppState>,
-    admin: CurrentAuthor,
-    IdPath(id): IdPath,
-) -> ApiResult<Response> {
+pub async fn remove(State(state): State<AppState>, admin: CurrentAuthor, IdPath(id): IdPath) -> ApiResult<Response> {
     require_admin(&admin)?;
-    let done = sqlx::query!(
-        "update webhook_subscriptions set deleted_at = now() where id = $1 and deleted_at is null",
-        id
-    )
-    .execute(&state.pool)
-    .await?;
+    let done =
+        sqlx::query!("update webhook_subscriptions set deleted_at = now() where id = $1 and deleted_at is null", id)
+            .execute(&state.pool)
+            .await?;
     if done.rows_affected() == 0 {
         return Err(ApiError::NotFound("webhook".into()));
     }
@@ -223,19 +194,14 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
         ] {
-            assert!(
-                is_private(ip.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))),
-                "{ip}"
-            );
+            assert!(is_private(ip.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))), "{ip}");
         }
         assert!(!is_private(IpAddr::from([93, 184, 216, 34])));
     }
 
     #[tokio::test]
     async fn webhook_urls_to_localhost_are_refused_unless_allowed() {
-        assert!(check_url("http://localhost:9000/hook", false)
-            .await
-            .is_err());
+        assert!(check_url("http://localhost:9000/hook", false).await.is_err());
         assert!(check_url("http://127.0.0.1:9000/hook", true).await.is_ok());
         assert!(check_url("ftp://example.com/", true).await.is_err());
     }

@@ -26,6 +26,10 @@ impl Projection for CommentsProjection {
         "comments"
     }
 
+    fn handles(&self, event_type: &str) -> bool {
+        event_type.starts_with("Comment")
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,
@@ -54,16 +58,13 @@ impl Projection for CommentsProjection {
             DomainEvent::CommentRejected(_) => "rejected",
             _ => return Ok(()),
         };
-        let before = sqlx::query!(
-            "select post_id, status, version from read.comments where id = $1 for update",
-            id
-        )
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| ProjectionError::Invalid {
-            position: event.global_position,
-            reason: format!("{} for unknown comment {id}", event.event_type),
-        })?;
+        let before = sqlx::query!("select post_id, status, version from read.comments where id = $1 for update", id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| ProjectionError::Invalid {
+                position: event.global_position,
+                reason: format!("{} for unknown comment {id}", event.event_type),
+            })?;
         if before.version >= event.version {
             return Ok(()); // already applied
         }

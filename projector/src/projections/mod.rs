@@ -30,6 +30,10 @@ pub trait Projection: Send + Sync + 'static {
     /// The checkpoint and status name (`posts`, `authors`, …).
     fn name(&self) -> &'static str;
 
+    /// Whether this projection reads events of this type. Others pass by undecoded, so an event that
+    /// cannot be decoded halts only the projections that need it.
+    fn handles(&self, event_type: &str) -> bool;
+
     /// Applies one decoded event in the batch transaction, queuing after-commit effects.
     fn apply(
         &self,

@@ -21,11 +21,7 @@ use crate::redis_sink::RedisSink;
 #[derive(Debug)]
 pub enum PostEffect {
     Changed(Uuid),
-    SlugRetired {
-        slug: String,
-        transaction_id: i64,
-        position: i64,
-    },
+    SlugRetired { slug: String, transaction_id: i64, position: i64 },
 }
 
 pub struct PostsProjection {
@@ -181,28 +177,12 @@ impl PostsProjection {
     ) -> Result<(), ProjectionError> {
         let id = event.stream_id;
         let existing = load_rows(&mut *conn, &[id]).await?.pop();
-        if existing
-            .as_ref()
-            .is_some_and(|r| r.version >= event.version)
-        {
+        if existing.as_ref().is_some_and(|r| r.version >= event.version) {
             return Ok(()); // already applied (a rebuild or replay over existing rows)
         }
-        let invalid = |reason: String| ProjectionError::Invalid {
-            position: event.global_position,
-            reason,
-        };
-        let folded = post::apply(
-            existing.as_ref().map(PostRow::to_domain),
-            id,
-            decoded,
-            event.recorded_at,
-        )
-        .ok_or_else(|| {
-            invalid(format!(
-                "{} for post {id}, which has no PostDrafted",
-                event.event_type
-            ))
-        })?;
+        let invalid = |reason: String| ProjectionError::Invalid { position: event.global_position, reason };
+        let folded = post::apply(existing.as_ref().map(PostRow::to_domain), id, decoded, event.recorded_at)
+            .ok_or_else(|| invalid(format!("{} for post {id}, which has no PostDrafted", event.event_type)))?;
         if folded.version != event.version {
             return Err(invalid(format!(
                 "post {id} would be at version {}, event is {}",
@@ -213,12 +193,7 @@ impl PostsProjection {
             Some(r) => r.author.0.clone(),
             None => load_author(&mut *conn, folded.author_id)
                 .await?
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "post {id} names unknown author {}",
-                        folded.author_id
-                    ))
-                })?,
+                .ok_or_else(|| invalid(format!("post {id} names unknown author {}", folded.author_id)))?,
         };
         let body_html = match &existing {
             Some(r) if r.body_markdown == folded.body_markdown => r.body_html.clone(),
@@ -277,12 +252,7 @@ impl PostsProjection {
     ) -> Result<(), ProjectionError> {
         let id = event.stream_id;
         let author = match decoded {
-            DomainEvent::AuthorRegistered(AuthorRegistered {
-                name,
-                slug,
-                avatar_url,
-                ..
-            }) => {
+            DomainEvent::AuthorRegistered(AuthorRegistered { name, slug, avatar_url, .. }) => {
                 let bio = match decoded {
                     DomainEvent::AuthorRegistered(r) => r.bio.clone(),
                     _ => None,
@@ -301,30 +271,17 @@ impl PostsProjection {
                 .await?;
                 return Ok(());
             }
-            DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated {
-                name,
-                slug,
-                avatar_url,
-                ..
-            }) => {
+            DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated { name, slug, avatar_url, .. }) => {
                 let Some(mut a) = load_author(&mut *conn, id).await? else {
                     return Err(ProjectionError::Invalid {
                         position: event.global_position,
                         reason: format!("profile update for unknown author {id}"),
                     });
                 };
-                if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated {
-                    bio: Some(bio),
-                    ..
-                }) = decoded
-                {
-                    sqlx::query!(
-                        "update read.post_authors set bio = $2 where id = $1",
-                        id,
-                        bio.as_deref()
-                    )
-                    .execute(&mut *conn)
-                    .await?;
+                if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated { bio: Some(bio), .. }) = decoded {
+                    sqlx::query!("update read.post_authors set bio = $2 where id = $1", id, bio.as_deref())
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 if name.is_none() && slug.is_none() && avatar_url.is_none() {
                     return Ok(()); // nothing a post shows changed
@@ -364,28 +321,14 @@ impl PostsProjection {
 
 /// Keeps published-post counts of tags and authors: the difference between what the row counted
 /// for before (if it was published) and after.
-async fn update_counts(
-    conn: &mut PgConnection,
-    before: Option<&PostRow>,
-    after: &PostRow,
-) -> Result<(), sqlx::Error> {
+async fn update_counts(conn: &mut PgConnection, before: Option<&PostRow>, after: &PostRow) -> Result<(), sqlx::Error> {
     let published = |r: &PostRow| r.status == "published";
-    let old: Vec<&TagRef> = before
-        .filter(|r| published(r))
-        .map(|r| r.tags.0.iter().collect())
-        .unwrap_or_default();
-    let new: Vec<&TagRef> = if published(after) {
-        after.tags.0.iter().collect()
-    } else {
-        Vec::new()
-    };
+    let old: Vec<&TagRef> = before.filter(|r| published(r)).map(|r| r.tags.0.iter().collect()).unwrap_or_default();
+    let new: Vec<&TagRef> = if published(after) { after.tags.0.iter().collect() } else { Vec::new() };
     for gone in old.iter().filter(|t| !new.iter().any(|n| n.slug == t.slug)) {
-        sqlx::query!(
-            "update read.tags set post_count = post_count - 1 where slug = $1",
-            gone.slug
-        )
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query!("update read.tags set post_count = post_count - 1 where slug = $1", gone.slug)
+            .execute(&mut *conn)
+            .await?;
     }
     for added in new.iter().filter(|t| !old.iter().any(|o| o.slug == t.slug)) {
         sqlx::query!(
@@ -399,25 +342,17 @@ async fn update_counts(
     }
     let delta = i32::from(published(after)) - i32::from(before.is_some_and(published));
     if delta != 0 {
-        sqlx::query!(
-            "update read.post_authors set post_count = post_count + $2 where id = $1",
-            after.author_id,
-            delta
-        )
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query!("update read.post_authors set post_count = post_count + $2 where id = $1", after.author_id, delta)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
 
 async fn load_author(conn: &mut PgConnection, id: Uuid) -> Result<Option<AuthorRef>, sqlx::Error> {
-    sqlx::query_as!(
-        AuthorRef,
-        "select id, slug, name, avatar_url from read.post_authors where id = $1",
-        id
-    )
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as!(AuthorRef, "select id, slug, name, avatar_url from read.post_authors where id = $1", id)
+        .fetch_optional(conn)
+        .await
 }
 
 impl Projection for PostsProjection {
@@ -425,6 +360,10 @@ impl Projection for PostsProjection {
 
     fn name(&self) -> &'static str {
         "posts"
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        event_type.starts_with("Post") || matches!(event_type, "AuthorRegistered" | "AuthorProfileUpdated")
     }
 
     async fn apply(
@@ -441,9 +380,7 @@ impl Projection for PostsProjection {
             | DomainEvent::PostScheduled(_)
             | DomainEvent::PostUnpublished(_)
             | DomainEvent::PostDeleted(_)
-            | DomainEvent::PostRestored(_) => {
-                self.apply_post_event(conn, event, decoded, effects).await
-            }
+            | DomainEvent::PostRestored(_) => self.apply_post_event(conn, event, decoded, effects).await,
             DomainEvent::AuthorRegistered(_) | DomainEvent::AuthorProfileUpdated(_) => {
                 self.apply_author_event(conn, event, decoded, effects).await
             }
@@ -461,11 +398,7 @@ impl Projection for PostsProjection {
             match e {
                 PostEffect::Changed(id) if !ids.contains(&id) => ids.push(id),
                 PostEffect::Changed(_) => {}
-                PostEffect::SlugRetired {
-                    slug,
-                    transaction_id,
-                    position,
-                } => {
+                PostEffect::SlugRetired { slug, transaction_id, position } => {
                     retired.insert(slug, (transaction_id, position));
                 }
             }
@@ -491,12 +424,7 @@ impl Projection for PostsProjection {
                 position: r.last_position,
                 post: r.to_detail(),
             });
-            writes.push((
-                r.slug.clone(),
-                r.last_transaction_id,
-                r.last_position,
-                entry,
-            ));
+            writes.push((r.slug.clone(), r.last_transaction_id, r.last_position, entry));
         }
         self.redis.write_posts(writes).await;
     }

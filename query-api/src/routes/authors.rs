@@ -14,9 +14,7 @@ use crate::error::{ReadError, ReadResult};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/authors", get(list))
-        .route("/v1/authors/{slug}", get(by_slug))
+    Router::new().route("/v1/authors", get(list)).route("/v1/authors/{slug}", get(by_slug))
 }
 
 #[derive(Serialize)]
@@ -47,11 +45,7 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<R
     .await
 }
 
-async fn by_slug(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> ReadResult<Response> {
+async fn by_slug(State(state): State<AppState>, headers: HeaderMap, Path(slug): Path<String>) -> ReadResult<Response> {
     projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
         sqlx::query_as!(
             AuthorView,

@@ -43,48 +43,34 @@ async fn list(
 ) -> ReadResult<Response> {
     let limit = parse_limit(&params)?;
     let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => {
-            Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?)
-        }
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
         None => None,
     };
-    projected_read(
-        &state,
-        &headers,
-        ReadRoute::Replica,
-        &["posts", "comments"],
-        |pool| async move {
-            let post = sqlx::query_scalar!(
-                "select id from read.posts where slug = $1 and status = 'published'",
-                slug
-            )
+    projected_read(&state, &headers, ReadRoute::Replica, &["posts", "comments"], |pool| async move {
+        let post = sqlx::query_scalar!("select id from read.posts where slug = $1 and status = 'published'", slug)
             .fetch_optional(&pool)
             .await?
             .ok_or(ReadError::NotFound("post"))?;
-            let mut comments = sqlx::query_as!(
-                CommentView,
-                r#"select id, author_name, body, created_at from read.comments
+        let mut comments = sqlx::query_as!(
+            CommentView,
+            r#"select id, author_name, body, created_at from read.comments
                where post_id = $1 and status = 'approved'
                  and ($2::timestamptz is null or (created_at, id) > ($2, $3))
                order by created_at, id limit $4"#,
-                post,
-                cursor.map(|c| c.0),
-                cursor.map(|c| c.1),
-                limit + 1
-            )
-            .fetch_all(&pool)
-            .await?;
-            let next_cursor = if comments.len() as i64 > limit {
-                comments.truncate(limit as usize);
-                comments.last().map(|c| encode_cursor(c.created_at, c.id))
-            } else {
-                None
-            };
-            Ok(CommentPage {
-                comments,
-                next_cursor,
-            })
-        },
-    )
+            post,
+            cursor.map(|c| c.0),
+            cursor.map(|c| c.1),
+            limit + 1
+        )
+        .fetch_all(&pool)
+        .await?;
+        let next_cursor = if comments.len() as i64 > limit {
+            comments.truncate(limit as usize);
+            comments.last().map(|c| encode_cursor(c.created_at, c.id))
+        } else {
+            None
+        };
+        Ok(CommentPage { comments, next_cursor })
+    })
     .await
 }

@@ -20,9 +20,7 @@ const FEED_ITEMS: i64 = 20;
 const SITEMAP_URLS: i64 = 50_000;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/feed.xml", get(feed))
-        .route("/sitemap.xml", get(sitemap))
+    Router::new().route("/feed.xml", get(feed)).route("/sitemap.xml", get(sitemap))
 }
 
 /// Escapes text for XML element content and attribute values.
@@ -56,28 +54,16 @@ struct FeedRow {
     published_at: Option<DateTime<Utc>>,
 }
 
-fn xml(
-    body: String,
-    position: i64,
-    source: shared::db::ReadSource,
-    content_type: &'static str,
-) -> Response {
+fn xml(body: String, position: i64, source: shared::db::ReadSource, content_type: &'static str) -> Response {
     let mut res = body.into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     stamp(res, position, source)
 }
 
 async fn feed(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
     let token = min_position(&state, &headers).await?;
-    let chosen = state
-        .reads
-        .choose(ReadRoute::Replica, &["posts"], token)
-        .await?;
+    let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
     let rows = sqlx::query_as!(
         FeedRow,
         r#"select id, slug, title, summary, tags as "tags: SqlJson<Vec<shared::read_model::TagRef>>",
@@ -94,51 +80,30 @@ async fn feed(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<R
         xml_escape(base)
     ));
     if let Some(latest) = rows.first().and_then(|r| r.published_at) {
-        out.push_str(&format!(
-            "<lastBuildDate>{}</lastBuildDate>\n",
-            rfc822(latest)
-        ));
+        out.push_str(&format!("<lastBuildDate>{}</lastBuildDate>\n", rfc822(latest)));
     }
     for r in &rows {
         let link = format!("{base}/v1/posts/{}", r.slug);
         out.push_str("<item>\n");
-        out.push_str(&format!(
-            "<title>{}</title>\n<link>{}</link>\n",
-            xml_escape(&r.title),
-            xml_escape(&link)
-        ));
+        out.push_str(&format!("<title>{}</title>\n<link>{}</link>\n", xml_escape(&r.title), xml_escape(&link)));
         out.push_str(&format!("<guid isPermaLink=\"false\">{}</guid>\n", r.id));
         if let Some(at) = r.published_at {
             out.push_str(&format!("<pubDate>{}</pubDate>\n", rfc822(at)));
         }
-        out.push_str(&format!(
-            "<description>{}</description>\n",
-            xml_escape(r.summary.as_deref().unwrap_or(&r.title))
-        ));
-        out.push_str(&format!(
-            "<dc:creator>{}</dc:creator>\n",
-            xml_escape(&r.author_name)
-        ));
+        out.push_str(&format!("<description>{}</description>\n", xml_escape(r.summary.as_deref().unwrap_or(&r.title))));
+        out.push_str(&format!("<dc:creator>{}</dc:creator>\n", xml_escape(&r.author_name)));
         for t in &r.tags.0 {
             out.push_str(&format!("<category>{}</category>\n", xml_escape(&t.name)));
         }
         out.push_str("</item>\n");
     }
     out.push_str("</channel>\n</rss>\n");
-    Ok(xml(
-        out,
-        chosen.position.global_position,
-        chosen.source,
-        "application/rss+xml; charset=utf-8",
-    ))
+    Ok(xml(out, chosen.position.global_position, chosen.source, "application/rss+xml; charset=utf-8"))
 }
 
 async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
     let token = min_position(&state, &headers).await?;
-    let chosen = state
-        .reads
-        .choose(ReadRoute::Replica, &["posts"], token)
-        .await?;
+    let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
     let rows = sqlx::query!(
         "select slug, updated_at from read.posts where status = 'published' order by published_at desc, id desc limit $1",
         SITEMAP_URLS
@@ -147,7 +112,9 @@ async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> ReadResul
     .await?;
     let base = &state.public_url;
     let mut out = String::with_capacity(rows.len() * 120 + 200);
-    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
+    out.push_str(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
+    );
     for r in rows {
         out.push_str(&format!(
             "<url><loc>{}</loc><lastmod>{}</lastmod></url>\n",
@@ -156,12 +123,7 @@ async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> ReadResul
         ));
     }
     out.push_str("</urlset>\n");
-    Ok(xml(
-        out,
-        chosen.position.global_position,
-        chosen.source,
-        "application/xml; charset=utf-8",
-    ))
+    Ok(xml(out, chosen.position.global_position, chosen.source, "application/xml; charset=utf-8"))
 }
 
 #[cfg(test)]

@@ -33,9 +33,7 @@ const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 100;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/posts", get(list))
-        .route("/v1/posts/{slug}", get(by_slug))
+    Router::new().route("/v1/posts", get(list)).route("/v1/posts/{slug}", get(by_slug))
 }
 
 #[derive(Serialize)]
@@ -81,10 +79,7 @@ pub(crate) fn encode_cursor(published_at: DateTime<Utc>, id: Uuid) -> String {
 
 pub(crate) fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let (micros, id) = raw.split_once('.')?;
-    Some((
-        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        Uuid::try_parse(id).ok()?,
-    ))
+    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::try_parse(id).ok()?))
 }
 
 pub(crate) fn parse_limit(params: &HashMap<String, String>) -> ReadResult<i64> {
@@ -108,28 +103,18 @@ async fn list(
 ) -> ReadResult<Response> {
     let limit = parse_limit(&params)?;
     let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => {
-            Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?)
-        }
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
         None => None,
     };
     let tag = params.get("tag").filter(|t| !t.is_empty());
     let author = params.get("author").filter(|a| !a.is_empty());
     let token = min_position(&state, &headers).await?;
-    let query = ListQuery {
-        limit,
-        cursor,
-        tag: tag.cloned(),
-        author: author.cloned(),
-    };
+    let query = ListQuery { limit, cursor, tag: tag.cloned(), author: author.cloned() };
     if token.is_some() {
         let (body, position, source) = load_list(&state, &query, token).await?;
         return Ok(list_response(body, position, source));
     }
-    let key = format!(
-        "{limit}|{:?}|{:?}|{:?}",
-        query.cursor, query.tag, query.author
-    );
+    let key = format!("{limit}|{:?}|{:?}|{:?}", query.cursor, query.tag, query.author);
     if let Some(hit) = state.cache.lists.get(&key).await {
         return Ok(list_response(hit.0.clone(), hit.1, ReadSource::Cache));
     }
@@ -152,12 +137,7 @@ struct ListQuery {
 }
 
 fn list_response(body: Bytes, position: i64, source: ReadSource) -> Response {
-    let res = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response();
+    let res = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     stamp(res, position, source)
 }
 
@@ -167,10 +147,7 @@ async fn load_list(
     q: &ListQuery,
     token: Option<LogPosition>,
 ) -> ReadResult<(Bytes, i64, ReadSource)> {
-    let chosen = state
-        .reads
-        .choose(ReadRoute::Replica, PROJECTIONS, token)
-        .await?;
+    let chosen = state.reads.choose(ReadRoute::Replica, PROJECTIONS, token).await?;
     let tag_filter = q.tag.as_ref().map(|t| serde_json::json!([{ "slug": t }]));
     let rows = sqlx::query_as!(
         SummaryRow,
@@ -194,14 +171,11 @@ async fn load_list(
     let mut posts: Vec<PostSummary> = rows.into_iter().map(PostSummary::from).collect();
     let next_cursor = if posts.len() as i64 > q.limit {
         posts.truncate(q.limit as usize);
-        posts
-            .last()
-            .and_then(|p| p.published_at.map(|at| encode_cursor(at, p.id)))
+        posts.last().and_then(|p| p.published_at.map(|at| encode_cursor(at, p.id)))
     } else {
         None
     };
-    let body =
-        Bytes::from(serde_json::to_vec(&PostPage { posts, next_cursor }).unwrap_or_default());
+    let body = Bytes::from(serde_json::to_vec(&PostPage { posts, next_cursor }).unwrap_or_default());
     Ok((body, chosen.position.global_position, chosen.source))
 }
 
@@ -270,11 +244,7 @@ fn post_entry(
 
 /// Reads a slug from one database: the post (with the projection checkpoint, in the same snapshot),
 /// or the slug history for a 301, or nothing.
-async fn load_from(
-    pool: &PgPool,
-    source: ReadSource,
-    slug: &str,
-) -> ReadResult<(SlugEntry, LogPosition)> {
+async fn load_from(pool: &PgPool, source: ReadSource, slug: &str) -> ReadResult<(SlugEntry, LogPosition)> {
     let row = sqlx::query_as!(
         DetailRow,
         r#"select id, slug, status, title, summary, body_html, cover_image_url, tags as "tags: SqlJson<Vec<TagRef>>",
@@ -294,13 +264,7 @@ async fn load_from(
         }
         let (etag_position, header) = (row.last_position, row.checkpoint_position);
         let row_position = LogPosition::new(row.last_transaction_id, row.last_position);
-        let entry = post_entry(
-            row.into_detail(),
-            etag_position,
-            header,
-            checkpoint.max(row_position),
-            source,
-        );
+        let entry = post_entry(row.into_detail(), etag_position, header, checkpoint.max(row_position), source);
         return Ok((entry, checkpoint));
     }
     let moved = sqlx::query!(
@@ -313,10 +277,7 @@ async fn load_from(
     .fetch_one(pool)
     .await?;
     let checkpoint = LogPosition::new(moved.tx, moved.pos);
-    Ok((
-        moved.current.map_or(SlugEntry::NotFound, SlugEntry::Moved),
-        checkpoint,
-    ))
+    Ok((moved.current.map_or(SlugEntry::NotFound, SlugEntry::Moved), checkpoint))
 }
 
 /// A cache miss without a consistency token: Redis (the projector's write-through), then a replica
@@ -324,13 +285,7 @@ async fn load_from(
 async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
     if let Some(cached) = state.cache.redis_post(slug).await {
         let at = LogPosition::new(cached.transaction_id, cached.position);
-        return Ok(Arc::new(post_entry(
-            cached.post,
-            cached.position,
-            cached.position,
-            at,
-            ReadSource::Cache,
-        )));
+        return Ok(Arc::new(post_entry(cached.post, cached.position, cached.position, at, ReadSource::Cache)));
     }
     let (pool, source) = state.reads.route(ReadRoute::Replica);
     let loaded = match load_from(&pool, source, slug).await {
@@ -348,22 +303,14 @@ async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
 }
 
 #[tracing::instrument(skip_all, fields(slug = %slug))]
-async fn by_slug(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> ReadResult<Response> {
+async fn by_slug(State(state): State<AppState>, headers: HeaderMap, Path(slug): Path<String>) -> ReadResult<Response> {
     let token = min_position(&state, &headers).await?;
     let Some(token) = token else {
         if let Some(hit) = state.cache.posts.get(&slug).await {
             return Ok(respond(&hit, &headers, Some(ReadSource::Cache)));
         }
         // Single flight: concurrent misses for one slug share one load.
-        let entry = state
-            .cache
-            .posts
-            .try_get_with(slug.clone(), load_slug(&state, &slug))
-            .await?;
+        let entry = state.cache.posts.try_get_with(slug.clone(), load_slug(&state, &slug)).await?;
         return Ok(respond(&entry, &headers, None));
     };
     // Read-your-writes: a cache entry that is not known to include the token is skipped.
@@ -374,10 +321,7 @@ async fn by_slug(
             }
         }
     }
-    let chosen = state
-        .reads
-        .choose(ReadRoute::Replica, PROJECTIONS, Some(token))
-        .await?;
+    let chosen = state.reads.choose(ReadRoute::Replica, PROJECTIONS, Some(token)).await?;
     if !chosen.reached {
         // Even the primary's projection is behind the token: fold the post from the event store.
         return from_events(&state, &slug, token.global_position).await;
@@ -390,24 +334,17 @@ async fn by_slug(
 fn respond(entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -> Response {
     match entry {
         SlugEntry::NotFound => ReadError::NotFound("post").into_response(),
-        SlugEntry::Moved(current) => {
-            stamp(moved_to(current), 0, source.unwrap_or(ReadSource::Cache))
-        }
+        SlugEntry::Moved(current) => stamp(moved_to(current), 0, source.unwrap_or(ReadSource::Cache)),
         SlugEntry::Post(p) => {
             let mut res = if if_none_match(headers, &p.etag) {
                 StatusCode::NOT_MODIFIED.into_response()
             } else {
-                let mut res = (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    p.body.clone(),
-                )
-                    .into_response();
+                let mut res =
+                    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], p.body.clone()).into_response();
                 cache_headers(&mut res, &p.detail);
                 res
             };
-            res.headers_mut()
-                .insert(header::ETAG, header_value(&p.etag));
+            res.headers_mut().insert(header::ETAG, header_value(&p.etag));
             stamp(res, p.header_position, source.unwrap_or(p.source))
         }
     }
@@ -428,20 +365,16 @@ async fn from_events(state: &AppState, slug: &str, token: i64) -> ReadResult<Res
     if post.slug != slug {
         return Ok(stamp(moved_to(&post.slug), token, ReadSource::Events));
     }
-    let author = shared::write::authors::load(&mut conn, post.author_id)
-        .await?
-        .ok_or(ReadError::NotFound("author"))?;
+    let author = shared::write::authors::load(&mut conn, post.author_id).await?.ok_or(ReadError::NotFound("author"))?;
     let detail = PostDetail::from_folded(&post, AuthorRef::from(&author), 0);
     let mut res = Json(&detail).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(stamp(res, token, ReadSource::Events))
 }
 
 fn moved_to(slug: &str) -> Response {
     let mut res = StatusCode::MOVED_PERMANENTLY.into_response();
-    res.headers_mut()
-        .insert(header::LOCATION, header_value(&format!("/v1/posts/{slug}")));
+    res.headers_mut().insert(header::LOCATION, header_value(&format!("/v1/posts/{slug}")));
     res
 }
 
@@ -449,32 +382,17 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*")
-        })
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*"))
 }
 
 fn cache_headers(res: &mut Response, post: &PostDetail) {
     let h = res.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60, stale-while-revalidate=300"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, stale-while-revalidate=300"));
     h.insert(
         header::LAST_MODIFIED,
-        header_value(
-            &post
-                .summary
-                .updated_at
-                .format("%a, %d %b %Y %H:%M:%S GMT")
-                .to_string(),
-        ),
+        header_value(&post.summary.updated_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
     );
-    let mut keys = format!(
-        "post-{} author-{} posts-list",
-        post.summary.id, post.summary.author.id
-    );
+    let mut keys = format!("post-{} author-{} posts-list", post.summary.id, post.summary.author.id);
     for t in &post.summary.tags {
         keys.push_str(&format!(" tag-{}", t.slug));
     }

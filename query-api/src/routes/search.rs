@@ -62,10 +62,7 @@ fn encode_cursor(rank: f64, id: Uuid) -> String {
 
 fn decode_cursor(raw: &str) -> Option<(f64, Uuid)> {
     let (bits, id) = raw.split_once('.')?;
-    Some((
-        f64::from_bits(u64::from_str_radix(bits, 16).ok()?),
-        Uuid::try_parse(id).ok()?,
-    ))
+    Some((f64::from_bits(u64::from_str_radix(bits, 16).ok()?), Uuid::try_parse(id).ok()?))
 }
 
 async fn search(
@@ -73,21 +70,13 @@ async fn search(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> ReadResult<Response> {
-    let q = params
-        .get("q")
-        .map(|q| q.trim().to_string())
-        .unwrap_or_default();
+    let q = params.get("q").map(|q| q.trim().to_string()).unwrap_or_default();
     if q.is_empty() || q.chars().count() > 200 {
-        return Err(ReadError::Validation(vec![FieldError::new(
-            "q",
-            "must be 1 to 200 characters",
-        )]));
+        return Err(ReadError::Validation(vec![FieldError::new("q", "must be 1 to 200 characters")]));
     }
     let limit = parse_limit(&params)?;
     let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => {
-            Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?)
-        }
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
         None => None,
     };
     projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
@@ -147,10 +136,7 @@ mod tests {
     #[test]
     fn search_cursors_keep_the_exact_rank() {
         let id = Uuid::now_v7();
-        assert_eq!(
-            decode_cursor(&encode_cursor(0.0607927, id)),
-            Some((0.0607927, id))
-        );
+        assert_eq!(decode_cursor(&encode_cursor(0.0607927, id)), Some((0.0607927, id)));
         assert_eq!(decode_cursor("zz.nope"), None);
     }
 }

@@ -13,9 +13,7 @@ use crate::error::{ReadError, ReadResult};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tags", get(list))
-        .route("/v1/tags/{slug}", get(by_slug))
+    Router::new().route("/v1/tags", get(list)).route("/v1/tags/{slug}", get(by_slug))
 }
 
 #[derive(Serialize)]
@@ -43,26 +41,16 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<R
     .await
 }
 
-async fn by_slug(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> ReadResult<Response> {
-    projected_read(
-        &state,
-        &headers,
-        ReadRoute::Replica,
-        &["posts"],
-        |pool| async move {
-            sqlx::query_as!(
-                TagView,
-                "select slug, name, post_count from read.tags where slug = $1 and post_count > 0",
-                slug
-            )
-            .fetch_optional(&pool)
-            .await?
-            .ok_or(ReadError::NotFound("tag"))
-        },
-    )
+async fn by_slug(State(state): State<AppState>, headers: HeaderMap, Path(slug): Path<String>) -> ReadResult<Response> {
+    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
+        sqlx::query_as!(
+            TagView,
+            "select slug, name, post_count from read.tags where slug = $1 and post_count > 0",
+            slug
+        )
+        .fetch_optional(&pool)
+        .await?
+        .ok_or(ReadError::NotFound("tag"))
+    })
     .await
 }

@@ -3,9 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::events::{
-    AuthorProfileUpdated, AuthorRegistered, AuthorRoleChanged, DomainEvent, Empty,
-};
+use super::events::{AuthorProfileUpdated, AuthorRegistered, AuthorRoleChanged, DomainEvent, Empty};
 use super::post::Actor;
 use super::role::Role;
 use super::DomainError;
@@ -26,21 +24,8 @@ pub struct Author {
 }
 
 /// Folds one event of the author's stream.
-pub fn apply(
-    state: Option<Author>,
-    id: Uuid,
-    event: &DomainEvent,
-    recorded_at: DateTime<Utc>,
-) -> Option<Author> {
-    if let DomainEvent::AuthorRegistered(AuthorRegistered {
-        email,
-        name,
-        slug,
-        role,
-        bio,
-        avatar_url,
-    }) = event
-    {
+pub fn apply(state: Option<Author>, id: Uuid, event: &DomainEvent, recorded_at: DateTime<Utc>) -> Option<Author> {
+    if let DomainEvent::AuthorRegistered(AuthorRegistered { email, name, slug, role, bio, avatar_url }) = event {
         return Some(Author {
             id,
             version: 1,
@@ -99,22 +84,14 @@ pub enum AuthorCommand {
 
 /// Decides author events. Authors edit their own profile; only admins change roles, deactivate, or
 /// edit others.
-pub fn decide(
-    state: Option<&Author>,
-    actor: Actor,
-    command: AuthorCommand,
-) -> Result<Vec<DomainEvent>, DomainError> {
+pub fn decide(state: Option<&Author>, actor: Actor, command: AuthorCommand) -> Result<Vec<DomainEvent>, DomainError> {
     let author = state.ok_or(DomainError::NotFound("author"))?;
     let is_admin = actor.role == Role::Admin;
     if !is_admin && actor.id != author.id {
-        return Err(DomainError::Forbidden(
-            "only admins may change other authors",
-        ));
+        return Err(DomainError::Forbidden("only admins may change other authors"));
     }
     if !author.active {
-        return Err(DomainError::InvalidTransition(
-            "the author is deactivated".into(),
-        ));
+        return Err(DomainError::InvalidTransition("the author is deactivated".into()));
     }
     let event = match command {
         AuthorCommand::UpdateProfile(c) => {
@@ -135,9 +112,7 @@ pub fn decide(
                 return Err(DomainError::Forbidden("only admins may change roles"));
             }
             if actor.id == author.id && role != Role::Admin {
-                return Err(DomainError::InvalidTransition(
-                    "admins cannot demote themselves".into(),
-                ));
+                return Err(DomainError::InvalidTransition("admins cannot demote themselves".into()));
             }
             if role == author.role {
                 return Ok(vec![]);
@@ -149,9 +124,7 @@ pub fn decide(
                 return Err(DomainError::Forbidden("only admins may deactivate authors"));
             }
             if actor.id == author.id {
-                return Err(DomainError::InvalidTransition(
-                    "admins cannot deactivate themselves".into(),
-                ));
+                return Err(DomainError::InvalidTransition("admins cannot deactivate themselves".into()));
             }
             DomainEvent::AuthorDeactivated(Empty {})
         }
@@ -179,32 +152,14 @@ mod tests {
     fn authors_edit_themselves_but_not_others_and_never_their_role() {
         let me = Uuid::from_u128(1);
         let state = registered(me, Role::Author);
-        let actor = Actor {
-            id: me,
-            role: Role::Author,
-        };
-        let change = ProfileChange {
-            name: Some("B".into()),
-            ..Default::default()
-        };
-        assert!(decide(
-            state.as_ref(),
-            actor,
-            AuthorCommand::UpdateProfile(change.clone())
-        )
-        .is_ok());
+        let actor = Actor { id: me, role: Role::Author };
+        let change = ProfileChange { name: Some("B".into()), ..Default::default() };
+        assert!(decide(state.as_ref(), actor, AuthorCommand::UpdateProfile(change.clone())).is_ok());
         assert!(matches!(
-            decide(
-                state.as_ref(),
-                actor,
-                AuthorCommand::ChangeRole(Role::Admin)
-            ),
+            decide(state.as_ref(), actor, AuthorCommand::ChangeRole(Role::Admin)),
             Err(DomainError::Forbidden(_))
         ));
-        let other = Actor {
-            id: Uuid::from_u128(2),
-            role: Role::Editor,
-        };
+        let other = Actor { id: Uuid::from_u128(2), role: Role::Editor };
         assert!(matches!(
             decide(state.as_ref(), other, AuthorCommand::UpdateProfile(change)),
             Err(DomainError::Forbidden(_))
@@ -214,21 +169,11 @@ mod tests {
     #[test]
     fn admins_change_roles_and_deactivate_and_a_deactivated_author_changes_no_more() {
         let id = Uuid::from_u128(1);
-        let admin = Actor {
-            id: Uuid::from_u128(9),
-            role: Role::Admin,
-        };
+        let admin = Actor { id: Uuid::from_u128(9), role: Role::Admin };
         let state = registered(id, Role::Contributor);
         let events = decide(state.as_ref(), admin, AuthorCommand::Deactivate).unwrap_or_default();
-        let state = events
-            .iter()
-            .fold(state, |s, e| apply(s, id, e, Utc::now()));
+        let state = events.iter().fold(state, |s, e| apply(s, id, e, Utc::now()));
         assert_eq!(state.as_ref().map(|a| a.active), Some(false));
-        assert!(decide(
-            state.as_ref(),
-            admin,
-            AuthorCommand::ChangeRole(Role::Editor)
-        )
-        .is_err());
+        assert!(decide(state.as_ref(), admin, AuthorCommand::ChangeRole(Role::Editor)).is_err());
     }
 }

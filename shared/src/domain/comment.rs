@@ -40,54 +40,28 @@ pub enum Moderation {
 }
 
 /// The event that submits a comment (the caller has checked that the post is published).
-pub fn submit(
-    post_id: Uuid,
-    author_name: String,
-    author_email: Option<String>,
-    body: String,
-) -> DomainEvent {
-    DomainEvent::CommentSubmitted(CommentSubmitted {
-        post_id,
-        author_name,
-        author_email,
-        body,
-    })
+pub fn submit(post_id: Uuid, author_name: String, author_email: Option<String>, body: String) -> DomainEvent {
+    DomainEvent::CommentSubmitted(CommentSubmitted { post_id, author_name, author_email, body })
 }
 
 /// Decides a moderation; editors and admins only.
-pub fn decide(
-    state: Option<&Comment>,
-    actor: Actor,
-    m: Moderation,
-) -> Result<Vec<DomainEvent>, DomainError> {
+pub fn decide(state: Option<&Comment>, actor: Actor, m: Moderation) -> Result<Vec<DomainEvent>, DomainError> {
     if !actor.role.acts_on_all_posts() {
         return Err(DomainError::Forbidden("only editors moderate comments"));
     }
     let c = state.ok_or(DomainError::NotFound("comment"))?;
     match (m, c.status) {
-        (Moderation::Approve, CommentStatus::Pending) => {
-            Ok(vec![DomainEvent::CommentApproved(Empty {})])
-        }
+        (Moderation::Approve, CommentStatus::Pending) => Ok(vec![DomainEvent::CommentApproved(Empty {})]),
         (Moderation::Reject, CommentStatus::Pending | CommentStatus::Approved) => {
-            Ok(vec![DomainEvent::CommentRejected(CommentRejected {
-                reason: None,
-            })])
+            Ok(vec![DomainEvent::CommentRejected(CommentRejected { reason: None })])
         }
-        (_, s) => Err(DomainError::InvalidTransition(format!(
-            "the comment is already {}",
-            s.as_str()
-        ))),
+        (_, s) => Err(DomainError::InvalidTransition(format!("the comment is already {}", s.as_str()))),
     }
 }
 
 pub fn apply(state: Option<Comment>, id: Uuid, event: &DomainEvent) -> Option<Comment> {
     if let DomainEvent::CommentSubmitted(s) = event {
-        return Some(Comment {
-            id,
-            post_id: s.post_id,
-            status: CommentStatus::Pending,
-            version: 1,
-        });
+        return Some(Comment { id, post_id: s.post_id, status: CommentStatus::Pending, version: 1 });
     }
     let mut c = state?;
     c.version += 1;
@@ -107,33 +81,14 @@ mod tests {
     #[test]
     fn editors_approve_pending_comments_once_and_authors_cannot_moderate() {
         let id = Uuid::from_u128(3);
-        let state = apply(
-            None,
-            id,
-            &submit(Uuid::from_u128(1), "n".into(), None, "b".into()),
-        );
-        let editor = Actor {
-            id: Uuid::from_u128(2),
-            role: Role::Editor,
-        };
-        let author = Actor {
-            id: Uuid::from_u128(4),
-            role: Role::Author,
-        };
-        assert!(matches!(
-            decide(state.as_ref(), author, Moderation::Approve),
-            Err(DomainError::Forbidden(_))
-        ));
+        let state = apply(None, id, &submit(Uuid::from_u128(1), "n".into(), None, "b".into()));
+        let editor = Actor { id: Uuid::from_u128(2), role: Role::Editor };
+        let author = Actor { id: Uuid::from_u128(4), role: Role::Author };
+        assert!(matches!(decide(state.as_ref(), author, Moderation::Approve), Err(DomainError::Forbidden(_))));
         let events = decide(state.as_ref(), editor, Moderation::Approve).unwrap_or_default();
         let state = events.iter().fold(state, |s, e| apply(s, id, e));
-        assert_eq!(
-            state.as_ref().map(|c| c.status),
-            Some(CommentStatus::Approved)
-        );
-        assert!(matches!(
-            decide(state.as_ref(), editor, Moderation::Approve),
-            Err(DomainError::InvalidTransition(_))
-        ));
+        assert_eq!(state.as_ref().map(|c| c.status), Some(CommentStatus::Approved));
+        assert!(matches!(decide(state.as_ref(), editor, Moderation::Approve), Err(DomainError::InvalidTransition(_))));
         assert!(decide(state.as_ref(), editor, Moderation::Reject).is_ok());
     }
 }

@@ -44,17 +44,9 @@ pub struct AuthorProfileUpdated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// `Some(None)` clears the bio.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "double_option"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub bio: Option<Option<String>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "double_option"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub avatar_url: Option<Option<String>>,
 }
 
@@ -82,19 +74,11 @@ pub struct PostEdited {
     pub slug: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_markdown: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "double_option"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub summary: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "double_option"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub cover_image_url: Option<Option<String>>,
 }
 
@@ -156,10 +140,7 @@ pub enum DecodeError {
     #[error("schema version {version} of `{event_type}` is newer than this build understands")]
     FutureVersion { event_type: String, version: i16 },
     #[error("payload of `{event_type}` does not match its schema: {source}")]
-    Payload {
-        event_type: String,
-        source: serde_json::Error,
-    },
+    Payload { event_type: String, source: serde_json::Error },
 }
 
 impl DomainEvent {
@@ -191,25 +172,15 @@ impl DomainEvent {
     }
 
     /// Decodes a stored event, upcasting older schema versions first.
-    pub fn decode(
-        event_type: &str,
-        schema_version: i16,
-        payload: &serde_json::Value,
-    ) -> Result<Self, DecodeError> {
+    pub fn decode(event_type: &str, schema_version: i16, payload: &serde_json::Value) -> Result<Self, DecodeError> {
         if schema_version > CURRENT_SCHEMA_VERSION {
-            return Err(DecodeError::FutureVersion {
-                event_type: event_type.to_string(),
-                version: schema_version,
-            });
+            return Err(DecodeError::FutureVersion { event_type: event_type.to_string(), version: schema_version });
         }
         let payload = upcast(event_type, schema_version, payload.clone());
         let tagged = serde_json::json!({ "event_type": event_type, "payload": payload });
         serde_json::from_value(tagged).map_err(|source| {
             if KNOWN_TYPES.contains(&event_type) {
-                DecodeError::Payload {
-                    event_type: event_type.to_string(),
-                    source,
-                }
+                DecodeError::Payload { event_type: event_type.to_string(), source }
             } else {
                 DecodeError::UnknownType(event_type.to_string())
             }
@@ -244,19 +215,14 @@ fn upcast(_event_type: &str, _from_version: i16, payload: serde_json::Value) -> 
 mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<T: Serialize, S: Serializer>(
-        v: &Option<Option<T>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(inner) => inner.serialize(s),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<T>>, D::Error> {
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
     }
 }
@@ -267,11 +233,8 @@ mod tests {
 
     #[test]
     fn events_round_trip_through_their_stored_form() {
-        let e = DomainEvent::PostEdited(PostEdited {
-            title: Some("T".into()),
-            summary: Some(None),
-            ..Default::default()
-        });
+        let e =
+            DomainEvent::PostEdited(PostEdited { title: Some("T".into()), summary: Some(None), ..Default::default() });
         let back = DomainEvent::decode(e.event_type(), CURRENT_SCHEMA_VERSION, &e.payload());
         assert_eq!(back.ok(), Some(e));
     }

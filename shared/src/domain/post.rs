@@ -97,17 +97,11 @@ pub enum PostCommand {
 }
 
 /// Decides the events for `command` given the folded `state` (None: the stream does not exist).
-pub fn decide(
-    state: Option<&Post>,
-    actor: Actor,
-    command: PostCommand,
-) -> Result<Vec<DomainEvent>, DomainError> {
+pub fn decide(state: Option<&Post>, actor: Actor, command: PostCommand) -> Result<Vec<DomainEvent>, DomainError> {
     let post = match (state, &command) {
         (None, PostCommand::Draft(d)) => {
             if d.author_id != actor.id && !actor.role.acts_on_all_posts() {
-                return Err(DomainError::Forbidden(
-                    "only editors may draft posts for other authors",
-                ));
+                return Err(DomainError::Forbidden("only editors may draft posts for other authors"));
             }
             return Ok(vec![DomainEvent::PostDrafted(PostDrafted {
                 author_id: d.author_id,
@@ -119,19 +113,13 @@ pub fn decide(
                 cover_image_url: d.cover_image_url.as_ref().map(|u| u.as_str().to_string()),
             })]);
         }
-        (Some(_), PostCommand::Draft(_)) => {
-            return Err(DomainError::InvalidTransition("post already exists".into()))
-        }
+        (Some(_), PostCommand::Draft(_)) => return Err(DomainError::InvalidTransition("post already exists".into())),
         (None, _) => return Err(DomainError::NotFound("post")),
         (Some(p), _) => p,
     };
     authorize(post, actor, &command)?;
-    let invalid = |what: &str| {
-        Err(DomainError::InvalidTransition(format!(
-            "cannot {what} a {} post",
-            post.status.as_str()
-        )))
-    };
+    let invalid =
+        |what: &str| Err(DomainError::InvalidTransition(format!("cannot {what} a {} post", post.status.as_str())));
     let event = match command {
         PostCommand::Draft(_) => return invalid("draft"),
         PostCommand::Edit(edit) => {
@@ -155,9 +143,7 @@ pub fn decide(
             _ => return invalid("publish"),
         },
         PostCommand::PublishDue => match (post.status, post.scheduled_at) {
-            (PostStatus::Scheduled, Some(at)) => {
-                DomainEvent::PostPublished(PostPublished { published_at: at })
-            }
+            (PostStatus::Scheduled, Some(at)) => DomainEvent::PostPublished(PostPublished { published_at: at }),
             _ => return invalid("publish on schedule"),
         },
         PostCommand::Unpublish => match post.status {
@@ -181,34 +167,21 @@ fn authorize(post: &Post, actor: Actor, command: &PostCommand) -> Result<(), Dom
         return Ok(());
     }
     if post.author_id != actor.id {
-        return Err(DomainError::Forbidden(
-            "only editors may act on other authors' posts",
-        ));
+        return Err(DomainError::Forbidden("only editors may act on other authors' posts"));
     }
     match command {
-        PostCommand::Publish { .. } | PostCommand::Unpublish | PostCommand::PublishDue
-            if !actor.role.can_publish() =>
-        {
-            Err(DomainError::Forbidden(
-                "contributors cannot publish or unpublish",
-            ))
+        PostCommand::Publish { .. } | PostCommand::Unpublish | PostCommand::PublishDue if !actor.role.can_publish() => {
+            Err(DomainError::Forbidden("contributors cannot publish or unpublish"))
         }
         PostCommand::Edit(_) if !actor.role.can_publish() && post.status != PostStatus::Draft => {
-            Err(DomainError::Forbidden(
-                "contributors can only edit their drafts",
-            ))
+            Err(DomainError::Forbidden("contributors can only edit their drafts"))
         }
         _ => Ok(()),
     }
 }
 
 /// Folds one event of the post's stream into its state. `recorded_at` stamps `updated_at`.
-pub fn apply(
-    state: Option<Post>,
-    id: Uuid,
-    event: &DomainEvent,
-    recorded_at: DateTime<Utc>,
-) -> Option<Post> {
+pub fn apply(state: Option<Post>, id: Uuid, event: &DomainEvent, recorded_at: DateTime<Utc>) -> Option<Post> {
     if let DomainEvent::PostDrafted(d) = event {
         return Some(Post {
             id,
@@ -278,10 +251,7 @@ mod tests {
     use crate::domain::values::parse_tags;
 
     fn actor(role: Role) -> Actor {
-        Actor {
-            id: Uuid::from_u128(1),
-            role,
-        }
+        Actor { id: Uuid::from_u128(1), role }
     }
 
     fn drafted(author: Uuid) -> Option<Post> {
@@ -294,39 +264,20 @@ mod tests {
             tags: parse_tags("tags", &["Rust".into()]).ok()?,
             cover_image_url: None,
         };
-        let events = decide(
-            None,
-            Actor {
-                id: author,
-                role: Role::Author,
-            },
-            PostCommand::Draft(draft),
-        )
-        .ok()?;
-        events
-            .iter()
-            .fold(None, |s, e| apply(s, Uuid::from_u128(9), e, Utc::now()))
+        let events = decide(None, Actor { id: author, role: Role::Author }, PostCommand::Draft(draft)).ok()?;
+        events.iter().fold(None, |s, e| apply(s, Uuid::from_u128(9), e, Utc::now()))
     }
 
-    fn given_then(
-        state: Option<Post>,
-        by: Actor,
-        cmd: PostCommand,
-    ) -> Result<Option<Post>, DomainError> {
+    fn given_then(state: Option<Post>, by: Actor, cmd: PostCommand) -> Result<Option<Post>, DomainError> {
         let events = decide(state.as_ref(), by, cmd)?;
-        Ok(events
-            .iter()
-            .fold(state, |s, e| apply(s, Uuid::from_u128(9), e, Utc::now())))
+        Ok(events.iter().fold(state, |s, e| apply(s, Uuid::from_u128(9), e, Utc::now())))
     }
 
     #[test]
     fn drafting_then_publishing_now_makes_a_published_post_at_version_2() {
         let now = Utc::now();
-        let p = given_then(
-            drafted(actor(Role::Author).id),
-            actor(Role::Author),
-            PostCommand::Publish { at: None, now },
-        );
+        let p =
+            given_then(drafted(actor(Role::Author).id), actor(Role::Author), PostCommand::Publish { at: None, now });
         let p = p.ok().flatten();
         assert_eq!(
             p.as_ref().map(|p| (p.status, p.version, p.published_at)),
@@ -344,23 +295,13 @@ mod tests {
             PostCommand::Publish { at: Some(at), now },
         );
         let p = p.ok().flatten();
-        assert_eq!(
-            p.map(|p| (p.status, p.published_at)),
-            Some((PostStatus::Scheduled, Some(at)))
-        );
+        assert_eq!(p.map(|p| (p.status, p.published_at)), Some((PostStatus::Scheduled, Some(at))));
     }
 
     #[test]
     fn contributors_cannot_publish_and_authors_cannot_touch_others_posts() {
         let mine = drafted(actor(Role::Contributor).id);
-        let r = decide(
-            mine.as_ref(),
-            actor(Role::Contributor),
-            PostCommand::Publish {
-                at: None,
-                now: Utc::now(),
-            },
-        );
+        let r = decide(mine.as_ref(), actor(Role::Contributor), PostCommand::Publish { at: None, now: Utc::now() });
         assert!(matches!(r, Err(DomainError::Forbidden(_))));
         let theirs = drafted(Uuid::from_u128(2));
         let r = decide(theirs.as_ref(), actor(Role::Author), PostCommand::Delete);
@@ -370,44 +311,20 @@ mod tests {
 
     #[test]
     fn a_deleted_post_cannot_be_published_or_edited_until_restored_to_draft() {
-        let deleted = given_then(
-            drafted(actor(Role::Author).id),
-            actor(Role::Author),
-            PostCommand::Delete,
-        )
-        .ok()
-        .flatten();
-        let r = decide(
-            deleted.as_ref(),
-            actor(Role::Author),
-            PostCommand::Publish {
-                at: None,
-                now: Utc::now(),
-            },
-        );
+        let deleted =
+            given_then(drafted(actor(Role::Author).id), actor(Role::Author), PostCommand::Delete).ok().flatten();
+        let r = decide(deleted.as_ref(), actor(Role::Author), PostCommand::Publish { at: None, now: Utc::now() });
         assert!(matches!(r, Err(DomainError::InvalidTransition(_))));
         assert!(matches!(
-            decide(
-                deleted.as_ref(),
-                actor(Role::Author),
-                PostCommand::Edit(EditPost::default())
-            ),
+            decide(deleted.as_ref(), actor(Role::Author), PostCommand::Edit(EditPost::default())),
             Err(DomainError::InvalidTransition(_))
         ));
-        let restored = given_then(deleted, actor(Role::Author), PostCommand::Restore)
-            .ok()
-            .flatten();
-        assert_eq!(
-            restored.map(|p| (p.status, p.version)),
-            Some((PostStatus::Draft, 3))
-        );
+        let restored = given_then(deleted, actor(Role::Author), PostCommand::Restore).ok().flatten();
+        assert_eq!(restored.map(|p| (p.status, p.version)), Some((PostStatus::Draft, 3)));
     }
 
     #[test]
     fn commands_on_a_missing_post_are_not_found() {
-        assert_eq!(
-            decide(None, actor(Role::Admin), PostCommand::Delete),
-            Err(DomainError::NotFound("post"))
-        );
+        assert_eq!(decide(None, actor(Role::Admin), PostCommand::Delete), Err(DomainError::NotFound("post")));
     }
 }

@@ -40,9 +40,7 @@ impl std::str::FromStr for Role {
             "author" => Ok(Role::Author),
             "editor" => Ok(Role::Editor),
             "admin" => Ok(Role::Admin),
-            other => Err(format!(
-                "unknown role `{other}` (admin, editor, author, contributor)"
-            )),
+            other => Err(format!("unknown role `{other}` (admin, editor, author, contributor)")),
         }
     }
 }

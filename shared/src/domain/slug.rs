@@ -66,10 +66,7 @@ impl std::fmt::Display for Slug {
 fn normalise(raw: &str) -> String {
     let ascii = deunicode::deunicode(raw).to_lowercase();
     let mut out = String::with_capacity(ascii.len());
-    for word in ascii
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
+    for word in ascii.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
         if !out.is_empty() {
             out.push('-');
         }
@@ -108,9 +105,7 @@ mod tests {
     fn explicit_slug_over_80_chars_is_rejected_but_titles_are_cut_at_a_word() {
         let long = "word ".repeat(30);
         assert_eq!(Slug::parse(&long), Err(SlugError::TooLong));
-        let s = Slug::from_title(&long)
-            .map(Slug::into_string)
-            .unwrap_or_default();
+        let s = Slug::from_title(&long).map(Slug::into_string).unwrap_or_default();
         assert!(s.len() <= MAX_SLUG_LEN && !s.ends_with('-'), "{s}");
     }
 

@@ -11,10 +11,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -63,10 +60,7 @@ impl Title {
         let t = raw.trim();
         let n = t.chars().count();
         if n == 0 || n > MAX_TITLE_CHARS {
-            return Err(FieldError::new(
-                field,
-                format!("must be 1 to {MAX_TITLE_CHARS} characters"),
-            ));
+            return Err(FieldError::new(field, format!("must be 1 to {MAX_TITLE_CHARS} characters")));
         }
         Ok(Title(t.to_string()))
     }
@@ -85,10 +79,7 @@ impl Summary {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let t = raw.trim();
         if t.chars().count() > MAX_SUMMARY_CHARS {
-            return Err(FieldError::new(
-                field,
-                format!("must be at most {MAX_SUMMARY_CHARS} characters"),
-            ));
+            return Err(FieldError::new(field, format!("must be at most {MAX_SUMMARY_CHARS} characters")));
         }
         Ok(Summary(t.to_string()))
     }
@@ -119,22 +110,14 @@ impl Email {
 impl HttpUrl {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let t = raw.trim();
-        let rest = t
-            .strip_prefix("https://")
-            .or_else(|| t.strip_prefix("http://"));
+        let rest = t.strip_prefix("https://").or_else(|| t.strip_prefix("http://"));
         match rest {
             Some(r)
-                if !r.is_empty()
-                    && !r.starts_with('/')
-                    && t.len() <= 2048
-                    && !t.chars().any(char::is_whitespace) =>
+                if !r.is_empty() && !r.starts_with('/') && t.len() <= 2048 && !t.chars().any(char::is_whitespace) =>
             {
                 Ok(HttpUrl(t.to_string()))
             }
-            _ => Err(FieldError::new(
-                field,
-                "must be an absolute http or https URL",
-            )),
+            _ => Err(FieldError::new(field, "must be an absolute http or https URL")),
         }
     }
 }
@@ -149,10 +132,7 @@ pub fn parse_tags(field: &str, raw: &[String]) -> Result<Vec<String>, FieldError
     for name in raw {
         let t = name.trim();
         if t.is_empty() || t.chars().count() > MAX_TAG_CHARS {
-            return Err(FieldError::new(
-                field,
-                format!("each tag must be 1 to {MAX_TAG_CHARS} characters"),
-            ));
+            return Err(FieldError::new(field, format!("each tag must be 1 to {MAX_TAG_CHARS} characters")));
         }
         let slug = super::slug::Slug::from_title(t)
             .ok_or_else(|| FieldError::new(field, format!("tag `{t}` has no letters or digits")))?;
@@ -169,10 +149,7 @@ mod tests {
 
     #[test]
     fn emails_are_lowercased_and_checked() {
-        assert_eq!(
-            Email::parse("email", " A@Example.COM ").map(Email::into_string),
-            Ok("a@example.com".into())
-        );
+        assert_eq!(Email::parse("email", " A@Example.COM ").map(Email::into_string), Ok("a@example.com".into()));
         for bad in ["", "a", "a@b", "@b.c", "a@.c", "a b@c.d"] {
             assert!(Email::parse("email", bad).is_err(), "{bad}");
         }

@@ -28,27 +28,16 @@ pub struct NewAuthor {
 
 /// Registers an author: reserves the email (with the password hash) and appends AuthorRegistered in one
 /// transaction. A taken email is [`WriteError::EmailTaken`]; a generated slug clash gets `-2`, `-3`…
-pub async fn register(
-    pool: &PgPool,
-    new: NewAuthor,
-    metadata: &Metadata,
-) -> Result<(Author, Appended), WriteError> {
+pub async fn register(pool: &PgPool, new: NewAuthor, metadata: &Metadata) -> Result<(Author, Appended), WriteError> {
     if new.password.chars().count() < 8 {
-        return Err(WriteError::Validation(vec![FieldError::new(
-            "password",
-            "must be at least 8 characters",
-        )]));
+        return Err(WriteError::Validation(vec![FieldError::new("password", "must be at least 8 characters")]));
     }
     let hash = auth::hash_password(&new.password)
         .map_err(|e| WriteError::Validation(vec![FieldError::new("password", e.to_string())]))?;
     let base = match new.slug {
         Some(s) => s,
-        None => Slug::from_title(&new.name).ok_or_else(|| {
-            WriteError::Validation(vec![FieldError::new(
-                "name",
-                "must contain a letter or digit",
-            )])
-        })?,
+        None => Slug::from_title(&new.name)
+            .ok_or_else(|| WriteError::Validation(vec![FieldError::new("name", "must contain a letter or digit")]))?,
     };
     let id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
@@ -83,17 +72,12 @@ pub async fn register(
     )
     .await?;
     tx.commit().await?;
-    let author =
-        author::apply(None, id, &event, chrono::Utc::now()).ok_or(WriteError::Concurrent)?;
+    let author = author::apply(None, id, &event, chrono::Utc::now()).ok_or(WriteError::Concurrent)?;
     Ok((author, appended))
 }
 
 /// Claims the first free author slug among `base`, `base-2`, `base-3`…
-async fn unique_author_slug(
-    conn: &mut PgConnection,
-    id: Uuid,
-    base: &Slug,
-) -> Result<Slug, WriteError> {
+async fn unique_author_slug(conn: &mut PgConnection, id: Uuid, base: &Slug) -> Result<Slug, WriteError> {
     for n in 1..=1000u32 {
         let candidate = base.with_suffix(n);
         let got = sqlx::query_scalar!(
@@ -114,10 +98,7 @@ async fn unique_author_slug(
 pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<Author>, sqlx::Error> {
     let events = event_store::read_stream(conn, id, None).await?;
     let mut state = None;
-    for e in events
-        .iter()
-        .filter(|e| e.stream_type == StreamType::Author.as_str())
-    {
+    for e in events.iter().filter(|e| e.stream_type == StreamType::Author.as_str()) {
         match e.decode() {
             Ok(d) => state = author::apply(state, id, &d, e.recorded_at),
             Err(err) => {
@@ -130,18 +111,11 @@ pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<Author>, s
 
 /// Checks an email and password; returns the active author. Unknown email, wrong password and a
 /// deactivated author are indistinguishable (`None`), in time as well as in result.
-pub async fn authenticate(
-    pool: &PgPool,
-    email: &str,
-    password: &str,
-) -> Result<Option<Author>, sqlx::Error> {
+pub async fn authenticate(pool: &PgPool, email: &str, password: &str) -> Result<Option<Author>, sqlx::Error> {
     let email = email.trim().to_lowercase();
-    let row = sqlx::query!(
-        "select author_id, password_hash from author_credentials where email = $1",
-        email
-    )
-    .fetch_optional(pool)
-    .await?;
+    let row = sqlx::query!("select author_id, password_hash from author_credentials where email = $1", email)
+        .fetch_optional(pool)
+        .await?;
     let Some(row) = row else {
         auth::verify_password_dummy(password);
         return Ok(None);
@@ -174,10 +148,7 @@ pub async fn execute(
         events.extend(new);
     }
     for e in &events {
-        if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated {
-            slug: Some(slug), ..
-        }) = e
-        {
+        if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated { slug: Some(slug), .. }) = e {
             let owner = sqlx::query_scalar!(
                 "insert into author_slug_reservations (slug, author_id) values ($1, $2)
                  on conflict (slug) do update set slug = excluded.slug returning author_id",
@@ -195,15 +166,9 @@ pub async fn execute(
         let author = state.ok_or(crate::domain::DomainError::NotFound("author"))?;
         return Ok((author, None));
     }
-    let appended = event_store::append(
-        &mut tx,
-        id,
-        StreamType::Author,
-        ExpectedVersion::Exact(version),
-        &events,
-        metadata,
-    )
-    .await?;
+    let appended =
+        event_store::append(&mut tx, id, StreamType::Author, ExpectedVersion::Exact(version), &events, metadata)
+            .await?;
     tx.commit().await?;
     Ok((folded.ok_or(WriteError::Concurrent)?, Some(appended)))
 }

@@ -31,15 +31,8 @@ pub async fn submit(
     }
     let id = Uuid::now_v7();
     let event = comment::submit(post_id, new.author_name, new.author_email, new.body);
-    let appended = event_store::append(
-        &mut tx,
-        id,
-        StreamType::Comment,
-        ExpectedVersion::NoStream,
-        &[event],
-        metadata,
-    )
-    .await?;
+    let appended =
+        event_store::append(&mut tx, id, StreamType::Comment, ExpectedVersion::NoStream, &[event], metadata).await?;
     tx.commit().await?;
     Ok((id, appended))
 }
@@ -56,20 +49,11 @@ pub async fn moderate(
     let state = load(&mut tx, id).await?;
     let version = state.as_ref().map_or(0, |c| c.version);
     let events = comment::decide(state.as_ref(), actor, moderation)?;
-    let appended = event_store::append(
-        &mut tx,
-        id,
-        StreamType::Comment,
-        ExpectedVersion::Exact(version),
-        &events,
-        metadata,
-    )
-    .await?;
+    let appended =
+        event_store::append(&mut tx, id, StreamType::Comment, ExpectedVersion::Exact(version), &events, metadata)
+            .await?;
     tx.commit().await?;
-    let folded = events
-        .iter()
-        .fold(state, |s, e| comment::apply(s, id, e))
-        .ok_or(WriteError::Concurrent)?;
+    let folded = events.iter().fold(state, |s, e| comment::apply(s, id, e)).ok_or(WriteError::Concurrent)?;
     Ok((folded, appended))
 }
 

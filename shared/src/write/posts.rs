@@ -27,9 +27,7 @@ pub async fn create(
     let id = Uuid::now_v7();
     // Decide first (authorisation included), then try the one-round-trip path with the first candidate.
     let events = post::decide(None, actor, PostCommand::Draft(create.draft.clone()))?;
-    if let Some(appended) =
-        claim_and_append(pool, id, &create.draft.slug, &events, metadata).await?
-    {
+    if let Some(appended) = claim_and_append(pool, id, &create.draft.slug, &events, metadata).await? {
         let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
         return Ok((state, appended));
     }
@@ -40,15 +38,8 @@ pub async fn create(
     let mut tx = pool.begin().await?;
     create.draft.slug = generate_slug(&mut tx, &create.draft.slug, id).await?;
     let events = post::decide(None, actor, PostCommand::Draft(create.draft))?;
-    let appended = event_store::append(
-        &mut tx,
-        id,
-        StreamType::Post,
-        ExpectedVersion::NoStream,
-        &events,
-        metadata,
-    )
-    .await?;
+    let appended =
+        event_store::append(&mut tx, id, StreamType::Post, ExpectedVersion::NoStream, &events, metadata).await?;
     tx.commit().await?;
     let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
     Ok((state, appended))
@@ -83,10 +74,7 @@ async fn claim_and_append(
     )
     .fetch_optional(pool)
     .await?;
-    Ok(position.map(|position| Appended {
-        version: 1,
-        position,
-    }))
+    Ok(position.map(|position| Appended { version: 1, position }))
 }
 
 /// Runs a command on an existing post. `expected` (from If-Match) must equal the current version when given.
@@ -107,31 +95,19 @@ pub async fn execute(
     };
     if let Some(expected) = expected {
         if expected != current.version {
-            return Err(WriteError::VersionMismatch {
-                expected,
-                current: current.version,
-            });
+            return Err(WriteError::VersionMismatch { expected, current: current.version });
         }
     }
     let version = current.version;
     let new_slug = match &command {
-        PostCommand::Edit(EditPost {
-            slug: Some(slug), ..
-        }) if slug.as_str() != current.slug => Some(slug.clone()),
+        PostCommand::Edit(EditPost { slug: Some(slug), .. }) if slug.as_str() != current.slug => Some(slug.clone()),
         _ => None,
     };
     let events = post::decide(state.as_ref(), actor, command)?;
     let appended = match new_slug {
         None => {
-            event_store::append(
-                &mut conn,
-                id,
-                StreamType::Post,
-                ExpectedVersion::Exact(version),
-                &events,
-                metadata,
-            )
-            .await?
+            event_store::append(&mut conn, id, StreamType::Post, ExpectedVersion::Exact(version), &events, metadata)
+                .await?
         }
         Some(slug) => {
             // A new slug is reserved in the same transaction as the event that claims it.
@@ -139,15 +115,9 @@ pub async fn execute(
             if !reserve_slug(&mut tx, &slug, id).await? {
                 return Err(WriteError::SlugTaken(slug.to_string()));
             }
-            let appended = event_store::append(
-                &mut tx,
-                id,
-                StreamType::Post,
-                ExpectedVersion::Exact(version),
-                &events,
-                metadata,
-            )
-            .await?;
+            let appended =
+                event_store::append(&mut tx, id, StreamType::Post, ExpectedVersion::Exact(version), &events, metadata)
+                    .await?;
             tx.commit().await?;
             appended
         }
@@ -190,12 +160,7 @@ pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<Post>, sql
 
 /// The post that holds `slug` (current or former), from the reservations.
 pub async fn id_by_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "select post_id from slug_reservations where slug = $1",
-        slug
-    )
-    .fetch_optional(conn)
-    .await
+    sqlx::query_scalar!("select post_id from slug_reservations where slug = $1", slug).fetch_optional(conn).await
 }
 
 /// Claims `slug` for post `id`; true when it is (now or already) this post's.
@@ -222,11 +187,7 @@ async fn generate_slug(conn: &mut PgConnection, base: &Slug, id: Uuid) -> Result
     )
     .fetch_all(&mut *conn)
     .await?;
-    let highest = taken
-        .iter()
-        .filter_map(|s| s.strip_prefix(&prefix)?.parse::<u32>().ok())
-        .max()
-        .unwrap_or(1);
+    let highest = taken.iter().filter_map(|s| s.strip_prefix(&prefix)?.parse::<u32>().ok()).max().unwrap_or(1);
     for n in (highest + 1).max(2)..=highest.saturating_add(1000) {
         let candidate = base.with_suffix(n);
         let got = sqlx::query_scalar!(

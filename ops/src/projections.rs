@@ -1,0 +1,166 @@
+//! `pressroom-ops projections …` and `replicas …`: checkpoints, lag, skipping a poison event (audited),
+//! and replica health as the primary sees it.
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+#[derive(Serialize)]
+struct ProjectionStatus {
+    name: String,
+    position: i64,
+    head: i64,
+    lag_events: i64,
+    lag_seconds: f64,
+    state: String,
+    error: Option<String>,
+}
+
+/// `projections status [--json]`.
+pub async fn status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
+    let rows = sqlx::query!(
+        r#"select c.name, c.global_position, c.state, c.error,
+                  (select coalesce(max(global_position), 0) from events) as "head!",
+                  (select count(*) from events e
+                    where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)) as "lag_events!",
+                  coalesce(extract(epoch from now() - (select min(e.recorded_at) from events e
+                    where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))), 0)::float8 as "lag_seconds!"
+           from read.checkpoints c order by c.name"#
+    )
+    .fetch_all(pool)
+    .await?;
+    let statuses: Vec<ProjectionStatus> = rows
+        .into_iter()
+        .map(|r| ProjectionStatus {
+            name: r.name,
+            position: r.global_position,
+            head: r.head,
+            lag_events: r.lag_events,
+            lag_seconds: r.lag_seconds,
+            state: r.state,
+            error: r.error,
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::json!({ "projections": statuses }));
+        return Ok(());
+    }
+    println!("{:<12} {:>10} {:>10} {:>10} {:>10}  state", "projection", "position", "head", "lag", "lag_s");
+    for s in statuses {
+        let error = s.error.map(|e| format!(" ({e})")).unwrap_or_default();
+        println!(
+            "{:<12} {:>10} {:>10} {:>10} {:>10.1}  {}{error}",
+            s.name, s.position, s.head, s.lag_events, s.lag_seconds, s.state
+        );
+    }
+    Ok(())
+}
+
+/// `projections skip <name> <position> --reason TEXT`: moves the checkpoint past exactly that event,
+/// which must be the next one the projection would apply, and records who skipped what and why.
+pub async fn skip(pool: &PgPool, name: &str, position: i64, reason: &str) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    let checkpoint = sqlx::query!(
+        r#"select transaction_id::text::bigint as "tx!", global_position, error from read.checkpoints where name = $1 for update"#,
+        name
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("no projection named {name}"))?;
+    let next = sqlx::query!(
+        r#"select global_position, transaction_id::text::bigint as "tx!", event_id, event_type from events
+           where (transaction_id, global_position) > ($1::bigint::text::xid8, $2)
+             and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           order by transaction_id, global_position limit 1"#,
+        checkpoint.tx,
+        checkpoint.global_position
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("{name} is at the head; nothing to skip"))?;
+    if next.global_position != position {
+        anyhow::bail!("the next event {name} would apply is at position {}, not {position}", next.global_position);
+    }
+    let operator = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+    sqlx::query!(
+        "insert into projection_skips (projection, global_position, event_id, event_type, reason, skipped_by, error)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+        name,
+        position,
+        next.event_id,
+        next.event_type,
+        reason,
+        operator,
+        checkpoint.error
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "update read.checkpoints set transaction_id = $2::bigint::text::xid8, global_position = $3,
+                state = 'running', error = null, updated_at = now()
+         where name = $1",
+        name,
+        next.tx,
+        position
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    println!("{name}: skipped {} at position {position} ({reason}); recorded by {operator}", next.event_type);
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ReplicaStatus {
+    name: String,
+    healthy: bool,
+    lag_bytes: i64,
+    lag_seconds: f64,
+}
+
+/// `replicas status [--json]`, from `pg_stat_replication` on the primary.
+pub async fn replicas(pool: &PgPool, json: bool) -> anyhow::Result<()> {
+    let rows = sqlx::query!(
+        r#"select coalesce(application_name, client_addr::text, 'replica') as "name!",
+                  state = 'streaming' as "healthy!",
+                  coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint as "lag_bytes!",
+                  coalesce(extract(epoch from replay_lag), 0)::float8 as "lag_seconds!"
+           from pg_stat_replication order by 1"#
+    )
+    .fetch_all(pool)
+    .await?;
+    let replicas: Vec<ReplicaStatus> = rows
+        .into_iter()
+        .map(|r| ReplicaStatus { name: r.name, healthy: r.healthy, lag_bytes: r.lag_bytes, lag_seconds: r.lag_seconds })
+        .collect();
+    if json {
+        println!("{}", serde_json::json!({ "replicas": replicas }));
+        return Ok(());
+    }
+    println!("{:<16} {:>8} {:>12} {:>10}", "replica", "healthy", "lag_bytes", "lag_s");
+    for r in replicas {
+        println!("{:<16} {:>8} {:>12} {:>10.3}", r.name, r.healthy, r.lag_bytes, r.lag_seconds);
+    }
+    Ok(())
+}
+
+/// `events tail [--stream ID] [--limit N]`: the newest events, oldest first, one JSON line each.
+pub async fn tail(pool: &PgPool, stream: Option<uuid::Uuid>, limit: i64) -> anyhow::Result<()> {
+    let rows = sqlx::query!(
+        r#"select * from (
+               select global_position, stream_id, version, event_type, payload, metadata, recorded_at from events
+               where ($1::uuid is null or stream_id = $1) order by global_position desc limit $2
+           ) newest order by global_position"#,
+        stream,
+        limit
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        let line = serde_json::json!({
+            "global_position": r.global_position, "stream_id": r.stream_id, "version": r.version,
+            "event_type": r.event_type, "recorded_at": r.recorded_at, "payload": r.payload, "metadata": r.metadata,
+        });
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! A poison event halts only the projection that needs it, with a clear status; an operator's skip
+//! moves it on and is recorded.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use pressroom_tests::{Stack, TestDb};
+use reqwest::Method;
+use serde_json::json;
+use shared::domain::role::Role;
+
+async fn checkpoint(stack: &Stack, name: &str) -> (i64, String, Option<String>) {
+    sqlx::query_as("select global_position, state, error from read.checkpoints where name = $1")
+        .bind(name)
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_poison_event_halts_only_its_projection_until_an_operator_skips_it() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Editor).await;
+    let (post, _, _) = stack.published_post(&token, "Before the poison").await;
+    // A PostEdited whose payload does not match its schema, written straight into the log.
+    let poison: i64 = sqlx::query_scalar(
+        "insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload)
+         values (gen_random_uuid(), gen_random_uuid(), 'post', 1, 'PostEdited', 1, '{\"title\": 5}') returning global_position",
+    )
+    .fetch_one(&stack.db.admin)
+    .await
+    .unwrap();
+    let (_, after_slug, after) = stack.published_post(&token, "After the poison").await;
+    let comment = stack
+        .command(
+            Method::POST,
+            &format!("/v1/posts/{post}/comments"),
+            None,
+            Some(json!({"author_name": "R", "body": "b"})),
+            &[],
+        )
+        .await;
+    assert_eq!(comment.status(), 202);
+    let comment_position: i64 = comment.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+
+    let started = tokio::time::Instant::now();
+    let (position, state, error) = loop {
+        let c = checkpoint(&stack, "posts").await;
+        if c.1 == "failed" {
+            break c;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "posts never reported failed: {c:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(state, "failed");
+    assert!(position < poison, "the checkpoint stops before the poison event");
+    assert!(error.as_deref().unwrap_or_default().contains(&format!("position {poison}")), "{error:?}");
+    // The comments projection does not need PostEdited and carries on past it.
+    let started = tokio::time::Instant::now();
+    while checkpoint(&stack, "comments").await.0 < comment_position {
+        assert!(started.elapsed() < Duration::from_secs(10), "comments stalled behind another projection's poison");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stack.get_post(&after_slug, None).await.status(), 404, "posts after the poison wait");
+
+    let out = tokio::process::Command::new(pressroom_tests::bin("pressroom-ops"))
+        .args(["projections", "skip", "posts", &poison.to_string(), "--reason", "malformed test event"])
+        .env(
+            "DATABASE_ADMIN_URL",
+            format!(
+                "postgres://postgres@127.0.0.1:{}/{}",
+                std::env::var("PRESSROOM_TEST_PRIMARY_PORT").unwrap(),
+                stack.db.name
+            ),
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recorded: (String, i64) =
+        sqlx::query_as("select reason, global_position from projection_skips where projection = 'posts'")
+            .fetch_one(&stack.db.admin)
+            .await
+            .unwrap();
+    assert_eq!(recorded, ("malformed test event".to_string(), poison));
+    assert_eq!(stack.get_post(&after_slug, Some(after)).await.status(), 200, "the projection moved on");
+    assert_eq!(checkpoint(&stack, "posts").await.1, "running");
+    stack.stop().await;
+}
