@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod consistency;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 pub mod routing;
 
@@ -55,6 +56,7 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/health", get(shared::http::health))
         .route("/ready", get(ready))
         .merge(routes::router())
+        .merge(openapi::router())
         .fallback(shared::http::not_found)
         .with_state(state);
     shared::http::standard_layers(router, request_timeout)

@@ -11,7 +11,7 @@ use crate::domain::slug::Slug;
 use crate::render;
 
 /// The author as embedded in a post summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuthorRef {
     pub id: Uuid,
     pub slug: String,
@@ -25,7 +25,7 @@ impl From<&Author> for AuthorRef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TagRef {
     pub slug: String,
     pub name: String,
@@ -40,7 +40,7 @@ pub fn tag_refs(names: &[String]) -> Vec<TagRef> {
 }
 
 /// A post in a list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PostSummary {
     pub id: Uuid,
     pub slug: String,
@@ -55,7 +55,7 @@ pub struct PostSummary {
 }
 
 /// A single post: the summary plus its rendered body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PostDetail {
     #[serde(flatten)]
     pub summary: PostSummary,

@@ -17,7 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/authors", get(list)).route("/v1/authors/{slug}", get(by_slug))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuthorView {
     id: Uuid,
     slug: String,
@@ -32,7 +32,9 @@ struct AuthorList {
     authors: Vec<AuthorView>,
 }
 
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
+/// Every author with their published-post count: `{authors: [...]}`.
+#[utoipa::path(get, path = "/v1/authors", tag = "authors", responses((status = 200, body = Vec<AuthorView>)))]
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
     projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
         let authors = sqlx::query_as!(
             AuthorView,
@@ -45,7 +47,14 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<R
     .await
 }
 
-async fn by_slug(State(state): State<AppState>, headers: HeaderMap, Path(slug): Path<String>) -> ReadResult<Response> {
+/// One author.
+#[utoipa::path(get, path = "/v1/authors/{slug}", tag = "authors", params(("slug" = String, Path)),
+    responses((status = 200, body = AuthorView), (status = 404, body = crate::openapi::ProblemDoc)))]
+pub async fn by_slug(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> ReadResult<Response> {
     projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
         sqlx::query_as!(
             AuthorView,

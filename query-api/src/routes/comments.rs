@@ -35,7 +35,11 @@ struct CommentPage {
     next_cursor: Option<String>,
 }
 
-async fn list(
+/// Approved comments of a published post: `{comments: [...], next_cursor}`.
+#[utoipa::path(get, path = "/v1/posts/{slug}/comments", tag = "comments",
+    params(("slug" = String, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "oldest first"), (status = 404, body = crate::openapi::ProblemDoc)))]
+pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(slug): Path<String>,

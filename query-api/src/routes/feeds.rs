@@ -61,7 +61,9 @@ fn xml(body: String, position: i64, source: shared::db::ReadSource, content_type
     stamp(res, position, source)
 }
 
-async fn feed(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
+/// RSS 2.0 feed of the newest posts.
+#[utoipa::path(get, path = "/feed.xml", tag = "feeds", responses((status = 200, content_type = "application/rss+xml", description = "RSS 2.0")))]
+pub async fn feed(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
     let token = min_position(&state, &headers).await?;
     let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
     let rows = sqlx::query_as!(
@@ -101,7 +103,9 @@ async fn feed(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<R
     Ok(xml(out, chosen.position.global_position, chosen.source, "application/rss+xml; charset=utf-8"))
 }
 
-async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
+/// Sitemap of published posts.
+#[utoipa::path(get, path = "/sitemap.xml", tag = "feeds", responses((status = 200, content_type = "application/xml", description = "sitemap 0.9")))]
+pub async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
     let token = min_position(&state, &headers).await?;
     let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
     let rows = sqlx::query!(

@@ -36,8 +36,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/posts", get(list)).route("/v1/posts/{slug}", get(by_slug))
 }
 
-#[derive(Serialize)]
-struct PostPage {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PostPage {
     posts: Vec<PostSummary>,
     next_cursor: Option<String>,
 }
@@ -95,8 +95,14 @@ pub(crate) fn parse_limit(params: &HashMap<String, String>) -> ReadResult<i64> {
     }
 }
 
+/// Published posts, newest first, keyset-paginated.
+#[utoipa::path(get, path = "/v1/posts", tag = "posts",
+    params(("limit" = Option<i64>, Query, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query),
+        ("tag" = Option<String>, Query, description = "tag slug"), ("author" = Option<String>, Query, description = "author slug"),
+        ("Pressroom-Min-Position" = Option<i64>, Header, description = "read your writes")),
+    responses((status = 200, body = PostPage), (status = 400, body = crate::openapi::ProblemDoc), (status = 422, body = crate::openapi::ProblemDoc)))]
 #[tracing::instrument(skip_all)]
-async fn list(
+pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
@@ -302,8 +308,17 @@ async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
     }
 }
 
+/// One published post by its slug (301 from a former slug).
+#[utoipa::path(get, path = "/v1/posts/{slug}", tag = "posts",
+    params(("slug" = String, Path), ("If-None-Match" = Option<String>, Header), ("Pressroom-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, body = shared::read_model::PostDetail), (status = 301, description = "moved to the current slug"),
+        (status = 304, description = "not modified"), (status = 404, body = crate::openapi::ProblemDoc)))]
 #[tracing::instrument(skip_all, fields(slug = %slug))]
-async fn by_slug(State(state): State<AppState>, headers: HeaderMap, Path(slug): Path<String>) -> ReadResult<Response> {
+pub async fn by_slug(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> ReadResult<Response> {
     let token = min_position(&state, &headers).await?;
     let Some(token) = token else {
         if let Some(hit) = state.cache.posts.get(&slug).await {

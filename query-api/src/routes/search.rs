@@ -65,7 +65,11 @@ fn decode_cursor(raw: &str) -> Option<(f64, Uuid)> {
     Some((f64::from_bits(u64::from_str_radix(bits, 16).ok()?), Uuid::try_parse(id).ok()?))
 }
 
-async fn search(
+/// Full-text search: `{results: [...], next_cursor}`.
+#[utoipa::path(get, path = "/v1/search", tag = "search",
+    params(("q" = String, Query, description = "websearch syntax"), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "ranked results with snippets"), (status = 422, body = crate::openapi::ProblemDoc)))]
+pub async fn search(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,

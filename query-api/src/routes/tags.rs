@@ -16,7 +16,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/tags", get(list)).route("/v1/tags/{slug}", get(by_slug))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TagView {
     slug: String,
     name: String,
@@ -28,7 +28,9 @@ struct TagList {
     tags: Vec<TagView>,
 }
 
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
+/// Tags in use, most used first: `{tags: [...]}`.
+#[utoipa::path(get, path = "/v1/tags", tag = "tags", responses((status = 200, body = Vec<TagView>)))]
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
     projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
         let tags = sqlx::query_as!(
             TagView,
@@ -41,7 +43,14 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<R
     .await
 }
 
-async fn by_slug(State(state): State<AppState>, headers: HeaderMap, Path(slug): Path<String>) -> ReadResult<Response> {
+/// One tag.
+#[utoipa::path(get, path = "/v1/tags/{slug}", tag = "tags", params(("slug" = String, Path)),
+    responses((status = 200, body = TagView), (status = 404, body = crate::openapi::ProblemDoc)))]
+pub async fn by_slug(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> ReadResult<Response> {
     projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
         sqlx::query_as!(
             TagView,

@@ -1,0 +1,80 @@
+//! The query API's OpenAPI document, generated from the handlers (`/openapi.json`), and `/docs`.
+
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::OpenApi;
+
+use crate::routes::{authors, comments, feeds, posts, search, tags};
+use crate::AppState;
+
+/// RFC 9457 problem details, as every error is returned.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ProblemDoc {
+    #[schema(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: Option<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Pressroom query API",
+        description = "Public reads. Every response carries `Pressroom-Position` and `Pressroom-Read-Source`; send `Pressroom-Min-Position` to read your writes."
+    ),
+    paths(
+        posts::list,
+        posts::by_slug,
+        comments::list,
+        authors::list,
+        authors::by_slug,
+        tags::list,
+        tags::by_slug,
+        search::search,
+        feeds::feed,
+        feeds::sitemap,
+    ),
+    components(schemas(ProblemDoc))
+)]
+pub struct ApiDoc;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(spec)).route("/docs", get(docs))
+}
+
+async fn spec() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+async fn docs() -> Html<&'static str> {
+    Html(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>Pressroom query API</title></head>
+<body><redoc spec-url="/openapi.json"></redoc>
+<script src="https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"></script></body></html>"#,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_lists_every_public_route() {
+        let spec = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        for path in [
+            "/v1/posts",
+            "/v1/posts/{slug}",
+            "/v1/posts/{slug}/comments",
+            "/v1/authors",
+            "/v1/tags/{slug}",
+            "/v1/search",
+            "/feed.xml",
+            "/sitemap.xml",
+        ] {
+            assert!(spec["paths"].get(path).is_some(), "{path} missing");
+        }
+    }
+}
