@@ -9,6 +9,9 @@ use shared::problem::Problem;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    /// 401: author reads without a valid token.
+    #[error("authentication required")]
+    Unauthorized,
     /// 404: nothing public at this address.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -49,6 +52,7 @@ impl ReadError {
     fn problem(&self) -> Problem {
         let detail = Some(self.to_string());
         match self {
+            ReadError::Unauthorized => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail),
             ReadError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "not-found", detail),
             ReadError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail),
             ReadError::Validation(errors) => {

@@ -25,6 +25,8 @@ pub struct AppState {
     pub cache: Arc<ReadCache>,
     /// `PRESSROOM_PUBLIC_URL`, the base of links in feeds and sitemaps.
     pub public_url: Arc<str>,
+    /// Verifies author tokens for the `/v1/author/…` reads.
+    pub keys: shared::auth::JwtKeys,
 }
 
 /// How long an in-process entry lives before it is re-read (jittered by up to a quarter).
@@ -32,7 +34,7 @@ pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl AppState {
     /// The primary pool and one pool per replica URL (`replica1`, `replica2`…), and the cache.
-    pub fn from_config(config: &Config) -> Result<Self, sqlx::Error> {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let primary = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-query-api")?;
         let mut replicas = Vec::new();
         for (i, url) in config.database_replica_urls.iter().enumerate() {
@@ -46,6 +48,7 @@ impl AppState {
             reads: Arc::new(reads),
             cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL)),
             public_url: Arc::from(config.public_url.as_str()),
+            keys: shared::auth::JwtKeys::new(config.require_jwt_secret()?),
         })
     }
 }

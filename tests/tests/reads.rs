@@ -208,3 +208,39 @@ async fn approved_comments_are_listed_in_order_and_counted_on_the_post() {
     assert_eq!(get(&stack, "/v1/posts/nope/comments", last).await.status(), 404);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn renaming_an_author_shows_on_every_one_of_their_posts() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (author, token) = stack.token(Role::Author).await;
+    let mut slugs = Vec::new();
+    for i in 0..3 {
+        slugs.push(publish(&stack, &token, json!({"title": format!("Renamed {i}"), "body_markdown": "x"})).await.1);
+    }
+    let res = stack
+        .command(
+            Method::PATCH,
+            &format!("/v1/authors/{author}"),
+            Some(&token),
+            Some(json!({"name": "New Name", "avatar_url": "https://img.test/a.png"})),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let position: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+    for slug in &slugs {
+        let post: Value = get(&stack, &format!("/v1/posts/{slug}"), position).await.json().await.unwrap();
+        assert_eq!(post["author"]["name"], "New Name", "{slug}");
+        assert_eq!(post["author"]["avatar_url"], "https://img.test/a.png");
+    }
+    let list: Value = get(&stack, "/v1/posts", position).await.json().await.unwrap();
+    assert!(list["posts"].as_array().unwrap().iter().all(|p| p["author"]["name"] == "New Name"));
+    let stale: i64 =
+        sqlx::query_scalar("select count(*) from read.posts where author_id = $1 and author->>'name' <> 'New Name'")
+            .bind(author)
+            .fetch_one(&stack.db.admin)
+            .await
+            .unwrap();
+    assert_eq!(stale, 0);
+    stack.stop().await;
+}

@@ -1,5 +1,6 @@
 //! The query API's routes, one module per feature, merged here.
 
+pub mod author;
 pub mod authors;
 pub mod comments;
 pub mod feeds;
@@ -12,6 +13,7 @@ use crate::AppState;
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .merge(posts::router())
+        .merge(author::router())
         .merge(authors::router())
         .merge(comments::router())
         .merge(tags::router())

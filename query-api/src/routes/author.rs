@@ -1,0 +1,239 @@
+//! Author reads (JWT): one's own posts in any status (editors and admins see all), a post by id with
+//! drafts included, its version history, and the post as it was at a version or a moment — folded from
+//! the post's events, so they are exact whatever the projections' lag.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::db::{ReadRoute, ReadSource};
+use shared::domain::author::Author;
+use shared::domain::post::Post;
+use shared::domain::values::FieldError;
+use shared::read_model::{AuthorRef, PostDetail};
+use shared::write::{authors, posts};
+use uuid::Uuid;
+
+use super::posts::{decode_cursor, encode_cursor, parse_limit};
+use crate::consistency::{projected_read, stamp};
+use crate::error::{ReadError, ReadResult};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/author/posts", get(list))
+        .route("/v1/author/posts/{id}", get(one))
+        .route("/v1/author/posts/{id}/versions", get(versions))
+        .route("/v1/author/posts/{id}/versions/{n}", get(at_version))
+}
+
+/// The active author behind a valid bearer token, read from their stream.
+pub struct Reader(pub Author);
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ReadError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ReadError::Unauthorized)?;
+        let claims = state.keys.verify(token.trim()).map_err(|_| ReadError::Unauthorized)?;
+        let mut conn = state.reads.primary.acquire().await?;
+        match authors::load(&mut conn, claims.sub).await? {
+            Some(a) if a.active => Ok(Reader(a)),
+            _ => Err(ReadError::Unauthorized),
+        }
+    }
+}
+
+impl Reader {
+    fn may_read(&self, post: &Post) -> bool {
+        post.author_id == self.0.id || self.0.role.acts_on_all_posts()
+    }
+}
+
+#[derive(Serialize)]
+struct AuthorPost {
+    #[serde(flatten)]
+    post: PostDetail,
+}
+
+struct ListRow {
+    id: Uuid,
+    slug: String,
+    status: String,
+    title: String,
+    version: i32,
+    updated_at: DateTime<Utc>,
+    published_at: Option<DateTime<Utc>>,
+    scheduled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct ListItem {
+    id: Uuid,
+    slug: String,
+    status: String,
+    title: String,
+    version: i32,
+    updated_at: DateTime<Utc>,
+    published_at: Option<DateTime<Utc>>,
+    scheduled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct ListPage {
+    posts: Vec<ListItem>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /v1/author/posts?status=&limit=&cursor=`: most recently updated first.
+async fn list(
+    State(state): State<AppState>,
+    reader: Reader,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> ReadResult<Response> {
+    let limit = parse_limit(&params)?;
+    let status = params.get("status").filter(|s| !s.is_empty()).cloned();
+    if status.as_deref().is_some_and(|s| !matches!(s, "draft" | "scheduled" | "published" | "deleted")) {
+        return Err(ReadError::Validation(vec![FieldError::new("status", "draft, scheduled, published or deleted")]));
+    }
+    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
+        None => None,
+    };
+    let only = (!reader.0.role.acts_on_all_posts()).then_some(reader.0.id);
+    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
+        let mut rows = sqlx::query_as!(
+            ListRow,
+            r#"select id, slug, status, title, version, updated_at, published_at, scheduled_at from read.posts
+               where ($1::uuid is null or author_id = $1) and ($2::text is null or status = $2)
+                 and ($3::timestamptz is null or (updated_at, id) < ($3, $4))
+               order by updated_at desc, id desc limit $5"#,
+            only,
+            status,
+            cursor.map(|c| c.0),
+            cursor.map(|c| c.1),
+            limit + 1
+        )
+        .fetch_all(&pool)
+        .await?;
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| encode_cursor(r.updated_at, r.id))
+        } else {
+            None
+        };
+        let posts = rows
+            .into_iter()
+            .map(|r| ListItem {
+                id: r.id,
+                slug: r.slug,
+                status: r.status,
+                title: r.title,
+                version: r.version,
+                updated_at: r.updated_at,
+                published_at: r.published_at,
+                scheduled_at: r.scheduled_at,
+            })
+            .collect();
+        Ok(ListPage { posts, next_cursor })
+    })
+    .await
+}
+
+/// Folds the post (optionally up to a version or a moment) from the event store on the primary.
+async fn fold(
+    state: &AppState,
+    reader: &Reader,
+    id: Uuid,
+    max_version: Option<i32>,
+    as_of: Option<DateTime<Utc>>,
+) -> ReadResult<Response> {
+    let mut conn = state.reads.primary.acquire().await?;
+    let events = shared::event_store::read_stream(&mut conn, id, max_version).await?;
+    let mut post = None;
+    let mut position = 0;
+    for e in events.iter().filter(|e| e.stream_type == "post" && as_of.is_none_or(|t| e.recorded_at <= t)) {
+        let decoded = e.decode().map_err(|_| ReadError::NotFound("post"))?;
+        post = shared::domain::post::apply(post, id, &decoded, e.recorded_at);
+        position = e.global_position;
+    }
+    let post = post.filter(|p| reader.may_read(p)).ok_or(ReadError::NotFound("post"))?;
+    if max_version.is_some_and(|v| v > post.version) {
+        return Err(ReadError::NotFound("version"));
+    }
+    let author = authors::load(&mut conn, post.author_id)
+        .await?
+        .map(|a| AuthorRef::from(&a))
+        .ok_or(ReadError::NotFound("author"))?;
+    let body = AuthorPost { post: PostDetail::from_folded(&post, author, 0) };
+    Ok(stamp(Json(body).into_response(), position, ReadSource::Events))
+}
+
+/// `GET /v1/author/posts/{id}[?as_of=RFC 3339]`.
+async fn one(
+    State(state): State<AppState>,
+    reader: Reader,
+    Path(id): Path<Uuid>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ReadResult<Response> {
+    let as_of = match params.get("as_of") {
+        Some(raw) => Some(
+            DateTime::parse_from_rfc3339(raw)
+                .map_err(|_| ReadError::Validation(vec![FieldError::new("as_of", "must be an RFC 3339 timestamp")]))?
+                .with_timezone(&Utc),
+        ),
+        None => None,
+    };
+    fold(&state, &reader, id, None, as_of).await
+}
+
+/// `GET /v1/author/posts/{id}/versions/{n}`.
+async fn at_version(
+    State(state): State<AppState>,
+    reader: Reader,
+    Path((id, n)): Path<(Uuid, i32)>,
+) -> ReadResult<Response> {
+    if n < 1 {
+        return Err(ReadError::NotFound("version"));
+    }
+    fold(&state, &reader, id, Some(n), None).await
+}
+
+#[derive(Serialize)]
+struct Version {
+    version: i32,
+    event_type: String,
+    actor_id: Option<Uuid>,
+    recorded_at: DateTime<Utc>,
+}
+
+/// `GET /v1/author/posts/{id}/versions`: `{versions: [{version, event_type, actor_id, recorded_at}]}`.
+async fn versions(State(state): State<AppState>, reader: Reader, Path(id): Path<Uuid>) -> ReadResult<Response> {
+    let mut conn = state.reads.primary.acquire().await?;
+    let events = shared::event_store::read_stream(&mut conn, id, None).await?;
+    posts::load(&mut conn, id).await?.filter(|p| reader.may_read(p)).ok_or(ReadError::NotFound("post"))?;
+    let versions: Vec<Version> = events
+        .iter()
+        .map(|e| Version {
+            version: e.version,
+            event_type: e.event_type.clone(),
+            actor_id: e.metadata.get("actor_id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()),
+            recorded_at: e.recorded_at,
+        })
+        .collect();
+    let position = events.last().map_or(0, |e| e.global_position);
+    Ok(stamp(Json(serde_json::json!({ "versions": versions })).into_response(), position, ReadSource::Events))
+}
