@@ -75,6 +75,7 @@ pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard,
         ("posts", spawn(Runner::Posts(Arc::new(PostsProjection::new(pool.clone(), redis.clone()))))),
         ("comments", spawn(Runner::Comments(Arc::new(CommentsProjection::new(redis))))),
         ("scheduler", tokio::spawn(scheduler::run(pool.clone(), direct, status.clone(), shutdown.clone()))),
+        ("lag", tokio::spawn(report_lag(pool.clone(), shutdown.clone()))),
     ];
     for (what, task) in tasks {
         if let Err(e) = task.await {
@@ -87,4 +88,35 @@ pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard,
 enum Runner {
     Posts(Arc<PostsProjection>),
     Comments(Arc<CommentsProjection>),
+}
+
+/// Publishes every projection's lag (events and seconds behind the log) as gauges every 5 s.
+async fn report_lag(pool: PgPool, shutdown: CancellationToken) {
+    loop {
+        let rows = sqlx::query!(
+            r#"select c.name,
+                      (select count(*) from events e
+                        where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)) as "lag_events!",
+                      coalesce(extract(epoch from now() - (select min(e.recorded_at) from events e
+                        where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))), 0)::float8
+                        as "lag_seconds!"
+               from read.checkpoints c"#
+        )
+        .fetch_all(&pool)
+        .await;
+        match rows {
+            Ok(rows) => {
+                for r in rows {
+                    metrics::gauge!("pressroom_projection_lag_events", "projection" => r.name.clone())
+                        .set(r.lag_events as f64);
+                    metrics::gauge!("pressroom_projection_lag_seconds", "projection" => r.name).set(r.lag_seconds);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "lag not measured"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+    }
 }

@@ -14,6 +14,12 @@ use shared::read_model::{CachedPost, PostDetail};
 use shared::redis_keys;
 use tokio_util::sync::CancellationToken;
 
+/// Counts a cache lookup: `layer` is `process` or `redis`.
+pub fn count(layer: &'static str, hit: bool) {
+    metrics::counter!("pressroom_cache_requests_total", "layer" => layer, "result" => if hit { "hit" } else { "miss" })
+        .increment(1);
+}
+
 /// A rendered single-post response, ready to send.
 #[derive(Debug, Clone)]
 pub struct PostEntry {

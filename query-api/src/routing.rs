@@ -151,6 +151,11 @@ impl ReadPools {
                     }
                     Err(_) => false,
                 };
+                let (lag, bytes) = r.lag();
+                metrics::gauge!("pressroom_replica_lag_seconds", "replica" => r.name.clone()).set(lag.as_secs_f64());
+                metrics::gauge!("pressroom_replica_lag_bytes", "replica" => r.name.clone()).set(bytes as f64);
+                metrics::gauge!("pressroom_replica_healthy", "replica" => r.name.clone())
+                    .set(f64::from(u8::from(healthy)));
                 if healthy != r.healthy.swap(healthy, Ordering::Relaxed) {
                     tracing::warn!(replica = %r.name, healthy, "replica health changed");
                 }

@@ -39,7 +39,10 @@ pub fn standard_layers(router: Router, timeout: Duration) -> Router {
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     use tower_http::trace::TraceLayer;
     let header = HeaderName::from_static(REQUEST_ID_HEADER);
+    crate::metrics::install();
     router
+        .route("/metrics", axum::routing::get(crate::metrics::render))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");

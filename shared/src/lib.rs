@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod event_store;
 pub mod http;
+pub mod metrics;
 pub mod position;
 pub mod problem;
 pub mod rate_limit;

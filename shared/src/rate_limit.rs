@@ -65,7 +65,11 @@ impl RateLimiter {
                 self.script.key(&redis_key).arg(interval_ms).arg(per_minute).invoke_async(&mut conn).await;
             match r {
                 Ok((1, _)) => return Ok(()),
-                Ok((_, wait_ms)) => return Err(Limited { retry_after: Duration::from_millis(wait_ms.max(0) as u64) }),
+                Ok((_, wait_ms)) => {
+                    metrics::counter!("pressroom_rate_limit_rejections_total", "bucket" => bucket.to_string())
+                        .increment(1);
+                    return Err(Limited { retry_after: Duration::from_millis(wait_ms.max(0) as u64) });
+                }
                 Err(e) => tracing::warn!(error = %e, "rate limiting in process: Redis failed"),
             }
         }
@@ -83,6 +87,7 @@ impl RateLimiter {
         let tat = map.get(key).copied().unwrap_or(now).max(now);
         let allow_at = tat - f64::from(burst - 1) * interval_ms;
         if now < allow_at {
+            metrics::counter!("pressroom_rate_limit_rejections_total", "bucket" => "local").increment(1);
             return Err(Limited { retry_after: Duration::from_millis((allow_at - now).ceil() as u64) });
         }
         map.insert(key.to_string(), tat + interval_ms);

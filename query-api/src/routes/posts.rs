@@ -289,7 +289,9 @@ async fn load_from(pool: &PgPool, source: ReadSource, slug: &str) -> ReadResult<
 /// A cache miss without a consistency token: Redis (the projector's write-through), then a replica
 /// (or the primary when none is healthy or the replica fails).
 async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
-    if let Some(cached) = state.cache.redis_post(slug).await {
+    let cached = state.cache.redis_post(slug).await;
+    crate::cache::count("redis", cached.is_some());
+    if let Some(cached) = cached {
         let at = LogPosition::new(cached.transaction_id, cached.position);
         return Ok(Arc::new(post_entry(cached.post, cached.position, cached.position, at, ReadSource::Cache)));
     }
@@ -321,7 +323,9 @@ pub async fn by_slug(
 ) -> ReadResult<Response> {
     let token = min_position(&state, &headers).await?;
     let Some(token) = token else {
-        if let Some(hit) = state.cache.posts.get(&slug).await {
+        let hit = state.cache.posts.get(&slug).await;
+        crate::cache::count("process", hit.is_some());
+        if let Some(hit) = hit {
             return Ok(respond(&hit, &headers, Some(ReadSource::Cache)));
         }
         // Single flight: concurrent misses for one slug share one load.
