@@ -34,14 +34,28 @@ async fn metrics_count_requests_by_route_and_status_and_cache_lookups_by_layer()
     assert_eq!(list, Some(3.0), "{text}");
     let missing = sample(&text, "pressroom_http_requests_total", &["route=\"/v1/posts/{slug}\"", "status=\"404\""]);
     assert_eq!(missing, Some(1.0));
-    assert!(sample(&text, "pressroom_http_request_duration_seconds_bucket", &["route=\"/v1/posts\"", "le=\"0.001\""]).is_some());
-    assert!(sample(&text, "pressroom_cache_requests_total", &["layer=\"process\"", "result=\"hit\""]).unwrap_or(0.0) >= 1.0);
+    assert!(sample(&text, "pressroom_http_request_duration_seconds_bucket", &["route=\"/v1/posts\"", "le=\"0.001\""])
+        .is_some());
+    assert!(
+        sample(&text, "pressroom_cache_requests_total", &["layer=\"process\"", "result=\"hit\""]).unwrap_or(0.0) >= 1.0
+    );
     assert!(text.contains("pressroom_replica_lag_seconds"));
 
     let commands = stack.http.get(format!("{}/metrics", stack.command)).send().await.unwrap().text().await.unwrap();
-    assert_eq!(sample(&commands, "pressroom_http_requests_total", &["route=\"/v1/posts\"", "method=\"POST\"", "status=\"201\""]), Some(1.0));
+    assert_eq!(
+        sample(
+            &commands,
+            "pressroom_http_requests_total",
+            &["route=\"/v1/posts\"", "method=\"POST\"", "status=\"201\""]
+        ),
+        Some(1.0)
+    );
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     let projector = stack.http.get(format!("{}/metrics", stack.projector)).send().await.unwrap().text().await.unwrap();
-    assert_eq!(sample(&projector, "pressroom_projection_lag_events", &["projection=\"posts\""]), Some(0.0), "{projector}");
+    assert_eq!(
+        sample(&projector, "pressroom_projection_lag_events", &["projection=\"posts\""]),
+        Some(0.0),
+        "{projector}"
+    );
     stack.stop().await;
 }
