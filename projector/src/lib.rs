@@ -5,6 +5,7 @@ pub mod projections;
 pub mod redis_sink;
 pub mod runner;
 pub mod scheduler;
+pub mod stats;
 pub mod status;
 
 use std::sync::Arc;
@@ -76,6 +77,15 @@ pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard,
         ("comments", spawn(Runner::Comments(Arc::new(CommentsProjection::new(redis))))),
         ("scheduler", tokio::spawn(scheduler::run(pool.clone(), direct, status.clone(), shutdown.clone()))),
         ("lag", tokio::spawn(report_lag(pool.clone(), shutdown.clone()))),
+        (
+            "stats",
+            tokio::spawn(stats::run(
+                pool.clone(),
+                config.redis_url.clone(),
+                config.trending_cron.clone(),
+                shutdown.clone(),
+            )),
+        ),
     ];
     for (what, task) in tasks {
         if let Err(e) = task.await {

@@ -44,6 +44,8 @@ pub enum SlugEntry {
 }
 
 pub struct ReadCache {
+    /// Page views since the last flush to Redis, by post id.
+    views: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, i64>>,
     pub posts: Cache<String, Arc<SlugEntry>>,
     /// List pages by query string; any post change clears them.
     pub lists: Cache<String, Arc<(Bytes, i64, ReadSource)>>,
@@ -66,9 +68,54 @@ impl<K, V> moka::Expiry<K, V> for JitteredExpiry {
 impl ReadCache {
     pub fn new(redis_url: &str, ttl: Duration) -> Self {
         ReadCache {
+            views: std::sync::Mutex::new(std::collections::HashMap::new()),
             posts: Cache::builder().max_capacity(20_000).expire_after(JitteredExpiry(ttl)).build(),
             lists: Cache::builder().max_capacity(2_000).expire_after(JitteredExpiry(ttl)).build(),
             redis: LazyRedis::new(redis_url),
+        }
+    }
+
+    /// Counts one public view of a post (flushed to Redis in batches, not per request).
+    pub fn record_view(&self, post: uuid::Uuid) {
+        if let Ok(mut views) = self.views.lock() {
+            *views.entry(post).or_default() += 1;
+        }
+    }
+
+    /// Adds the pending views to the Redis hash every second until shutdown. While Redis is down they
+    /// are kept (up to 100,000 posts) and added once it is back.
+    pub async fn flush_views(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let pending = match self.views.lock() {
+                Ok(mut v) if !v.is_empty() => std::mem::take(&mut *v),
+                _ => continue,
+            };
+            let Some(mut conn) = self.redis.get().await else {
+                self.keep(pending);
+                continue;
+            };
+            let mut pipe = redis::pipe();
+            for (id, n) in &pending {
+                pipe.cmd("HINCRBY").arg(redis_keys::VIEWS).arg(id.to_string()).arg(*n).ignore();
+            }
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::warn!(error = %e, "views not flushed; keeping them for the next try");
+                self.keep(pending);
+            }
+        }
+    }
+
+    fn keep(&self, pending: std::collections::HashMap<uuid::Uuid, i64>) {
+        if let Ok(mut views) = self.views.lock() {
+            if views.len() < 100_000 {
+                for (id, n) in pending {
+                    *views.entry(id).or_default() += n;
+                }
+            }
         }
     }
 

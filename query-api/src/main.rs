@@ -11,6 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shared::shutdown::on_signal();
     tokio::spawn(state.reads.clone().watch_health(shutdown.clone()));
     tokio::spawn(state.cache.clone().follow_invalidations(config.redis_url.clone(), shutdown.clone()));
+    tokio::spawn(state.cache.clone().flush_views(shutdown.clone()));
     shared::http::serve(config.query_addr, app(state, config.request_timeout), shutdown).await?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use crate::routes::{authors, comments, feeds, posts, search, tags};
+use crate::routes::{authors, comments, feeds, posts, search, tags, trending};
 use crate::AppState;
 
 /// RFC 9457 problem details, as every error is returned.
@@ -34,6 +34,7 @@ pub struct ProblemDoc {
         tags::list,
         tags::by_slug,
         search::search,
+        trending::trending,
         feeds::feed,
         feeds::sitemap,
     ),

@@ -39,6 +39,8 @@ pub struct Config {
     pub trusted_proxies: crate::client_ip::TrustedProxies,
     /// `PRESSROOM_WEBHOOK_ALLOW_PRIVATE=1` lets webhooks target loopback and private addresses.
     pub webhook_allow_private: bool,
+    /// `PRESSROOM_TRENDING_CRON` (with seconds): when views are flushed and trending recomputed.
+    pub trending_cron: String,
 }
 
 /// `PRESSROOM_RATE_LIMIT_*`: requests per minute.
@@ -106,6 +108,7 @@ impl Config {
                     reason: format!("`{bad}` is not an IP address or CIDR range"),
                 })?
             },
+            trending_cron: s("PRESSROOM_TRENDING_CRON", "0 */15 * * * *"),
             webhook_allow_private: matches!(
                 get("PRESSROOM_WEBHOOK_ALLOW_PRIVATE").as_deref(),
                 Some("1" | "true" | "yes")

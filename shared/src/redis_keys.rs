@@ -10,3 +10,6 @@ pub const NAMESPACE_KEY: &str = "pressroom:ns";
 pub fn post_by_slug(namespace: i64, slug: &str) -> String {
     format!("pressroom:{namespace}:post:slug:{slug}")
 }
+
+/// Hash of pending page views: post id → count since the last flush.
+pub const VIEWS: &str = "pressroom:views";

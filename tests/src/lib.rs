@@ -121,8 +121,18 @@ pub fn bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A port nobody listens on, never handed out twice in this process (tests run in parallel threads,
+/// and the kernel may offer a just-released ephemeral port again).
+pub fn free_port() -> u16 {
+    static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut used = USED.lock().unwrap();
+        if !used.contains(&port) {
+            used.push(port);
+            return port;
+        }
+    }
 }
 
 /// The three service binaries running against one test database.
@@ -186,6 +196,11 @@ impl Stack {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             assert!(ok, "{base}/ready never answered 200");
+        }
+        let mut stack = stack;
+        for child in &mut stack.children {
+            // A service that died (e.g. its port was taken) must not be mistaken for another's.
+            assert!(child.try_wait().unwrap().is_none(), "a service exited during start-up");
         }
         stack
     }

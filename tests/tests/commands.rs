@@ -327,11 +327,11 @@ async fn bad_input_gets_the_right_status_as_problem_json() {
 #[tokio::test]
 async fn the_database_being_unreachable_is_a_503_with_retry_after() {
     let db = TestDb::fresh().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = pressroom_tests::free_port();
     let url = format!("postgres://pressroom_app@127.0.0.1:{closed}/x");
     let stack = Stack::start_with(db, &[]).await;
     // A second command API whose primary is unreachable.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = pressroom_tests::free_port();
     let _child = tokio::process::Command::new(pressroom_tests::bin("pressroom-command-api"))
         .env("DATABASE_PRIMARY_URL", &url)
         .env("PRESSROOM_JWT_SECRET", "test-secret-not-for-production")

@@ -11,7 +11,7 @@ use shared::domain::role::Role;
 async fn a_published_post_is_readable_at_once_with_its_position_and_via_the_replica_within_a_second() {
     // Redis unreachable: nothing is written through, so the plain read has to come from the replica,
     // and reads keep working without Redis.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = pressroom_tests::free_port();
     let redis = format!("redis://127.0.0.1:{closed}");
     let off = [("PRESSROOM_RATE_LIMIT_LOGIN", "0"), ("REDIS_URL", redis.as_str())];
     let stack = Stack::start_with(TestDb::fresh().await, &off).await;

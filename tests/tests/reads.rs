@@ -244,3 +244,44 @@ async fn renaming_an_author_shows_on_every_one_of_their_posts() {
     assert_eq!(stale, 0);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn views_counted_by_the_query_api_make_a_post_trend() {
+    let off = [("PRESSROOM_RATE_LIMIT_LOGIN", "0"), ("PRESSROOM_TRENDING_CRON", "*/1 * * * * *")];
+    let stack = Stack::start_with(TestDb::fresh().await, &off).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let (_, quiet, _) = publish(&stack, &token, json!({"title": "Quiet post", "body_markdown": "x"})).await;
+    let (popular_id, popular, last) =
+        publish(&stack, &token, json!({"title": "Popular post", "body_markdown": "x"})).await;
+    assert_eq!(stack.get_post(&popular, Some(last)).await.status(), 200);
+    for (slug, views) in [(&quiet, 1), (&popular, 6)] {
+        let mut seen = 0;
+        while seen < views {
+            if stack.get_post(slug, None).await.status() == 200 {
+                seen += 1;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let started = tokio::time::Instant::now();
+    loop {
+        let trending: Value =
+            stack.http.get(format!("{}/v1/trending?limit=5", stack.query)).send().await.unwrap().json().await.unwrap();
+        let slugs: Vec<&str> =
+            trending["posts"].as_array().unwrap().iter().map(|p| p["slug"].as_str().unwrap()).collect();
+        if slugs.len() == 2 {
+            assert_eq!(slugs, vec![popular.as_str(), quiet.as_str()]);
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "trending never filled: {trending}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let views: i64 = sqlx::query_scalar("select views from read.post_stats where post_id = $1::uuid")
+        .bind(&popular_id)
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
+    assert!(views >= 6, "{views} views");
+    stack.stop().await;
+}

@@ -7,6 +7,7 @@ pub mod feeds;
 pub mod posts;
 pub mod search;
 pub mod tags;
+pub mod trending;
 
 use crate::AppState;
 
@@ -19,4 +20,5 @@ pub fn router() -> axum::Router<AppState> {
         .merge(tags::router())
         .merge(search::router())
         .merge(feeds::router())
+        .merge(trending::router())
 }

@@ -326,17 +326,17 @@ pub async fn by_slug(
         let hit = state.cache.posts.get(&slug).await;
         crate::cache::count("process", hit.is_some());
         if let Some(hit) = hit {
-            return Ok(respond(&hit, &headers, Some(ReadSource::Cache)));
+            return Ok(viewed(&state, &hit, &headers, Some(ReadSource::Cache)));
         }
         // Single flight: concurrent misses for one slug share one load.
         let entry = state.cache.posts.try_get_with(slug.clone(), load_slug(&state, &slug)).await?;
-        return Ok(respond(&entry, &headers, None));
+        return Ok(viewed(&state, &entry, &headers, None));
     };
     // Read-your-writes: a cache entry that is not known to include the token is skipped.
     if let Some(hit) = state.cache.posts.get(&slug).await {
         if let SlugEntry::Post(p) = hit.as_ref() {
             if p.valid_through.reached(&token) {
-                return Ok(respond(&hit, &headers, Some(ReadSource::Cache)));
+                return Ok(viewed(&state, &hit, &headers, Some(ReadSource::Cache)));
             }
         }
     }
@@ -346,7 +346,15 @@ pub async fn by_slug(
         return from_events(&state, &slug, token.global_position).await;
     }
     let (entry, _) = load_from(&chosen.pool, chosen.source, &slug).await?;
-    Ok(respond(&entry, &headers, Some(chosen.source)))
+    Ok(viewed(&state, &entry, &headers, Some(chosen.source)))
+}
+
+/// Counts a public view of a post (for trending), then responds.
+fn viewed(state: &AppState, entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -> Response {
+    if let SlugEntry::Post(p) = entry {
+        state.cache.record_view(p.detail.summary.id);
+    }
+    respond(entry, headers, source)
 }
 
 /// Writes the response for a slug entry: 200 (or 304), 301, or 404.

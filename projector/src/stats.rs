@@ -1,0 +1,81 @@
+//! The `stats` job (tokio-cron-scheduler, `PRESSROOM_TRENDING_CRON`): moves page views counted in Redis
+//! into `read.post_stats` and recomputes the trending score `views / (age_hours + 2)^1.5`. The flush takes
+//! the whole Redis hash at once (RENAME), so two projector processes can never count a view twice.
+
+use shared::db::LazyRedis;
+use shared::redis_keys;
+use sqlx::PgPool;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Schedules the job and runs it until shutdown.
+pub async fn run(pool: PgPool, redis_url: String, cron: String, shutdown: CancellationToken) {
+    let redis = std::sync::Arc::new(LazyRedis::new(&redis_url));
+    let scheduled = async {
+        let scheduler = JobScheduler::new().await?;
+        let job = Job::new_async(cron.as_str(), move |_, _| {
+            let (pool, redis) = (pool.clone(), redis.clone());
+            Box::pin(async move {
+                match flush_and_score(&pool, &redis).await {
+                    Ok(n) => tracing::debug!(posts = n, "views flushed, trending recomputed"),
+                    Err(e) => tracing::warn!(error = %e, "stats job failed; views stay in Redis for the next run"),
+                }
+            })
+        })?;
+        scheduler.add(job).await?;
+        scheduler.start().await?;
+        Ok::<_, tokio_cron_scheduler::JobSchedulerError>(scheduler)
+    };
+    match scheduled.await {
+        Ok(mut scheduler) => {
+            shutdown.cancelled().await;
+            let _ = scheduler.shutdown().await;
+        }
+        Err(e) => tracing::error!(error = %e, cron = %cron, "stats job not scheduled (check PRESSROOM_TRENDING_CRON)"),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// One run: flush pending views, then rescore every published post that has views.
+pub async fn flush_and_score(pool: &PgPool, redis: &LazyRedis) -> Result<usize, StatsError> {
+    if let Some(mut conn) = redis.get().await {
+        let batch = format!("{}:flushing:{}", redis_keys::VIEWS, Uuid::now_v7());
+        let renamed: redis::RedisResult<()> =
+            redis::cmd("RENAME").arg(redis_keys::VIEWS).arg(&batch).query_async(&mut conn).await;
+        if renamed.is_ok() {
+            let views: Vec<(String, i64)> = redis::cmd("HGETALL").arg(&batch).query_async(&mut conn).await?;
+            let (ids, counts): (Vec<Uuid>, Vec<i64>) =
+                views.into_iter().filter_map(|(id, n)| Some((id.parse::<Uuid>().ok()?, n))).unzip();
+            sqlx::query!(
+                "insert into read.post_stats (post_id, views)
+                 select * from unnest($1::uuid[], $2::bigint[])
+                 on conflict (post_id) do update set views = read.post_stats.views + excluded.views",
+                &ids,
+                &counts
+            )
+            .execute(pool)
+            .await?;
+            // Only after the views are stored: a failure above leaves them in Redis for the next run.
+            let _: i64 = redis::cmd("DEL").arg(&batch).query_async(&mut conn).await?;
+        }
+        // RENAME of a missing key fails: no views since the last run.
+    }
+    let scored = sqlx::query!(
+        "update read.post_stats s
+            set score = s.views / power(greatest(extract(epoch from now() - p.published_at) / 3600, 0) + 2, 1.5),
+                updated_at = now()
+           from read.posts p
+          where p.id = s.post_id and p.status = 'published'"
+    )
+    .execute(pool)
+    .await?;
+    Ok(scored.rows_affected() as usize)
+}
