@@ -197,3 +197,59 @@ async fn with_redis_a_published_post_is_served_from_the_cache_and_an_edit_shows_
     }
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn walking_pages_while_new_posts_are_published_returns_each_post_once() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Editor).await;
+    let mut last = 0;
+    for i in 0..10 {
+        last = stack.published_post(&token, &format!("Walked {i}")).await.2;
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor = String::new();
+    let mut fresh = 0;
+    loop {
+        let res = stack
+            .http
+            .get(format!("{}/v1/posts?limit=3&cursor={cursor}", stack.query))
+            .header("pressroom-min-position", last)
+            .send()
+            .await
+            .unwrap();
+        let page: Value = res.json().await.unwrap();
+        seen.extend(page["posts"].as_array().unwrap().iter().map(|p| p["slug"].as_str().unwrap().to_string()));
+        // Publishing during the walk puts new posts ahead of the cursor; they must not shift what follows.
+        fresh += 1;
+        last = stack.published_post(&token, &format!("Fresh {fresh}")).await.2;
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..10).rev().map(|i| format!("walked-{i}")).collect();
+    assert_eq!(seen, expected, "each post exactly once, in order");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn responses_are_gzip_compressed_when_the_client_accepts_it() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let mut last = 0;
+    for i in 0..5 {
+        last = stack.published_post(&token, &format!("Compressible {i}")).await.2;
+    }
+    let res = stack
+        .http
+        .get(format!("{}/v1/posts", stack.query))
+        .header("accept-encoding", "gzip")
+        .header("pressroom-min-position", last)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert!(res.headers().contains_key("pressroom-position"));
+    stack.stop().await;
+}
