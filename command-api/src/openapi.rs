@@ -50,6 +50,7 @@ impl Modify for BearerAuth {
         authors::register, authors::update, authors::deactivate,
         comments::submit, comments::approve, comments::reject,
         webhooks::create, webhooks::list, webhooks::remove,
+        webhooks::replay,
     ),
     components(schemas(ProblemDoc, FieldErrorDoc)),
     modifiers(&BearerAuth)

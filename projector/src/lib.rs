@@ -7,6 +7,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod stats;
 pub mod status;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -77,6 +78,19 @@ pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard,
         ("comments", spawn(Runner::Comments(Arc::new(CommentsProjection::new(redis))))),
         ("scheduler", tokio::spawn(scheduler::run(pool.clone(), direct, status.clone(), shutdown.clone()))),
         ("lag", tokio::spawn(report_lag(pool.clone(), shutdown.clone()))),
+        (
+            "webhooks",
+            tokio::spawn(webhooks::run(
+                pool.clone(),
+                config.database_primary_direct_url.clone(),
+                webhooks::DeliveryConfig {
+                    max_attempts: config.webhook_max_attempts,
+                    retry_base: config.webhook_retry_base,
+                },
+                status.clone(),
+                shutdown.clone(),
+            )),
+        ),
         (
             "stats",
             tokio::spawn(stats::run(

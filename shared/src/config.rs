@@ -41,6 +41,10 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// `PRESSROOM_TRENDING_CRON` (with seconds): when views are flushed and trending recomputed.
     pub trending_cron: String,
+    /// `PRESSROOM_WEBHOOK_MAX_ATTEMPTS`: tries per event before it is dead-lettered.
+    pub webhook_max_attempts: i32,
+    /// `PRESSROOM_WEBHOOK_RETRY_BASE`: the first retry delay; each next one doubles.
+    pub webhook_retry_base: Duration,
 }
 
 /// `PRESSROOM_RATE_LIMIT_*`: requests per minute.
@@ -108,6 +112,8 @@ impl Config {
                     reason: format!("`{bad}` is not an IP address or CIDR range"),
                 })?
             },
+            webhook_max_attempts: parse(&get, "PRESSROOM_WEBHOOK_MAX_ATTEMPTS", "6")?,
+            webhook_retry_base: duration(&get, "PRESSROOM_WEBHOOK_RETRY_BASE", "2s")?,
             trending_cron: s("PRESSROOM_TRENDING_CRON", "0 */15 * * * *"),
             webhook_allow_private: matches!(
                 get("PRESSROOM_WEBHOOK_ALLOW_PRIVATE").as_deref(),

@@ -21,7 +21,10 @@ use crate::extract::CurrentAuthor;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/webhooks", post(create).get(list)).route("/v1/webhooks/{id}", delete(remove))
+    Router::new()
+        .route("/v1/webhooks", post(create).get(list))
+        .route("/v1/webhooks/{id}", delete(remove))
+        .route("/v1/webhooks/{id}/replay", post(replay))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -132,8 +135,11 @@ pub async fn create(
     };
     let id = Uuid::now_v7();
     let created_at = sqlx::query_scalar!(
-        "insert into webhook_subscriptions (id, url, events, secret, from_position, created_by)
-         values ($1, $2, $3, $4, $5, $6) returning created_at",
+        "insert into webhook_subscriptions (id, url, events, secret, from_position, created_by,
+                                            checkpoint_tx, checkpoint_position)
+         values ($1, $2, $3, $4, $5, $6,
+                 coalesce((select transaction_id from events where global_position = $5), '0'::xid8), $5)
+         returning created_at",
         id,
         url,
         &req.events,
@@ -205,4 +211,40 @@ mod tests {
         assert!(check_url("http://127.0.0.1:9000/hook", true).await.is_ok());
         assert!(check_url("ftp://example.com/", true).await.is_err());
     }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Deliveries restart after this position (exclusive).
+    from_position: i64,
+}
+
+/// Re-deliver a subscription's events after a position (admin), dead-lettered ones included.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/replay", request_body = ReplayRequest, security(("bearer" = [])), tag = "webhooks",
+    params(("id" = Uuid, Path)), responses((status = 200, description = "restarted"), (status = 404, body = crate::openapi::ProblemDoc)))]
+pub async fn replay(
+    State(state): State<AppState>,
+    admin: CurrentAuthor,
+    IdPath(id): IdPath,
+    JsonBody(req): JsonBody<ReplayRequest>,
+) -> ApiResult<Response> {
+    require_admin(&admin)?;
+    if req.from_position < 0 {
+        return Err(ApiError::Validation(vec![FieldError::new("from_position", "must be 0 or more")]));
+    }
+    let done = sqlx::query!(
+        "update webhook_subscriptions
+            set checkpoint_tx = coalesce((select transaction_id from events where global_position = $2), '0'::xid8),
+                checkpoint_position = $2, attempts = 0, last_error = null, next_attempt_at = now()
+          where id = $1 and deleted_at is null",
+        id,
+        req.from_position
+    )
+    .execute(&state.pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::NotFound("webhook".into()));
+    }
+    Ok(Json(serde_json::json!({"id": id, "from_position": req.from_position})).into_response())
 }
