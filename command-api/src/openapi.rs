@@ -9,25 +9,7 @@ use utoipa::{Modify, OpenApi};
 use crate::routes::{authors, comments, posts, session, webhooks};
 use crate::AppState;
 
-/// RFC 9457 problem details, as every error is returned.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ProblemDoc {
-    #[schema(rename = "type")]
-    kind: String,
-    title: String,
-    status: u16,
-    detail: Option<String>,
-    /// On 422: one entry per invalid field.
-    errors: Option<Vec<FieldErrorDoc>>,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct FieldErrorDoc {
-    field: String,
-    message: String,
-}
+pub use shared::problem::ProblemDoc;
 
 struct BearerAuth;
 
@@ -52,7 +34,7 @@ impl Modify for BearerAuth {
         webhooks::create, webhooks::list, webhooks::remove,
         webhooks::replay,
     ),
-    components(schemas(ProblemDoc, FieldErrorDoc)),
+    components(schemas(ProblemDoc, shared::problem::FieldErrorDoc)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -65,12 +47,8 @@ async fn spec() -> impl IntoResponse {
     Json(ApiDoc::openapi())
 }
 
-async fn docs() -> Html<&'static str> {
-    Html(
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>Pressroom command API</title></head>
-<body><redoc spec-url="/openapi.json"></redoc>
-<script src="https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"></script></body></html>"#,
-    )
+async fn docs() -> Html<String> {
+    shared::http::redoc_page("Pressroom command API")
 }
 
 #[cfg(test)]

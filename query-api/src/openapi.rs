@@ -8,16 +8,7 @@ use utoipa::OpenApi;
 use crate::routes::{authors, comments, feeds, posts, search, tags, trending};
 use crate::AppState;
 
-/// RFC 9457 problem details, as every error is returned.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ProblemDoc {
-    #[schema(rename = "type")]
-    kind: String,
-    title: String,
-    status: u16,
-    detail: Option<String>,
-}
+pub use shared::problem::ProblemDoc;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,7 +29,7 @@ pub struct ProblemDoc {
         feeds::feed,
         feeds::sitemap,
     ),
-    components(schemas(ProblemDoc))
+    components(schemas(ProblemDoc, shared::problem::FieldErrorDoc))
 )]
 pub struct ApiDoc;
 
@@ -50,12 +41,8 @@ async fn spec() -> impl IntoResponse {
     Json(ApiDoc::openapi())
 }
 
-async fn docs() -> Html<&'static str> {
-    Html(
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>Pressroom query API</title></head>
-<body><redoc spec-url="/openapi.json"></redoc>
-<script src="https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"></script></body></html>"#,
-    )
+async fn docs() -> Html<String> {
+    shared::http::redoc_page("Pressroom query API")
 }
 
 #[cfg(test)]

@@ -155,3 +155,12 @@ pub async fn ready_primary(pool: &sqlx::PgPool) -> Response {
         }
     }
 }
+
+/// `GET /docs`: a Redoc page rendering the service's `/openapi.json`.
+pub fn redoc_page(title: &str) -> axum::response::Html<String> {
+    axum::response::Html(format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
+<body><redoc spec-url="/openapi.json"></redoc>
+<script src="https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"></script></body></html>"#
+    ))
+}

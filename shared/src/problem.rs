@@ -69,3 +69,23 @@ impl IntoResponse for Problem {
         res
     }
 }
+
+/// The problem+json shape for OpenAPI documents (the services' `/openapi.json`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ProblemDoc {
+    #[schema(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: Option<String>,
+    /// On 422: one entry per invalid field.
+    errors: Option<Vec<FieldErrorDoc>>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FieldErrorDoc {
+    field: String,
+    message: String,
+}

@@ -68,17 +68,6 @@ struct AuthorPost {
     post: PostDetail,
 }
 
-struct ListRow {
-    id: Uuid,
-    slug: String,
-    status: String,
-    title: String,
-    version: i32,
-    updated_at: DateTime<Utc>,
-    published_at: Option<DateTime<Utc>>,
-    scheduled_at: Option<DateTime<Utc>>,
-}
-
 #[derive(Serialize)]
 struct ListItem {
     id: Uuid,
@@ -115,8 +104,8 @@ async fn list(
     };
     let only = (!reader.0.role.acts_on_all_posts()).then_some(reader.0.id);
     projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
-        let mut rows = sqlx::query_as!(
-            ListRow,
+        let mut rows: Vec<ListItem> = sqlx::query_as!(
+            ListItem,
             r#"select id, slug, status, title, version, updated_at, published_at, scheduled_at from read.posts
                where ($1::uuid is null or author_id = $1) and ($2::text is null or status = $2)
                  and ($3::timestamptz is null or (updated_at, id) < ($3, $4))
@@ -135,20 +124,7 @@ async fn list(
         } else {
             None
         };
-        let posts = rows
-            .into_iter()
-            .map(|r| ListItem {
-                id: r.id,
-                slug: r.slug,
-                status: r.status,
-                title: r.title,
-                version: r.version,
-                updated_at: r.updated_at,
-                published_at: r.published_at,
-                scheduled_at: r.scheduled_at,
-            })
-            .collect();
-        Ok(ListPage { posts, next_cursor })
+        Ok(ListPage { posts: rows, next_cursor })
     })
     .await
 }

@@ -42,17 +42,18 @@ pub struct PostPage {
     next_cursor: Option<String>,
 }
 
-struct SummaryRow {
-    id: Uuid,
-    slug: String,
-    title: String,
-    summary: Option<String>,
-    author: SqlJson<AuthorRef>,
-    tags: SqlJson<Vec<TagRef>>,
-    published_at: Option<DateTime<Utc>>,
-    updated_at: DateTime<Utc>,
-    reading_time_minutes: i32,
-    comment_count: i32,
+/// The columns of a post summary, shared by every list-shaped read.
+pub(crate) struct SummaryRow {
+    pub(crate) id: Uuid,
+    pub(crate) slug: String,
+    pub(crate) title: String,
+    pub(crate) summary: Option<String>,
+    pub(crate) author: SqlJson<AuthorRef>,
+    pub(crate) tags: SqlJson<Vec<TagRef>>,
+    pub(crate) published_at: Option<DateTime<Utc>>,
+    pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) reading_time_minutes: i32,
+    pub(crate) comment_count: i32,
 }
 
 impl From<SummaryRow> for PostSummary {
