@@ -1,8 +1,6 @@
 //! The command API's OpenAPI document, generated from the handlers (`/openapi.json`), and `/docs`.
 
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -40,15 +38,7 @@ impl Modify for BearerAuth {
 pub struct ApiDoc;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(spec)).route("/docs", get(docs))
-}
-
-async fn spec() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
-}
-
-async fn docs() -> Html<String> {
-    shared::http::redoc_page("Pressroom command API")
+    shared::http::openapi_routes(ApiDoc::openapi(), "Pressroom command API")
 }
 
 #[cfg(test)]

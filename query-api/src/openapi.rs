@@ -1,8 +1,6 @@
 //! The query API's OpenAPI document, generated from the handlers (`/openapi.json`), and `/docs`.
 
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use utoipa::OpenApi;
 
 use crate::routes::{authors, comments, feeds, posts, search, tags, trending};
@@ -34,15 +32,7 @@ pub use shared::problem::ProblemDoc;
 pub struct ApiDoc;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(spec)).route("/docs", get(docs))
-}
-
-async fn spec() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
-}
-
-async fn docs() -> Html<String> {
-    shared::http::redoc_page("Pressroom query API")
+    shared::http::openapi_routes(ApiDoc::openapi(), "Pressroom query API")
 }
 
 #[cfg(test)]

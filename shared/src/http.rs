@@ -164,3 +164,20 @@ pub fn redoc_page(title: &str) -> axum::response::Html<String> {
 <script src="https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"></script></body></html>"#
     ))
 }
+
+/// `GET /openapi.json` (the document, built once) and `GET /docs` (Redoc) for a service.
+pub fn openapi_routes<S: Clone + Send + Sync + 'static>(
+    doc: utoipa::openapi::OpenApi,
+    title: &'static str,
+) -> Router<S> {
+    let doc = std::sync::Arc::new(doc);
+    Router::new()
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json((*doc).clone()) }
+            }),
+        )
+        .route("/docs", axum::routing::get(move || async move { redoc_page(title) }))
+}

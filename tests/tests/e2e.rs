@@ -253,3 +253,17 @@ async fn responses_are_gzip_compressed_when_the_client_accepts_it() {
     assert!(res.headers().contains_key("pressroom-position"));
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn both_apis_serve_their_openapi_document_and_docs_page() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    for (base, path) in [(&stack.command, "/v1/posts/{id}/publish"), (&stack.query, "/v1/search")] {
+        let spec: Value = stack.http.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+        assert!(spec["openapi"].as_str().unwrap().starts_with("3."), "{spec}");
+        assert!(spec["paths"].get(path).is_some(), "{path} missing from {base}");
+        let docs = stack.http.get(format!("{base}/docs")).send().await.unwrap();
+        assert_eq!(docs.status(), 200);
+        assert!(docs.text().await.unwrap().contains("/openapi.json"));
+    }
+    stack.stop().await;
+}
