@@ -20,7 +20,15 @@ pub fn install() {
         let builder =
             PrometheusBuilder::new().set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), BUCKETS);
         match builder.and_then(|b| b.install_recorder()) {
-            Ok(handle) => Some(handle),
+            Ok(handle) => {
+                // Histograms keep raw samples until upkeep folds them in: without it they grow without bound.
+                let upkeep = handle.clone();
+                std::thread::spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                });
+                Some(handle)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "metrics recorder not installed");
                 None
@@ -37,15 +45,33 @@ pub async fn render() -> impl IntoResponse {
 
 /// Counts and times each request by method, route template and status.
 pub async fn track_http(req: Request, next: Next) -> Response {
-    let route =
-        req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| intern(p.as_str()));
+    let method = intern(req.method().as_str());
     let started = Instant::now();
     let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::histogram!("pressroom_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone())
+    let status = intern(res.status().as_str());
+    metrics::histogram!("pressroom_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("pressroom_http_requests_total", "method" => method, "route" => route, "status" => status)
         .increment(1);
     res
+}
+
+/// Route templates, methods and statuses are few: keep one `'static` copy of each so that labelling a
+/// request allocates nothing.
+fn intern(s: &str) -> &'static str {
+    static SEEN: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+    if let Some(found) = SEEN.read().ok().and_then(|seen| seen.iter().find(|x| **x == s).copied()) {
+        return found;
+    }
+    let Ok(mut seen) = SEEN.write() else { return "unknown" };
+    if let Some(found) = seen.iter().find(|x| **x == s) {
+        return found;
+    }
+    if seen.len() >= 512 {
+        return "other"; // never expected: route templates are a fixed set
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    seen.push(leaked);
+    leaked
 }
