@@ -16,8 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 /// Counts a cache lookup: `layer` is `process` or `redis`.
 pub fn count(layer: &'static str, hit: bool) {
-    metrics::counter!("pressroom_cache_requests_total", "layer" => layer, "result" => if hit { "hit" } else { "miss" })
-        .increment(1);
+    static HANDLES: std::sync::OnceLock<[metrics::Counter; 4]> = std::sync::OnceLock::new();
+    let h = HANDLES.get_or_init(|| {
+        let c = |layer: &'static str, result: &'static str| {
+            metrics::counter!("pressroom_cache_requests_total", "layer" => layer, "result" => result)
+        };
+        [c("process", "hit"), c("process", "miss"), c("redis", "hit"), c("redis", "miss")]
+    });
+    h[usize::from(layer == "redis") * 2 + usize::from(!hit)].increment(1);
 }
 
 /// A rendered single-post response, ready to send.

@@ -50,11 +50,34 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let res = next.run(req).await;
     let status = intern(res.status().as_str());
-    metrics::histogram!("pressroom_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!("pressroom_http_requests_total", "method" => method, "route" => route, "status" => status)
-        .increment(1);
+    let (requests, latency) = handles(method, route, status);
+    latency.record(started.elapsed().as_secs_f64());
+    requests.increment(1);
     res
+}
+
+type Handles = (metrics::Counter, metrics::Histogram);
+
+/// The counter and histogram of one (method, route, status), registered once: looking a metric up in the
+/// recorder hashes its whole key, which on the hottest reads costs more than the handler.
+fn handles(method: &'static str, route: &'static str, status: &'static str) -> Handles {
+    type Key = (usize, usize, usize);
+    static CACHE: std::sync::RwLock<Vec<(Key, Handles)>> = std::sync::RwLock::new(Vec::new());
+    // Interned strings compare by address.
+    let key = (method.as_ptr() as usize, route.as_ptr() as usize, status.as_ptr() as usize);
+    if let Some(found) = CACHE.read().ok().and_then(|c| c.iter().find(|(k, _)| *k == key).map(|(_, h)| h.clone())) {
+        return found;
+    }
+    let made = (
+        metrics::counter!("pressroom_http_requests_total", "method" => method, "route" => route, "status" => status),
+        metrics::histogram!("pressroom_http_request_duration_seconds", "method" => method, "route" => route),
+    );
+    if let Ok(mut cache) = CACHE.write() {
+        if cache.len() < 4096 {
+            cache.push((key, made.clone()));
+        }
+    }
+    made
 }
 
 /// Route templates, methods and statuses are few: keep one `'static` copy of each so that labelling a
