@@ -13,6 +13,8 @@ struct ProjectionStatus {
     lag_seconds: f64,
     state: String,
     error: Option<String>,
+    /// The backend holding the projection's advisory lock (`pid <n>`), null when no instance leads.
+    leader: Option<String>,
 }
 
 /// `projections status [--json]`.
@@ -23,7 +25,11 @@ pub async fn status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
                   (select count(*) from events e
                     where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)) as "lag_events!",
                   coalesce(extract(epoch from now() - (select min(e.recorded_at) from events e
-                    where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))), 0)::float8 as "lag_seconds!"
+                    where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))), 0)::float8 as "lag_seconds!",
+                  (select 'pid ' || l.pid from pg_locks l
+                    where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+                      and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('pressroom:projection:' || c.name, 0)
+                    limit 1) as leader
            from read.checkpoints c order by c.name"#
     )
     .fetch_all(pool)
@@ -38,18 +44,28 @@ pub async fn status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
             lag_seconds: r.lag_seconds,
             state: r.state,
             error: r.error,
+            leader: r.leader,
         })
         .collect();
     if json {
         println!("{}", serde_json::json!({ "projections": statuses }));
         return Ok(());
     }
-    println!("{:<12} {:>10} {:>10} {:>10} {:>10}  state", "projection", "position", "head", "lag", "lag_s");
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>10}  {:<10} state",
+        "projection", "position", "head", "lag", "lag_s", "leader"
+    );
     for s in statuses {
         let error = s.error.map(|e| format!(" ({e})")).unwrap_or_default();
         println!(
-            "{:<12} {:>10} {:>10} {:>10} {:>10.1}  {}{error}",
-            s.name, s.position, s.head, s.lag_events, s.lag_seconds, s.state
+            "{:<12} {:>10} {:>10} {:>10} {:>10.1}  {:<10} {}{error}",
+            s.name,
+            s.position,
+            s.head,
+            s.lag_events,
+            s.lag_seconds,
+            s.leader.as_deref().unwrap_or("-"),
+            s.state
         );
     }
     Ok(())

@@ -85,5 +85,24 @@ async fn a_poison_event_halts_only_its_projection_until_an_operator_skips_it() {
     assert_eq!(recorded, ("malformed test event".to_string(), poison));
     assert_eq!(stack.get_post(&after_slug, Some(after)).await.status(), 200, "the projection moved on");
     assert_eq!(checkpoint(&stack, "posts").await.1, "running");
+    let status = tokio::process::Command::new(pressroom_tests::bin("pressroom-ops"))
+        .args(["projections", "status", "--json"])
+        .env(
+            "DATABASE_ADMIN_URL",
+            format!(
+                "postgres://postgres@127.0.0.1:{}/{}",
+                std::env::var("PRESSROOM_TEST_PRIMARY_PORT").unwrap(),
+                stack.db.name
+            ),
+        )
+        .output()
+        .await
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let posts = status["projections"].as_array().unwrap().iter().find(|p| p["name"] == "posts").unwrap().clone();
+    for field in ["position", "head", "lag_events", "lag_seconds", "state"] {
+        assert!(posts.get(field).is_some(), "{field} missing in {posts}");
+    }
+    assert!(posts["leader"].as_str().is_some_and(|l| l.starts_with("pid ")), "a running projector leads: {posts}");
     stack.stop().await;
 }
