@@ -66,6 +66,19 @@ enum ProjectionsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild a projection's tables from position 0 beside the live ones, verify, and swap them in.
+    Rebuild {
+        name: String,
+        /// Swap even when the rebuilt tables differ from live (after a deliberate projection change).
+        #[arg(long)]
+        accept_changes: bool,
+        /// Print the report as JSON instead of progress bars and a table.
+        #[arg(long)]
+        json: bool,
+        /// Redis the projector writes through to (its namespace is bumped after the swap).
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:16379")]
+        redis_url: String,
+    },
     /// Move a halted projection past the event it cannot apply (recorded in `projection_skips`).
     Skip {
         name: String,
@@ -108,6 +121,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed(args) => seed::run(&pool, args).await?,
         Command::Projections { command } => match command {
             ProjectionsCommand::Status { json } => projections::status(&pool, json).await?,
+            ProjectionsCommand::Rebuild { name, accept_changes, json, redis_url } => {
+                projections::rebuild(&pool, &name, accept_changes, json, redis_url).await?
+            }
             ProjectionsCommand::Skip { name, position, reason } => {
                 projections::skip(&pool, &name, position, &reason).await?
             }

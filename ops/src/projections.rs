@@ -180,3 +180,88 @@ pub async fn tail(pool: &PgPool, stream: Option<uuid::Uuid>, limit: i64) -> anyh
     }
     Ok(())
 }
+
+/// Progress bars for a rebuild: one per phase, with events/s while folding.
+struct Bars {
+    current: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+    hidden: bool,
+}
+
+impl pressroom_projector::rebuild::Progress for Bars {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        let bar = if self.hidden {
+            indicatif::ProgressBar::hidden()
+        } else if let Some(total) = total {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>22} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        } else {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        };
+        bar.set_message(name.to_string());
+        if let Ok(mut current) = self.current.lock() {
+            if let Some(done) = current.replace(bar) {
+                done.finish();
+            }
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Ok(current) = self.current.lock() {
+            if let Some(bar) = current.as_ref() {
+                bar.inc(n);
+            }
+        }
+    }
+}
+
+/// `projections rebuild <name> [--accept-changes] [--json]`.
+pub async fn rebuild(
+    pool: &PgPool,
+    name: &str,
+    accept_changes: bool,
+    json: bool,
+    redis_url: String,
+) -> anyhow::Result<()> {
+    use pressroom_projector::rebuild::{self, RebuildOptions};
+    let bars = Bars { current: std::sync::Mutex::new(None), hidden: json };
+    let options = RebuildOptions { accept_changes, redis_url };
+    let result = rebuild::rebuild(pool, name, &options, &bars).await;
+    if let Ok(mut current) = bars.current.lock() {
+        if let Some(bar) = current.take() {
+            bar.finish();
+        }
+    }
+    let report = result?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "rebuilt {} at position {}: {} events folded in {:.1} s ({:.0} events/s), {} caught up, {:.1} s in all",
+        report.projection,
+        report.position,
+        report.folded_events,
+        report.fold_seconds,
+        report.events_per_second(),
+        report.caught_up_events,
+        report.total_seconds
+    );
+    println!("{:<14} {:>10} {:>10}  checksum", "table", "live", "rebuilt");
+    for t in &report.tables {
+        let same = if t.live_checksum == t.rebuilt_checksum { "same" } else { "CHANGED (accepted)" };
+        println!("{:<14} {:>10} {:>10}  {same}", t.table, t.live_rows, t.rebuilt_rows);
+    }
+    match report.redis_namespace {
+        Some(ns) => println!("Redis namespace is now {ns}"),
+        None => println!("Redis unreachable: namespace not bumped; cached posts expire by TTL"),
+    }
+    Ok(())
+}

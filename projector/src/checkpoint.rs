@@ -1,11 +1,13 @@
-//! Checkpoint rows in `read.checkpoints`: one per projection, moved in the same transaction as its writes.
+//! Checkpoint rows: one per projection, moved in the same transaction as its writes. Inside a batch the
+//! table is found through the transaction's `search_path` (`read`, or a rebuild's shadow schema); outside
+//! one it is always `read.checkpoints`.
 
 use shared::position::LogPosition;
 use sqlx::PgConnection;
 
 /// Makes sure the projection's row exists.
 pub async fn ensure(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query!("insert into read.checkpoints (name) values ($1) on conflict (name) do nothing", name)
+    sqlx::query!("insert into checkpoints (name) values ($1) on conflict (name) do nothing", name)
         .execute(conn)
         .await?;
     Ok(())
@@ -14,7 +16,7 @@ pub async fn ensure(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Err
 /// Loads and locks the checkpoint for the rest of the transaction.
 pub async fn load_for_update(conn: &mut PgConnection, name: &str) -> Result<LogPosition, sqlx::Error> {
     let row = sqlx::query!(
-        r#"select transaction_id::text::bigint as "tx!", global_position from read.checkpoints where name = $1 for update"#,
+        r#"select transaction_id::text::bigint as "tx!", global_position from checkpoints where name = $1 for update"#,
         name
     )
     .fetch_one(conn)
@@ -25,7 +27,7 @@ pub async fn load_for_update(conn: &mut PgConnection, name: &str) -> Result<LogP
 /// Moves the checkpoint and marks the projection running.
 pub async fn advance(conn: &mut PgConnection, name: &str, to: LogPosition) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update read.checkpoints set transaction_id = $2::bigint::text::xid8, global_position = $3,
+        "update checkpoints set transaction_id = $2::bigint::text::xid8, global_position = $3,
                 state = 'running', error = null, updated_at = now()
          where name = $1",
         name,

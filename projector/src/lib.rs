@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod projections;
+pub mod rebuild;
 pub mod redis_sink;
 pub mod runner;
 pub mod scheduler;

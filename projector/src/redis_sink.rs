@@ -63,7 +63,7 @@ impl RedisSink {
                     .query_async(&mut conn)
                     .await?;
             }
-            Ok(())
+            bump_lists(&mut conn).await
         }
         .await;
         if let Err(e) = result {
@@ -107,6 +107,17 @@ impl RedisSink {
                 .query_async(conn)
                 .await?;
         }
-        Ok(())
+        bump_lists(conn).await
     }
+}
+
+/// Moves the list generation on and announces it: every cached list page is from an older one.
+async fn bump_lists(conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    let generation: i64 = redis::cmd("INCR").arg(redis_keys::LIST_GENERATION_KEY).query_async(conn).await?;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(redis_keys::INVALIDATION_CHANNEL)
+        .arg(redis_keys::lists_message(generation))
+        .query_async(conn)
+        .await?;
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::event_store;
+use shared::position::LogPosition;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -182,28 +183,78 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) {
     }
 }
 
+/// Where a batch writes and how far it may go: the live `read` schema with after-commit side effects, or a
+/// rebuild's shadow schema, bounded by the live checkpoint it has to meet, without side effects.
+#[derive(Debug, Clone)]
+pub struct BatchScope {
+    /// The schema the projection's tables (and its checkpoint) are found in, first on the `search_path`.
+    pub schema: String,
+    /// Apply nothing past this position.
+    pub until: Option<LogPosition>,
+    /// Run the projection's after-commit effects (Redis, invalidations).
+    pub side_effects: bool,
+    /// Positions an operator skipped for this projection (a rebuild passes them by as the live copy did).
+    pub skipped: std::sync::Arc<std::collections::HashSet<i64>>,
+}
+
+impl BatchScope {
+    /// The live read tables.
+    pub fn live() -> Self {
+        BatchScope { schema: LIVE_SCHEMA.to_string(), until: None, side_effects: true, skipped: Default::default() }
+    }
+}
+
+/// The schema of the live read tables.
+pub const LIVE_SCHEMA: &str = "read";
+
 /// Applies up to `limit` events after the checkpoint in one transaction; returns how many.
-#[tracing::instrument(skip_all, fields(projection = projection.name()))]
 pub async fn apply_batch<P: Projection>(projection: &P, pool: &PgPool, limit: i64) -> Result<usize, ProjectionError> {
+    apply_batch_in(projection, pool, limit, &BatchScope::live()).await
+}
+
+/// [`apply_batch`] into the tables of `scope`.
+#[tracing::instrument(skip_all, fields(projection = projection.name(), schema = %scope.schema))]
+pub async fn apply_batch_in<P: Projection>(
+    projection: &P,
+    pool: &PgPool,
+    limit: i64,
+    scope: &BatchScope,
+) -> Result<usize, ProjectionError> {
     let name = projection.name();
     let mut tx = pool.begin().await?;
     // Read tables are derived: a crash may lose the last moments, which the checkpoint replays.
     sqlx::query!("set local synchronous_commit = off").execute(&mut *tx).await?;
+    set_search_path(&mut tx, &scope.schema).await?;
     checkpoint::ensure(&mut tx, name).await?;
     let from = checkpoint::load_for_update(&mut tx, name).await?;
-    let events = event_store::read_after(&mut tx, from, limit).await?;
+    let mut events = event_store::read_after(&mut tx, from, limit).await?;
+    if let Some(until) = scope.until {
+        events.retain(|e| e.log_position() <= until);
+    }
     let Some(last) = events.last().map(|e| e.log_position()) else {
         tx.rollback().await?;
         return Ok(0);
     };
     let mut effects = Vec::new();
-    for event in events.iter().filter(|e| projection.handles(&e.event_type)) {
+    for event in
+        events.iter().filter(|e| projection.handles(&e.event_type) && !scope.skipped.contains(&e.global_position))
+    {
         let decoded =
             event.decode().map_err(|source| ProjectionError::Decode { position: event.global_position, source })?;
         projection.apply(&mut tx, event, &decoded, &mut effects).await?;
     }
     checkpoint::advance(&mut tx, name, last).await?;
     tx.commit().await?;
-    projection.after_commit(effects).await;
+    if scope.side_effects {
+        projection.after_commit(effects).await;
+    }
     Ok(events.len())
+}
+
+/// Puts `schema` first on the transaction's `search_path` (then `public`, where the event store lives).
+pub async fn set_search_path(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!("select set_config('search_path', $1, true) as path", format!("{schema}, public"))
+        .fetch_one(conn)
+        .await?;
+    Ok(())
 }

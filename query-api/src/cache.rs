@@ -32,6 +32,8 @@ pub struct PostEntry {
     pub body: Bytes,
     pub detail: Arc<PostDetail>,
     pub etag: String,
+    /// ETag, Last-Modified and Surrogate-Key, formatted once when the entry is built.
+    pub headers: [axum::http::HeaderValue; 3],
     /// `Pressroom-Position` to answer with.
     pub header_position: i64,
     /// The projection position this entry is known to reflect (row position, or the checkpoint it was read at).
@@ -53,8 +55,10 @@ pub struct ReadCache {
     /// Page views since the last flush to Redis, by post id.
     views: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, i64>>,
     pub posts: Cache<String, Arc<SlugEntry>>,
-    /// List pages by query string; any post change clears them.
+    /// List pages by list generation and query string: the projector bumps the generation on every
+    /// change that can alter a list, so older pages are never found again (and age out).
     pub lists: Cache<String, Arc<(Bytes, i64, ReadSource)>>,
+    list_generation: std::sync::atomic::AtomicI64,
     pub redis: LazyRedis,
 }
 
@@ -78,7 +82,17 @@ impl ReadCache {
             posts: Cache::builder().max_capacity(20_000).expire_after(JitteredExpiry(ttl)).build(),
             lists: Cache::builder().max_capacity(2_000).expire_after(JitteredExpiry(ttl)).build(),
             redis: LazyRedis::new(redis_url),
+            list_generation: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// The key of a cached list page: the current list generation, then the query.
+    pub fn list_key(&self, query: &str) -> String {
+        format!("{}|{query}", self.list_generation.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    fn advance_lists(&self, generation: i64) {
+        self.list_generation.fetch_max(generation, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Counts one public view of a post (flushed to Redis in batches, not per request).
@@ -149,13 +163,21 @@ impl ReadCache {
                 // Anything may have changed while we were not listening.
                 self.posts.invalidate_all();
                 self.lists.invalidate_all();
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let generation: Option<i64> =
+                    redis::cmd("GET").arg(redis_keys::LIST_GENERATION_KEY).query_async(&mut conn).await?;
+                self.advance_lists(generation.unwrap_or(0));
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {
                     let payload: String = msg.get_payload().unwrap_or_default();
-                    if let Some(slug) = payload.strip_prefix("slug:") {
+                    if payload == redis_keys::FLUSH_MESSAGE {
+                        self.posts.invalidate_all();
+                        self.lists.invalidate_all();
+                    } else if let Some(slug) = payload.strip_prefix("slug:") {
                         self.posts.invalidate(slug).await;
+                    } else if let Some(generation) = payload.strip_prefix("lists:").and_then(|g| g.parse().ok()) {
+                        self.advance_lists(generation);
                     }
-                    self.lists.invalidate_all();
                 }
                 Ok::<(), redis::RedisError>(())
             };

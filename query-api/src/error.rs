@@ -21,6 +21,9 @@ pub enum ReadError {
     /// 422: an invalid query parameter.
     #[error("invalid query parameters")]
     Validation(Vec<FieldError>),
+    /// 429: this client has used its reads for now (`PRESSROOM_RATE_LIMIT_READS` per minute and IP).
+    #[error("too many requests; retry after {0} s")]
+    RateLimited(u64),
     /// 503: no database could answer.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -57,6 +60,9 @@ impl ReadError {
             ReadError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail),
             ReadError::Validation(errors) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail).with_errors(errors.clone())
+            }
+            ReadError::RateLimited(secs) => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail).with_retry_after(*secs)
             }
             ReadError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");

@@ -27,6 +27,15 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Verifies author tokens for the `/v1/author/…` reads.
     pub keys: shared::auth::JwtKeys,
+    /// Reads per client IP and minute (`PRESSROOM_RATE_LIMIT_READS`, shared through Redis; 0 disables).
+    pub read_limit: Arc<ReadLimit>,
+}
+
+/// The per-IP read rate limit and how the client IP is found.
+pub struct ReadLimit {
+    pub limiter: shared::rate_limit::RateLimiter,
+    pub per_minute: u32,
+    pub trusted_proxies: shared::client_ip::TrustedProxies,
 }
 
 /// How long an in-process entry lives before it is re-read (jittered by up to a quarter).
@@ -49,6 +58,11 @@ impl AppState {
             cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL)),
             public_url: Arc::from(config.public_url.as_str()),
             keys: shared::auth::JwtKeys::new(config.require_jwt_secret()?),
+            read_limit: Arc::new(ReadLimit {
+                limiter: shared::rate_limit::RateLimiter::new(&config.redis_url),
+                per_minute: config.rate_limits.reads,
+                trusted_proxies: config.trusted_proxies.clone(),
+            }),
         })
     }
 }
@@ -58,11 +72,31 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let router = Router::new()
         .route("/health", get(shared::http::health))
         .route("/ready", get(ready))
-        .merge(routes::router())
+        .merge(routes::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit_reads)))
         .merge(openapi::router())
         .fallback(shared::http::not_found)
         .with_state(state);
     shared::http::standard_layers(router, request_timeout)
+}
+
+/// Counts the request against its client's read limit; over it → 429 with Retry-After.
+async fn rate_limit_reads(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let limit = &state.read_limit;
+    if limit.per_minute > 0 {
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+        let ip = limit.trusted_proxies.client_ip(peer, request.headers());
+        if let Err(limited) = limit.limiter.check("reads", &ip.to_string(), limit.per_minute).await {
+            return error::ReadError::RateLimited(limited.retry_after_secs()).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// Ready when the primary answers (replicas are optional: reads fall back to the primary).

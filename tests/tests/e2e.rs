@@ -6,6 +6,7 @@ use std::time::Duration;
 use pressroom_tests::{Stack, TestDb};
 use serde_json::{json, Value};
 use shared::domain::role::Role;
+use uuid::Uuid;
 
 #[tokio::test]
 async fn a_published_post_is_readable_at_once_with_its_position_and_via_the_replica_within_a_second() {
@@ -264,6 +265,48 @@ async fn both_apis_serve_their_openapi_document_and_docs_page() {
         let docs = stack.http.get(format!("{base}/docs")).send().await.unwrap();
         assert_eq!(docs.status(), 200);
         assert!(docs.text().await.unwrap().contains("/openapi.json"));
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_cached_list_page_gives_way_to_the_next_list_generation_when_a_post_is_published() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let tag = format!("gen{}", Uuid::now_v7().simple());
+    let body = |title: &str| json!({"title": title, "body_markdown": "x", "tags": [tag.clone()]});
+    let publish = |title: &'static str| {
+        let body = body(title);
+        let (stack, token) = (&stack, &token);
+        async move {
+            let created: Value = stack.create_post(token, body).await.json().await.unwrap();
+            let res = stack.publish(token, created["id"].as_str().unwrap()).await;
+            assert_eq!(res.status(), 200);
+            res.headers()["pressroom-position"].to_str().unwrap().parse::<i64>().unwrap()
+        }
+    };
+    let first = publish("First in the list").await;
+    let url = format!("{}/v1/posts?tag={tag}", stack.query);
+    let page = stack.http.get(&url).header("pressroom-min-position", first).send().await.unwrap();
+    assert_eq!(page.json::<Value>().await.unwrap()["posts"].as_array().unwrap().len(), 1);
+    let mut sources = Vec::new();
+    for _ in 0..2 {
+        let res = stack.http.get(&url).send().await.unwrap();
+        sources.push(res.headers()["pressroom-read-source"].to_str().unwrap().to_string());
+    }
+    assert_eq!(sources[1], "cache", "{sources:?}");
+    let second = publish("Second in the list").await;
+    let res = stack.http.get(&url).header("pressroom-min-position", second).send().await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["posts"].as_array().unwrap().len(), 2);
+    // The cached page lives 2 s or more; the projector's new generation retires it well before that.
+    let started = tokio::time::Instant::now();
+    loop {
+        let page: Value = stack.http.get(&url).send().await.unwrap().json().await.unwrap();
+        if page["posts"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_millis(1500), "the old page outlived its generation");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stack.stop().await;
 }

@@ -285,3 +285,28 @@ async fn views_counted_by_the_query_api_make_a_post_trend() {
     assert!(views >= 6, "{views} views");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn reads_over_the_per_ip_limit_are_429_with_retry_after_and_other_clients_are_unaffected() {
+    let stack = Stack::start_with(
+        TestDb::fresh().await,
+        &[("PRESSROOM_TRUSTED_PROXIES", "127.0.0.1"), ("PRESSROOM_RATE_LIMIT_READS", "5")],
+    )
+    .await;
+    // A fresh address per run: the limit lives in the shared Redis.
+    let ip = format!("192.0.2.{}", uuid::Uuid::now_v7().as_u128() % 250 + 1);
+    let read = |ip: String| stack.http.get(format!("{}/v1/posts", stack.query)).header("x-forwarded-for", ip).send();
+    for i in 0..5 {
+        assert_eq!(read(ip.clone()).await.unwrap().status(), 200, "read {i}");
+    }
+    let sixth = read(ip.clone()).await.unwrap();
+    assert_eq!(sixth.status(), 429);
+    let retry: u64 = sixth.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=12).contains(&retry), "Retry-After {retry}");
+    assert_eq!(sixth.headers()["content-type"], "application/problem+json");
+    assert_eq!(read(format!("198.51.100.{}", uuid::Uuid::now_v7().as_u128() % 250 + 1)).await.unwrap().status(), 200);
+    // Probes and metrics are not public reads.
+    let health = stack.http.get(format!("{}/health", stack.query)).header("x-forwarded-for", ip).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    stack.stop().await;
+}

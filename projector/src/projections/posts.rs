@@ -35,7 +35,7 @@ impl PostsProjection {
     }
 }
 
-/// A row of `read.posts`.
+/// A row of `posts`.
 #[derive(Debug, Clone)]
 pub struct PostRow {
     pub id: Uuid,
@@ -119,7 +119,7 @@ async fn load_rows(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<PostRow>
                   tags as "tags: Json<Vec<TagRef>>", author_id, author as "author: Json<AuthorRef>",
                   reading_time_minutes, comment_count, version, created_at, updated_at, published_at, scheduled_at,
                   last_transaction_id::text::bigint as "last_transaction_id!", last_position
-           from read.posts where id = any($1)"#,
+           from posts where id = any($1)"#,
         ids
     )
     .fetch_all(conn)
@@ -128,7 +128,7 @@ async fn load_rows(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<PostRow>
 
 async fn save_row(conn: &mut PgConnection, r: &PostRow) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"insert into read.posts (id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags,
+        r#"insert into posts (id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags,
                                   author_id, author, reading_time_minutes, comment_count, version, created_at,
                                   updated_at, published_at, scheduled_at, last_transaction_id, last_position)
            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
@@ -224,7 +224,7 @@ impl PostsProjection {
         save_row(&mut *conn, &row).await?;
         if existing.as_ref().is_none_or(|r| r.slug != row.slug) {
             sqlx::query!(
-                "insert into read.slug_history (slug, post_id) values ($1, $2) on conflict (slug) do update set post_id = excluded.post_id",
+                "insert into slug_history (slug, post_id) values ($1, $2) on conflict (slug) do update set post_id = excluded.post_id",
                 row.slug,
                 id
             )
@@ -258,7 +258,7 @@ impl PostsProjection {
                     _ => None,
                 };
                 sqlx::query!(
-                    "insert into read.post_authors (id, slug, name, avatar_url, bio) values ($1, $2, $3, $4, $5)
+                    "insert into post_authors (id, slug, name, avatar_url, bio) values ($1, $2, $3, $4, $5)
                      on conflict (id) do update set slug = excluded.slug, name = excluded.name,
                          avatar_url = excluded.avatar_url, bio = excluded.bio",
                     id,
@@ -279,7 +279,7 @@ impl PostsProjection {
                     });
                 };
                 if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated { bio: Some(bio), .. }) = decoded {
-                    sqlx::query!("update read.post_authors set bio = $2 where id = $1", id, bio.as_deref())
+                    sqlx::query!("update post_authors set bio = $2 where id = $1", id, bio.as_deref())
                         .execute(&mut *conn)
                         .await?;
                 }
@@ -294,7 +294,7 @@ impl PostsProjection {
             _ => return Ok(()),
         };
         sqlx::query!(
-            "insert into read.post_authors (id, slug, name, avatar_url) values ($1, $2, $3, $4)
+            "insert into post_authors (id, slug, name, avatar_url) values ($1, $2, $3, $4)
              on conflict (id) do update set slug = excluded.slug, name = excluded.name, avatar_url = excluded.avatar_url",
             author.id,
             author.slug,
@@ -305,7 +305,7 @@ impl PostsProjection {
         .await?;
         // One set-based update for every post of the author, stamped with this event's position.
         let changed = sqlx::query_scalar!(
-            "update read.posts set author = $2, last_transaction_id = $3::bigint::text::xid8, last_position = $4
+            "update posts set author = $2, last_transaction_id = $3::bigint::text::xid8, last_position = $4
              where author_id = $1 returning id",
             id,
             Json(&author) as _,
@@ -326,14 +326,14 @@ async fn update_counts(conn: &mut PgConnection, before: Option<&PostRow>, after:
     let old: Vec<&TagRef> = before.filter(|r| published(r)).map(|r| r.tags.0.iter().collect()).unwrap_or_default();
     let new: Vec<&TagRef> = if published(after) { after.tags.0.iter().collect() } else { Vec::new() };
     for gone in old.iter().filter(|t| !new.iter().any(|n| n.slug == t.slug)) {
-        sqlx::query!("update read.tags set post_count = post_count - 1 where slug = $1", gone.slug)
+        sqlx::query!("update tags set post_count = post_count - 1 where slug = $1", gone.slug)
             .execute(&mut *conn)
             .await?;
     }
     for added in new.iter().filter(|t| !old.iter().any(|o| o.slug == t.slug)) {
         sqlx::query!(
-            "insert into read.tags (slug, name, post_count) values ($1, $2, 1)
-             on conflict (slug) do update set post_count = read.tags.post_count + 1",
+            "insert into tags (slug, name, post_count) values ($1, $2, 1)
+             on conflict (slug) do update set post_count = tags.post_count + 1",
             added.slug,
             added.name
         )
@@ -342,7 +342,7 @@ async fn update_counts(conn: &mut PgConnection, before: Option<&PostRow>, after:
     }
     let delta = i32::from(published(after)) - i32::from(before.is_some_and(published));
     if delta != 0 {
-        sqlx::query!("update read.post_authors set post_count = post_count + $2 where id = $1", after.author_id, delta)
+        sqlx::query!("update post_authors set post_count = post_count + $2 where id = $1", after.author_id, delta)
             .execute(&mut *conn)
             .await?;
     }
@@ -350,7 +350,7 @@ async fn update_counts(conn: &mut PgConnection, before: Option<&PostRow>, after:
 }
 
 async fn load_author(conn: &mut PgConnection, id: Uuid) -> Result<Option<AuthorRef>, sqlx::Error> {
-    sqlx::query_as!(AuthorRef, "select id, slug, name, avatar_url from read.post_authors where id = $1", id)
+    sqlx::query_as!(AuthorRef, "select id, slug, name, avatar_url from post_authors where id = $1", id)
         .fetch_optional(conn)
         .await
 }
@@ -403,10 +403,12 @@ impl Projection for PostsProjection {
                 }
             }
         }
-        let rows = match self.pool.acquire().await {
-            Ok(mut conn) => load_rows(&mut conn, &ids).await,
-            Err(e) => Err(e),
-        };
+        let rows = async {
+            let mut tx = self.pool.begin().await?;
+            crate::runner::set_search_path(&mut tx, crate::runner::LIVE_SCHEMA).await?;
+            load_rows(&mut tx, &ids).await
+        }
+        .await;
         let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {

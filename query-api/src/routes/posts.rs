@@ -121,7 +121,7 @@ pub async fn list(
         let (body, position, source) = load_list(&state, &query, token).await?;
         return Ok(list_response(body, position, source));
     }
-    let key = format!("{limit}|{:?}|{:?}|{:?}", query.cursor, query.tag, query.author);
+    let key = state.cache.list_key(&format!("{limit}|{:?}|{:?}|{:?}", query.cursor, query.tag, query.author));
     if let Some(hit) = state.cache.lists.get(&key).await {
         return Ok(list_response(hit.0.clone(), hit.1, ReadSource::Cache));
     }
@@ -239,9 +239,11 @@ fn post_entry(
     source: ReadSource,
 ) -> SlugEntry {
     let body = Bytes::from(serde_json::to_vec(&detail).unwrap_or_default());
+    let etag = format!("\"p{etag_position}\"");
     SlugEntry::Post(PostEntry {
         body,
-        etag: format!("\"p{etag_position}\""),
+        headers: [header_value(&etag), last_modified(&detail), surrogate_keys(&detail)],
+        etag,
         header_position,
         detail: Arc::new(detail),
         valid_through,
@@ -364,15 +366,19 @@ fn respond(entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -
         SlugEntry::NotFound => ReadError::NotFound("post").into_response(),
         SlugEntry::Moved(current) => stamp(moved_to(current), 0, source.unwrap_or(ReadSource::Cache)),
         SlugEntry::Post(p) => {
+            let [etag, last_modified, surrogate] = &p.headers;
             let mut res = if if_none_match(headers, &p.etag) {
                 StatusCode::NOT_MODIFIED.into_response()
             } else {
                 let mut res =
                     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], p.body.clone()).into_response();
-                cache_headers(&mut res, &p.detail);
+                let h = res.headers_mut();
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
+                h.insert(header::LAST_MODIFIED, last_modified.clone());
+                h.insert(SURROGATE_KEY, surrogate.clone());
                 res
             };
-            res.headers_mut().insert(header::ETAG, header_value(&p.etag));
+            res.headers_mut().insert(header::ETAG, etag.clone());
             stamp(res, p.header_position, source.unwrap_or(p.source))
         }
     }
@@ -413,18 +419,21 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*"))
 }
 
-fn cache_headers(res: &mut Response, post: &PostDetail) {
-    let h = res.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, stale-while-revalidate=300"));
-    h.insert(
-        header::LAST_MODIFIED,
-        header_value(&post.summary.updated_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
-    );
+const CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=300";
+const SURROGATE_KEY: header::HeaderName = header::HeaderName::from_static("surrogate-key");
+
+fn last_modified(post: &PostDetail) -> HeaderValue {
+    header_value(&post.summary.updated_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+}
+
+/// `Surrogate-Key`: what the response depends on, so a CDN can purge by key.
+fn surrogate_keys(post: &PostDetail) -> HeaderValue {
     let mut keys = format!("post-{} author-{} posts-list", post.summary.id, post.summary.author.id);
     for t in &post.summary.tags {
-        keys.push_str(&format!(" tag-{}", t.slug));
+        keys.push_str(" tag-");
+        keys.push_str(&t.slug);
     }
-    h.insert("surrogate-key", header_value(&keys));
+    header_value(&keys)
 }
 
 fn header_value(s: &str) -> HeaderValue {
