@@ -39,7 +39,7 @@ impl AppState {
                 value: config.database_primary_url.clone(),
                 reason: e.to_string(),
             })?;
-        let limiter = Arc::new(RateLimiter::new(&config.redis_url));
+        let limiter = Arc::new(RateLimiter::new(&config.redis_url, config.redis_keys.clone()));
         Ok(AppState { pool, keys, limiter, config: Arc::new(config) })
     }
 }

@@ -21,7 +21,8 @@ topo_init() {
   # pgbouncer lives under root's cache; the postgres user needs a copy it can execute.
   install -o postgres -m 0755 "$pgb_src" "$dir/bin/pgbouncer"
 
-  local mem_mb shared_mb cache_mb
+  local mem_mb shared_mb cache_mb idle_timeout=60
+  [ "$durable" = durable ] || idle_timeout=5
   mem_mb=$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)
   if [ "$durable" = durable ]; then
     shared_mb=$((mem_mb / 4)); cache_mb=$((mem_mb * 3 / 4))
@@ -105,6 +106,9 @@ ignore_startup_parameters = extra_float_digits,options
 max_client_conn = 2000
 default_pool_size = 40
 reserve_pool_size = 10
+; close server connections idle this long: a database nobody uses any more (a finished test's) must
+; not hold PostgreSQL connection slots
+server_idle_timeout = $idle_timeout
 server_reset_query =
 logfile = $dir/log/pgbouncer.log
 pidfile = $dir/pgbouncer/pgbouncer.pid

@@ -78,6 +78,9 @@ enum ProjectionsCommand {
         /// Redis the projector writes through to (its namespace is bumped after the swap).
         #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:16379")]
         redis_url: String,
+        /// The deployment's Redis key prefix.
+        #[arg(long, env = "PRESSROOM_REDIS_PREFIX", default_value = "pressroom")]
+        redis_prefix: String,
     },
     /// Move a halted projection past the event it cannot apply (recorded in `projection_skips`).
     Skip {
@@ -121,8 +124,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed(args) => seed::run(&pool, args).await?,
         Command::Projections { command } => match command {
             ProjectionsCommand::Status { json } => projections::status(&pool, json).await?,
-            ProjectionsCommand::Rebuild { name, accept_changes, json, redis_url } => {
-                projections::rebuild(&pool, &name, accept_changes, json, redis_url).await?
+            ProjectionsCommand::Rebuild { name, accept_changes, json, redis_url, redis_prefix } => {
+                let keys = shared::redis_keys::RedisKeys::new(&redis_prefix);
+                projections::rebuild(&pool, &name, accept_changes, json, redis_url, keys).await?
             }
             ProjectionsCommand::Skip { name, position, reason } => {
                 projections::skip(&pool, &name, position, &reason).await?

@@ -229,10 +229,11 @@ pub async fn rebuild(
     accept_changes: bool,
     json: bool,
     redis_url: String,
+    redis_keys: shared::redis_keys::RedisKeys,
 ) -> anyhow::Result<()> {
     use pressroom_projector::rebuild::{self, RebuildOptions};
     let bars = Bars { current: std::sync::Mutex::new(None), hidden: json };
-    let options = RebuildOptions { accept_changes, redis_url };
+    let options = RebuildOptions { accept_changes, redis_url, redis_keys };
     let result = rebuild::rebuild(pool, name, &options, &bars).await;
     if let Ok(mut current) = bars.current.lock() {
         if let Some(bar) = current.take() {

@@ -61,3 +61,30 @@ pub async fn current(conn: &mut PgConnection, name: &str) -> Result<Option<LogPo
     .await?;
     Ok(row.map(|r| LogPosition::new(r.tx, r.global_position)))
 }
+
+/// Where the after-commit effects are known to have landed; None when never recorded (treated as
+/// the checkpoint itself: nothing to redo).
+pub async fn effects(conn: &mut PgConnection, name: &str) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"select effects_transaction_id::text::bigint as tx, effects_position as pos
+           from read.checkpoints where name = $1"#,
+        name
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.and_then(|r| Some(LogPosition::new(r.tx?, r.pos?))))
+}
+
+/// Records that the after-commit effects of everything up to `to` have landed.
+pub async fn set_effects(conn: &mut PgConnection, name: &str, to: LogPosition) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update read.checkpoints set effects_transaction_id = $2::bigint::text::xid8, effects_position = $3
+         where name = $1",
+        name,
+        to.transaction_id,
+        to.global_position
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -61,7 +61,7 @@ pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard,
         batch_size: config.projector_batch_size,
         poll_interval: config.projector_poll_interval,
     };
-    let redis = RedisSink::new(config.redis_url.clone());
+    let redis = RedisSink::new(config.redis_url.clone(), config.redis_keys.clone());
     let direct = config.database_primary_direct_url.clone();
     let spawn = |projection| {
         let (pool, config, wake, status, shutdown) =
@@ -97,6 +97,7 @@ pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard,
             tokio::spawn(stats::run(
                 pool.clone(),
                 config.redis_url.clone(),
+                config.redis_keys.clone(),
                 config.trending_cron.clone(),
                 shutdown.clone(),
             )),

@@ -84,8 +84,9 @@ impl Progress for Silent {
 pub struct RebuildOptions {
     /// Swap even when the rebuilt tables differ from live (after a deliberate change to the projection).
     pub accept_changes: bool,
-    /// Where the projector writes through (the namespace to bump).
+    /// Where the projector writes through (the namespace to bump), and the deployment's key names.
     pub redis_url: String,
+    pub redis_keys: shared::redis_keys::RedisKeys,
 }
 
 /// One table compared at the swap.
@@ -178,11 +179,12 @@ async fn run(
 
     // Catch up through the projection's own code to the head of the log.
     progress.phase("catching up", None);
-    let projection = PostsProjection::new(pool.clone(), RedisSink::new(options.redis_url.clone()));
+    let projection =
+        PostsProjection::new(pool.clone(), RedisSink::new(options.redis_url.clone(), options.redis_keys.clone()));
     let mut scope = BatchScope { schema: shadow.to_string(), until: None, side_effects: false, skipped };
     let mut caught_up_events = 0u64;
     loop {
-        let n = apply_batch_in(&projection, pool, CATCH_UP_BATCH, &scope).await?;
+        let n = apply_batch_in(&projection, pool, CATCH_UP_BATCH, &scope).await?.events;
         caught_up_events += n as u64;
         progress.advance(n as u64);
         if (n as i64) < CATCH_UP_BATCH {
@@ -221,7 +223,7 @@ async fn run(
     let live_at = LogPosition::new(live.tx, live.global_position);
     scope.until = Some(live_at);
     loop {
-        let n = apply_batch_in(&projection, pool, CATCH_UP_BATCH, &scope).await?;
+        let n = apply_batch_in(&projection, pool, CATCH_UP_BATCH, &scope).await?.events;
         caught_up_events += n as u64;
         if n == 0 {
             break;
@@ -273,7 +275,7 @@ async fn run(
     sqlx::query(&format!("drop schema {shadow} cascade")).execute(&mut *tx).await?;
     tx.commit().await?;
 
-    let redis_namespace = bump_namespace(&options.redis_url).await;
+    let redis_namespace = bump_namespace(&options.redis_url, &options.redis_keys).await;
     Ok(RebuildReport {
         projection: name.to_string(),
         folded_events,
@@ -389,15 +391,15 @@ async fn checksum(conn: &mut PgConnection, schema: &str, table: &str) -> Result<
     Ok((rows, sum.unwrap_or_default()))
 }
 
-async fn bump_namespace(redis_url: &str) -> Option<i64> {
+async fn bump_namespace(redis_url: &str, keys: &shared::redis_keys::RedisKeys) -> Option<i64> {
     let bump = async {
         let client = redis::Client::open(redis_url)?;
         let mut conn = client.get_multiplexed_async_connection().await?;
-        let ns: i64 = redis::cmd("INCR").arg(redis_keys::NAMESPACE_KEY).query_async(&mut conn).await?;
-        let generation: i64 = redis::cmd("INCR").arg(redis_keys::LIST_GENERATION_KEY).query_async(&mut conn).await?;
+        let ns: i64 = redis::cmd("INCR").arg(keys.namespace()).query_async(&mut conn).await?;
+        let generation: i64 = redis::cmd("INCR").arg(keys.list_generation()).query_async(&mut conn).await?;
         for message in [redis_keys::FLUSH_MESSAGE.to_string(), redis_keys::lists_message(generation)] {
             let _: i64 =
-                redis::cmd("PUBLISH").arg(redis_keys::INVALIDATION_CHANNEL).arg(message).query_async(&mut conn).await?;
+                redis::cmd("PUBLISH").arg(keys.invalidation_channel()).arg(message).query_async(&mut conn).await?;
         }
         Ok::<_, redis::RedisError>(ns)
     };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rand::Rng;
 use redis::aio::ConnectionManager;
 use shared::read_model::CachedPost;
-use shared::redis_keys;
+use shared::redis_keys::{self, RedisKeys};
 
 /// Sets a hash {tx, pos, body} only when (tx, pos) is newer than what the key holds.
 /// An empty body is a tombstone: the post is not publicly readable at that position.
@@ -35,54 +35,63 @@ pub struct RedisSink {
 
 struct Inner {
     redis: shared::db::LazyRedis,
+    keys: RedisKeys,
     script: redis::Script,
 }
 
 impl RedisSink {
-    pub fn new(url: String) -> Self {
+    pub fn new(url: String, keys: RedisKeys) -> Self {
         RedisSink {
-            inner: Arc::new(Inner { redis: shared::db::LazyRedis::new(&url), script: redis::Script::new(CAS_SCRIPT) }),
+            inner: Arc::new(Inner {
+                redis: shared::db::LazyRedis::new(&url),
+                keys,
+                script: redis::Script::new(CAS_SCRIPT),
+            }),
         }
     }
 
     /// Drops post entries (their next read goes to the database) and tells every query API to evict them.
-    pub async fn evict_posts(&self, slugs: Vec<String>) {
+    /// False when Redis could not be reached.
+    pub async fn evict_posts(&self, slugs: Vec<String>) -> bool {
         let Some(mut conn) = self.inner.redis.get().await else {
-            return;
+            return false;
         };
         let result: redis::RedisResult<()> = async {
-            let ns: Option<i64> = redis::cmd("GET").arg(redis_keys::NAMESPACE_KEY).query_async(&mut conn).await?;
+            let keys = &self.inner.keys;
+            let ns: Option<i64> = redis::cmd("GET").arg(keys.namespace()).query_async(&mut conn).await?;
             for slug in slugs {
-                let _: i64 = redis::cmd("DEL")
-                    .arg(redis_keys::post_by_slug(ns.unwrap_or(0), &slug))
-                    .query_async(&mut conn)
-                    .await?;
+                let _: i64 =
+                    redis::cmd("DEL").arg(keys.post_by_slug(ns.unwrap_or(0), &slug)).query_async(&mut conn).await?;
                 let _: i64 = redis::cmd("PUBLISH")
-                    .arg(redis_keys::INVALIDATION_CHANNEL)
+                    .arg(keys.invalidation_channel())
                     .arg(format!("slug:{slug}"))
                     .query_async(&mut conn)
                     .await?;
             }
-            bump_lists(&mut conn).await
+            bump_lists(&mut conn, keys).await
         }
         .await;
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::warn!(error = %e, "Redis eviction failed; entries expire by TTL");
         }
+        result.is_ok()
     }
 
-    /// Writes post entries and publishes one invalidation per slug.
-    pub async fn write_posts(&self, writes: Vec<PostWrite>) {
+    /// Writes post entries and publishes one invalidation per slug. False when some did not land.
+    pub async fn write_posts(&self, writes: Vec<PostWrite>) -> bool {
         let Some(mut conn) = self.inner.redis.get().await else {
-            return;
+            return false;
         };
-        if let Err(e) = self.try_write_posts(&mut conn, writes).await {
-            tracing::warn!(error = %e, "Redis write-through failed; entries will be refreshed by later writes");
+        let result = self.try_write_posts(&mut conn, writes).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "Redis write-through failed; the projector redoes it when Redis is back");
         }
+        result.is_ok()
     }
 
     async fn try_write_posts(&self, conn: &mut ConnectionManager, writes: Vec<PostWrite>) -> redis::RedisResult<()> {
-        let ns: Option<i64> = redis::cmd("GET").arg(redis_keys::NAMESPACE_KEY).query_async(conn).await?;
+        let keys = &self.inner.keys;
+        let ns: Option<i64> = redis::cmd("GET").arg(keys.namespace()).query_async(conn).await?;
         let ns = ns.unwrap_or(0);
         for (slug, tx, pos, entry) in writes {
             let (body, ttl) = match entry {
@@ -94,7 +103,7 @@ impl RedisSink {
             let _: i32 = self
                 .inner
                 .script
-                .key(redis_keys::post_by_slug(ns, &slug))
+                .key(keys.post_by_slug(ns, &slug))
                 .arg(tx)
                 .arg(pos)
                 .arg(body)
@@ -102,20 +111,20 @@ impl RedisSink {
                 .invoke_async(conn)
                 .await?;
             let _: i64 = redis::cmd("PUBLISH")
-                .arg(redis_keys::INVALIDATION_CHANNEL)
+                .arg(keys.invalidation_channel())
                 .arg(format!("slug:{slug}"))
                 .query_async(conn)
                 .await?;
         }
-        bump_lists(conn).await
+        bump_lists(conn, keys).await
     }
 }
 
 /// Moves the list generation on and announces it: every cached list page is from an older one.
-async fn bump_lists(conn: &mut ConnectionManager) -> redis::RedisResult<()> {
-    let generation: i64 = redis::cmd("INCR").arg(redis_keys::LIST_GENERATION_KEY).query_async(conn).await?;
+async fn bump_lists(conn: &mut ConnectionManager, keys: &RedisKeys) -> redis::RedisResult<()> {
+    let generation: i64 = redis::cmd("INCR").arg(keys.list_generation()).query_async(conn).await?;
     let _: i64 = redis::cmd("PUBLISH")
-        .arg(redis_keys::INVALIDATION_CHANNEL)
+        .arg(keys.invalidation_channel())
         .arg(redis_keys::lists_message(generation))
         .query_async(conn)
         .await?;

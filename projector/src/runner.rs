@@ -125,6 +125,8 @@ async fn lead<P: Projection>(
     let mut limit = config.batch_size;
     let mut backoff = Duration::from_millis(500);
     let mut last_lock_check = tokio::time::Instant::now();
+    // A previous leader may have died between a commit and its effects: redo what is not known to have landed.
+    let mut effects = EffectsLedger { behind: !redo_effects(projection, pool).await, ..EffectsLedger::default() };
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -138,15 +140,17 @@ async fn lead<P: Projection>(
         }
         wake.borrow_and_update();
         match apply_batch(projection, pool, limit).await {
-            Ok(0) => {
+            Ok(Batch { events: 0, .. }) => {
                 status.set_state(name, "running", None);
+                effects.idle(projection, pool).await;
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = wake.changed() => {}
                     _ = tokio::time::sleep(config.poll_interval) => {}
                 }
             }
-            Ok(_) => {
+            Ok(batch) => {
+                effects.record(name, pool, batch).await;
                 status.set_state(name, "running", None);
                 limit = config.batch_size;
                 backoff = Duration::from_millis(500);
@@ -173,6 +177,80 @@ async fn lead<P: Projection>(
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Tracks how far after-commit effects have landed and records it in the checkpoint row (at most once a
+/// second while busy, and when idle), so that a new leader knows where to redo them from.
+#[derive(Default)]
+struct EffectsLedger {
+    /// Some effect since the recorded position did not land: redo from there when idle.
+    behind: bool,
+    /// Landed up to here, not yet recorded.
+    pending: Option<LogPosition>,
+    recorded_at: Option<tokio::time::Instant>,
+    last_redo: Option<tokio::time::Instant>,
+}
+
+impl EffectsLedger {
+    async fn record(&mut self, name: &str, pool: &PgPool, batch: Batch) {
+        if !batch.effects_landed {
+            self.behind = true;
+            self.pending = None;
+        } else if !self.behind {
+            self.pending = batch.last.or(self.pending);
+        }
+        if self.recorded_at.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+            self.flush(name, pool).await;
+        }
+    }
+
+    async fn idle<P: Projection>(&mut self, projection: &P, pool: &PgPool) {
+        self.flush(projection.name(), pool).await;
+        if self.behind && self.last_redo.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+            self.last_redo = Some(tokio::time::Instant::now());
+            self.behind = !redo_effects(projection, pool).await;
+        }
+    }
+
+    async fn flush(&mut self, name: &str, pool: &PgPool) {
+        let Some(at) = self.pending else { return };
+        if let Ok(mut conn) = pool.acquire().await {
+            if checkpoint::set_effects(&mut conn, name, at).await.is_ok() {
+                self.pending = None;
+                self.recorded_at = Some(tokio::time::Instant::now());
+            }
+        }
+    }
+}
+
+/// Redoes the projection's effects from where they are known to have landed up to its checkpoint, and
+/// records the checkpoint as landed; true when that worked (or there was nothing to redo).
+async fn redo_effects<P: Projection>(projection: &P, pool: &PgPool) -> bool {
+    let name = projection.name();
+    let positions = async {
+        let mut conn = pool.acquire().await?;
+        let checkpoint = checkpoint::current(&mut conn, name).await?;
+        let effects = checkpoint::effects(&mut conn, name).await?;
+        Ok::<_, sqlx::Error>((checkpoint, effects))
+    };
+    let (checkpoint, effects) = match positions.await {
+        Ok((Some(c), e)) => (c, e.unwrap_or(LogPosition::START)),
+        Ok((None, _)) => return true,
+        Err(e) => {
+            tracing::warn!(projection = name, error = %e, "cannot read where effects landed");
+            return false;
+        }
+    };
+    if effects >= checkpoint {
+        return true;
+    }
+    if !projection.redo_effects(effects).await {
+        return false;
+    }
+    match pool.acquire().await {
+        Ok(mut conn) => checkpoint::set_effects(&mut conn, name, checkpoint).await.is_ok(),
+        Err(_) => false,
     }
 }
 
@@ -207,8 +285,19 @@ impl BatchScope {
 /// The schema of the live read tables.
 pub const LIVE_SCHEMA: &str = "read";
 
-/// Applies up to `limit` events after the checkpoint in one transaction; returns how many.
-pub async fn apply_batch<P: Projection>(projection: &P, pool: &PgPool, limit: i64) -> Result<usize, ProjectionError> {
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Batch {
+    /// Events read (applied or passed by).
+    pub events: usize,
+    /// The checkpoint after the batch, when it moved.
+    pub last: Option<LogPosition>,
+    /// The after-commit effects all landed (or there were none to run).
+    pub effects_landed: bool,
+}
+
+/// Applies up to `limit` events after the checkpoint in one transaction.
+pub async fn apply_batch<P: Projection>(projection: &P, pool: &PgPool, limit: i64) -> Result<Batch, ProjectionError> {
     apply_batch_in(projection, pool, limit, &BatchScope::live()).await
 }
 
@@ -219,7 +308,7 @@ pub async fn apply_batch_in<P: Projection>(
     pool: &PgPool,
     limit: i64,
     scope: &BatchScope,
-) -> Result<usize, ProjectionError> {
+) -> Result<Batch, ProjectionError> {
     let name = projection.name();
     let mut tx = pool.begin().await?;
     // Read tables are derived: a crash may lose the last moments, which the checkpoint replays.
@@ -233,7 +322,7 @@ pub async fn apply_batch_in<P: Projection>(
     }
     let Some(last) = events.last().map(|e| e.log_position()) else {
         tx.rollback().await?;
-        return Ok(0);
+        return Ok(Batch { events: 0, last: None, effects_landed: true });
     };
     let mut effects = Vec::new();
     for event in
@@ -245,10 +334,8 @@ pub async fn apply_batch_in<P: Projection>(
     }
     checkpoint::advance(&mut tx, name, last).await?;
     tx.commit().await?;
-    if scope.side_effects {
-        projection.after_commit(effects).await;
-    }
-    Ok(events.len())
+    let effects_landed = !scope.side_effects || projection.after_commit(effects).await;
+    Ok(Batch { events: events.len(), last: Some(last), effects_landed })
 }
 
 /// Puts `schema` first on the transaction's `search_path` (then `public`, where the event store lives).

@@ -3,21 +3,21 @@
 //! the whole Redis hash at once (RENAME), so two projector processes can never count a view twice.
 
 use shared::db::LazyRedis;
-use shared::redis_keys;
+use shared::redis_keys::RedisKeys;
 use sqlx::PgPool;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Schedules the job and runs it until shutdown.
-pub async fn run(pool: PgPool, redis_url: String, cron: String, shutdown: CancellationToken) {
+pub async fn run(pool: PgPool, redis_url: String, keys: RedisKeys, cron: String, shutdown: CancellationToken) {
     let redis = std::sync::Arc::new(LazyRedis::new(&redis_url));
     let scheduled = async {
         let scheduler = JobScheduler::new().await?;
         let job = Job::new_async(cron.as_str(), move |_, _| {
-            let (pool, redis) = (pool.clone(), redis.clone());
+            let (pool, redis, keys) = (pool.clone(), redis.clone(), keys.clone());
             Box::pin(async move {
-                match flush_and_score(&pool, &redis).await {
+                match flush_and_score(&pool, &redis, &keys).await {
                     Ok(n) => tracing::debug!(posts = n, "views flushed, trending recomputed"),
                     Err(e) => tracing::warn!(error = %e, "stats job failed; views stay in Redis for the next run"),
                 }
@@ -45,11 +45,11 @@ pub enum StatsError {
 }
 
 /// One run: flush pending views, then rescore every published post that has views.
-pub async fn flush_and_score(pool: &PgPool, redis: &LazyRedis) -> Result<usize, StatsError> {
+pub async fn flush_and_score(pool: &PgPool, redis: &LazyRedis, keys: &RedisKeys) -> Result<usize, StatsError> {
     if let Some(mut conn) = redis.get().await {
-        let batch = format!("{}:flushing:{}", redis_keys::VIEWS, Uuid::now_v7());
+        let batch = format!("{}:flushing:{}", keys.views(), Uuid::now_v7());
         let renamed: redis::RedisResult<()> =
-            redis::cmd("RENAME").arg(redis_keys::VIEWS).arg(&batch).query_async(&mut conn).await;
+            redis::cmd("RENAME").arg(keys.views()).arg(&batch).query_async(&mut conn).await;
         if renamed.is_ok() {
             let views: Vec<(String, i64)> = redis::cmd("HGETALL").arg(&batch).query_async(&mut conn).await?;
             let (ids, counts): (Vec<Uuid>, Vec<i64>) =

@@ -11,7 +11,7 @@ use moka::future::Cache;
 use rand::Rng;
 use shared::db::{LazyRedis, ReadSource};
 use shared::read_model::{CachedPost, PostDetail};
-use shared::redis_keys;
+use shared::redis_keys::{self, RedisKeys};
 use tokio_util::sync::CancellationToken;
 
 /// Counts a cache lookup: `layer` is `process` or `redis`.
@@ -60,6 +60,7 @@ pub struct ReadCache {
     pub lists: Cache<String, Arc<(Bytes, i64, ReadSource)>>,
     list_generation: std::sync::atomic::AtomicI64,
     pub redis: LazyRedis,
+    keys: RedisKeys,
 }
 
 fn jittered(base: Duration) -> Duration {
@@ -76,12 +77,13 @@ impl<K, V> moka::Expiry<K, V> for JitteredExpiry {
 }
 
 impl ReadCache {
-    pub fn new(redis_url: &str, ttl: Duration) -> Self {
+    pub fn new(redis_url: &str, ttl: Duration, keys: RedisKeys) -> Self {
         ReadCache {
             views: std::sync::Mutex::new(std::collections::HashMap::new()),
             posts: Cache::builder().max_capacity(20_000).expire_after(JitteredExpiry(ttl)).build(),
             lists: Cache::builder().max_capacity(2_000).expire_after(JitteredExpiry(ttl)).build(),
             redis: LazyRedis::new(redis_url),
+            keys,
             list_generation: std::sync::atomic::AtomicI64::new(0),
         }
     }
@@ -120,7 +122,7 @@ impl ReadCache {
             };
             let mut pipe = redis::pipe();
             for (id, n) in &pending {
-                pipe.cmd("HINCRBY").arg(redis_keys::VIEWS).arg(id.to_string()).arg(*n).ignore();
+                pipe.cmd("HINCRBY").arg(self.keys.views()).arg(id.to_string()).arg(*n).ignore();
             }
             if let Err(e) = pipe.query_async::<()>(&mut conn).await {
                 tracing::warn!(error = %e, "views not flushed; keeping them for the next try");
@@ -142,9 +144,9 @@ impl ReadCache {
     /// The projector's write-through entry for a slug, if Redis has a live one.
     pub async fn redis_post(&self, slug: &str) -> Option<CachedPost> {
         let mut conn = self.redis.get().await?;
-        let ns: Option<i64> = redis::cmd("GET").arg(redis_keys::NAMESPACE_KEY).query_async(&mut conn).await.ok()?;
+        let ns: Option<i64> = redis::cmd("GET").arg(self.keys.namespace()).query_async(&mut conn).await.ok()?;
         let body: Option<String> = redis::cmd("HGET")
-            .arg(redis_keys::post_by_slug(ns.unwrap_or(0), slug))
+            .arg(self.keys.post_by_slug(ns.unwrap_or(0), slug))
             .arg("body")
             .query_async(&mut conn)
             .await
@@ -159,13 +161,13 @@ impl ReadCache {
             let run = async {
                 let client = redis::Client::open(redis_url.as_str())?;
                 let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(redis_keys::INVALIDATION_CHANNEL).await?;
+                pubsub.subscribe(self.keys.invalidation_channel()).await?;
                 // Anything may have changed while we were not listening.
                 self.posts.invalidate_all();
                 self.lists.invalidate_all();
                 let mut conn = client.get_multiplexed_async_connection().await?;
                 let generation: Option<i64> =
-                    redis::cmd("GET").arg(redis_keys::LIST_GENERATION_KEY).query_async(&mut conn).await?;
+                    redis::cmd("GET").arg(self.keys.list_generation()).query_async(&mut conn).await?;
                 self.advance_lists(generation.unwrap_or(0));
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {

@@ -55,11 +55,11 @@ impl AppState {
         let reads = ReadPools::new(primary, replicas, config.max_replica_lag, config.consistency_wait);
         Ok(AppState {
             reads: Arc::new(reads),
-            cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL)),
+            cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL, config.redis_keys.clone())),
             public_url: Arc::from(config.public_url.as_str()),
             keys: shared::auth::JwtKeys::new(config.require_jwt_secret()?),
             read_limit: Arc::new(ReadLimit {
-                limiter: shared::rate_limit::RateLimiter::new(&config.redis_url),
+                limiter: shared::rate_limit::RateLimiter::new(&config.redis_url, config.redis_keys.clone()),
                 per_minute: config.rate_limits.reads,
                 trusted_proxies: config.trusted_proxies.clone(),
             }),

@@ -23,6 +23,8 @@ pub struct Config {
     pub database_primary_direct_url: String,
     pub database_replica_urls: Vec<String>,
     pub redis_url: String,
+    /// `PRESSROOM_REDIS_PREFIX`: the start of every Redis key and channel of this deployment.
+    pub redis_keys: crate::redis_keys::RedisKeys,
     pub jwt_secret: Option<SecretString>,
     pub command_addr: SocketAddr,
     pub query_addr: SocketAddr,
@@ -87,6 +89,19 @@ impl Config {
             database_primary_direct_url: direct,
             database_replica_urls: replicas,
             redis_url: s("REDIS_URL", "redis://127.0.0.1:16379"),
+            redis_keys: {
+                let prefix = s("PRESSROOM_REDIS_PREFIX", crate::redis_keys::DEFAULT_PREFIX);
+                if prefix.is_empty()
+                    || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                {
+                    return Err(ConfigError::Invalid {
+                        name: "PRESSROOM_REDIS_PREFIX",
+                        value: prefix,
+                        reason: "letters, digits, `_`, `-` and `.` only".into(),
+                    });
+                }
+                crate::redis_keys::RedisKeys::new(&prefix)
+            },
             jwt_secret: get("PRESSROOM_JWT_SECRET").map(SecretString::from),
             command_addr: parse(&get, "PRESSROOM_COMMAND_ADDR", "127.0.0.1:8081")?,
             query_addr: parse(&get, "PRESSROOM_QUERY_ADDR", "127.0.0.1:8080")?,

@@ -38,15 +38,17 @@ impl Limited {
 
 pub struct RateLimiter {
     redis: crate::db::LazyRedis,
+    keys: crate::redis_keys::RedisKeys,
     script: redis::Script,
     local: Mutex<HashMap<String, f64>>,
     started: Instant,
 }
 
 impl RateLimiter {
-    pub fn new(redis_url: &str) -> Self {
+    pub fn new(redis_url: &str, keys: crate::redis_keys::RedisKeys) -> Self {
         RateLimiter {
             redis: crate::db::LazyRedis::new(redis_url),
+            keys,
             script: redis::Script::new(GCRA),
             local: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -59,7 +61,7 @@ impl RateLimiter {
             return Ok(());
         }
         let interval_ms = 60_000.0 / f64::from(per_minute);
-        let redis_key = format!("pressroom:rl:{bucket}:{key}");
+        let redis_key = self.keys.rate_limit(bucket, key);
         if let Some(mut conn) = self.redis.get().await {
             let r: redis::RedisResult<(i64, i64)> =
                 self.script.key(&redis_key).arg(interval_ms).arg(per_minute).invoke_async(&mut conn).await;
@@ -101,7 +103,7 @@ mod tests {
 
     #[test]
     fn the_local_fallback_allows_the_burst_then_refuses_with_a_retry_after() {
-        let rl = RateLimiter::new("");
+        let rl = RateLimiter::new("", Default::default());
         for _ in 0..5 {
             assert!(rl.check_local("k", 12_000.0, 5).is_ok());
         }

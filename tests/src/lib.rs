@@ -36,6 +36,8 @@ pub struct TestDb {
     pub replica_url: String,
     pub redis_url: String,
     pub replica_admin_url: String,
+    /// Superuser URL on the primary (direct), as operators run `pressroom-ops`.
+    pub admin_url: String,
 }
 
 impl TestDb {
@@ -63,6 +65,7 @@ impl TestDb {
             primary_url: format!("postgres://pressroom_app@127.0.0.1:{b}/{name}"),
             direct_url: format!("postgres://pressroom_app@127.0.0.1:{p}/{name}"),
             replica_admin_url: format!("postgres://postgres@127.0.0.1:{r}/{name}"),
+            admin_url: format!("postgres://postgres@127.0.0.1:{p}/{name}"),
             replica_url,
             redis_url: format!("redis://127.0.0.1:{redis}"),
             admin,
@@ -85,7 +88,45 @@ impl TestDb {
             ("REDIS_URL".into(), self.redis_url.clone()),
             ("PRESSROOM_JWT_SECRET".into(), "test-secret-not-for-production".into()),
             ("PRESSROOM_PROJECTOR_POLL_INTERVAL".into(), "100ms".into()),
+            // Tests share one Redis: each database gets keys and channels of its own.
+            ("PRESSROOM_REDIS_PREFIX".into(), self.name.clone()),
         ]
+    }
+
+    /// `pressroom-ops` as an operator runs it against this database (and its Redis keys).
+    pub fn ops(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("pressroom-ops"));
+        cmd.args(args)
+            .env("DATABASE_ADMIN_URL", &self.admin_url)
+            .env("REDIS_URL", &self.redis_url)
+            .env("PRESSROOM_REDIS_PREFIX", &self.name)
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Waits (up to 60 s) until every projection's checkpoint is at the head of the log.
+    pub async fn wait_projected(&self) {
+        for _ in 0..600 {
+            let behind: i64 = sqlx::query_scalar(
+                "select count(*) from read.checkpoints c
+                 where c.name in ('posts', 'comments')
+                   and exists (select 1 from events e
+                               where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))",
+            )
+            .fetch_one(&self.admin)
+            .await
+            .unwrap();
+            let started: i64 =
+                sqlx::query_scalar("select count(*) from read.checkpoints where name in ('posts', 'comments')")
+                    .fetch_one(&self.admin)
+                    .await
+                    .unwrap();
+            if behind == 0 && started == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("projections did not reach the head of the log within 60 s");
     }
 
     /// A pool as the application role, through PgBouncer.
@@ -322,6 +363,12 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
 
 impl Stack {
     /// Starts one more projector process on this stack's database (it stands by while the first leads).
+    /// Kills the stack's own projector with SIGKILL (no shutdown, no flushing) and waits for it to die.
+    pub async fn kill_projector(&mut self) {
+        let projector = &mut self.children[0];
+        projector.kill().await.unwrap();
+    }
+
     pub fn spawn_projector(&self) -> Child {
         let mut env = self.env.clone();
         env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{}", free_port())));

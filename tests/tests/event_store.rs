@@ -54,7 +54,9 @@ impl Projection for CountingProjection {
             .await?;
         Ok(())
     }
-    async fn after_commit(&self, _: Vec<()>) {}
+    async fn after_commit(&self, _: Vec<()>) -> bool {
+        true
+    }
 }
 
 async fn start_counting(db: &TestDb) -> (CancellationToken, PgPool) {

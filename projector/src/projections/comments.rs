@@ -93,9 +93,7 @@ impl Projection for CommentsProjection {
         Ok(())
     }
 
-    async fn after_commit(&self, slugs: Vec<String>) {
-        if !slugs.is_empty() {
-            self.redis.evict_posts(slugs).await;
-        }
+    async fn after_commit(&self, slugs: Vec<String>) -> bool {
+        slugs.is_empty() || self.redis.evict_posts(slugs).await
     }
 }

@@ -9,6 +9,7 @@ use std::future::Future;
 use shared::domain::events::DecodeError;
 use shared::domain::DomainEvent;
 use shared::event_store::RecordedEvent;
+use shared::position::LogPosition;
 use sqlx::PgConnection;
 
 /// Why an event could not be applied. Any of these halts the projection at that event.
@@ -43,6 +44,14 @@ pub trait Projection: Send + Sync + 'static {
         effects: &mut Vec<Self::Effect>,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
 
-    /// Runs the effects of a committed batch. Failures are logged, never fatal: Redis is rebuildable.
-    fn after_commit(&self, effects: Vec<Self::Effect>) -> impl Future<Output = ()> + Send;
+    /// Runs the effects of a committed batch; false when some did not land (Redis down). Failures are
+    /// logged, never fatal: the runner redoes them with [`Projection::redo_effects`].
+    fn after_commit(&self, effects: Vec<Self::Effect>) -> impl Future<Output = bool> + Send;
+
+    /// Redoes the effects of everything applied after `since` (after a crash between commit and
+    /// effects, or a Redis outage); true when they all landed.
+    fn redo_effects(&self, since: LogPosition) -> impl Future<Output = bool> + Send {
+        let _ = since;
+        async { true }
+    }
 }

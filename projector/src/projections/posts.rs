@@ -8,6 +8,7 @@ use shared::domain::events::{AuthorProfileUpdated, AuthorRegistered};
 use shared::domain::post::{self, Post, PostStatus};
 use shared::domain::DomainEvent;
 use shared::event_store::RecordedEvent;
+use shared::position::LogPosition;
 use shared::read_model::{tag_refs, AuthorRef, CachedPost, PostDetail, PostSummary, TagRef};
 use shared::render;
 use sqlx::types::Json;
@@ -388,9 +389,50 @@ impl Projection for PostsProjection {
         }
     }
 
-    async fn after_commit(&self, effects: Vec<PostEffect>) {
+    async fn redo_effects(&self, since: LogPosition) -> bool {
+        let changed = sqlx::query_scalar!(
+            "select id from read.posts where (last_transaction_id, last_position) > ($1::bigint::text::xid8, $2)",
+            since.transaction_id,
+            since.global_position
+        )
+        .fetch_all(&self.pool)
+        .await;
+        let changed = match changed {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot find the posts whose Redis entries to redo");
+                return false;
+            }
+        };
+        if !changed.is_empty() {
+            tracing::info!(posts = changed.len(), "redoing Redis entries not known to have landed");
+        }
+        for ids in changed.chunks(1_000) {
+            let retired = sqlx::query!(
+                r#"select h.slug, p.last_transaction_id::text::bigint as "tx!", p.last_position
+                   from read.slug_history h join read.posts p on p.id = h.post_id
+                   where p.id = any($1) and h.slug <> p.slug"#,
+                ids
+            )
+            .fetch_all(&self.pool)
+            .await;
+            let Ok(retired) = retired else { return false };
+            let mut effects: Vec<PostEffect> = ids.iter().copied().map(PostEffect::Changed).collect();
+            effects.extend(retired.into_iter().map(|r| PostEffect::SlugRetired {
+                slug: r.slug,
+                transaction_id: r.tx,
+                position: r.last_position,
+            }));
+            if !self.after_commit(effects).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn after_commit(&self, effects: Vec<PostEffect>) -> bool {
         if effects.is_empty() {
-            return;
+            return true;
         }
         let mut ids: Vec<Uuid> = Vec::new();
         let mut retired: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -412,8 +454,8 @@ impl Projection for PostsProjection {
         let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read back projected posts for Redis; entries will refresh later");
-                return;
+                tracing::warn!(error = %e, "cannot read back projected posts for Redis; redone later");
+                return false;
             }
         };
         let mut writes = Vec::with_capacity(rows.len() + retired.len());
@@ -428,6 +470,6 @@ impl Projection for PostsProjection {
             });
             writes.push((r.slug.clone(), r.last_transaction_id, r.last_position, entry));
         }
-        self.redis.write_posts(writes).await;
+        self.redis.write_posts(writes).await
     }
 }

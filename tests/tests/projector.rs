@@ -1,0 +1,310 @@
+//! The projector under crashes and operator rebuilds, over the real binaries: kill -9 during appends,
+//! standby takeover, and `pressroom-ops projections rebuild` while readers hit the query API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pressroom_tests::{Stack, TestDb};
+use reqwest::Method;
+use serde_json::{json, Value};
+use shared::domain::role::Role;
+
+/// Every published post through the list, in order, read at `position` or later.
+async fn walk(stack: &Stack, position: i64) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = stack
+            .http
+            .get(format!("{}/v1/posts?limit=100&cursor={cursor}", stack.query))
+            .header("pressroom-min-position", position)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        all.extend(page["posts"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => return all,
+        }
+    }
+}
+
+async fn head(db: &TestDb) -> i64 {
+    sqlx::query_scalar("select max(global_position) from events").fetch_one(&db.admin).await.unwrap()
+}
+
+async fn seed(db: &TestDb, posts: u32) {
+    let out = db.ops(&["seed", "--posts", &posts.to_string(), "--authors", "4", "--concurrency", "4"]).output();
+    let out = out.await.unwrap();
+    assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs `projections rebuild posts --json`; Ok(report) or Err(stderr).
+async fn rebuild(db: &TestDb, extra: &[&str]) -> Result<Value, String> {
+    let mut args = vec!["projections", "rebuild", "posts", "--json"];
+    args.extend_from_slice(extra);
+    let out = db.ops(&args).output().await.unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+fn assert_tables_identical(report: &Value) {
+    for t in report["tables"].as_array().unwrap() {
+        assert_eq!(t["live_rows"], t["rebuilt_rows"], "{t}");
+        assert_eq!(t["live_checksum"], t["rebuilt_checksum"], "{t}");
+    }
+}
+
+#[tokio::test]
+async fn killing_the_projector_five_times_during_20000_appends_leaves_rows_a_rebuild_reproduces_and_redis_at_row_positions(
+) {
+    let mut stack = Stack::start(TestDb::fresh().await).await;
+    let (editor, token) = stack.token(Role::Editor).await;
+    for i in 0..5 {
+        stack.published_post(&token, &format!("Kept through crashes {i}")).await;
+    }
+    // ~20,000 events from four concurrent writers while the projector is killed five times.
+    let seeding = stack.db.ops(&["seed", "--posts", "10000", "--authors", "4", "--concurrency", "4"]).output();
+    let seeding = tokio::spawn(seeding);
+    let mut standbys = Vec::new();
+    for i in 0..5 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Side effects that touch many rows and Redis entries at once: a rename, an edit.
+        let res = stack
+            .command(
+                Method::PATCH,
+                &format!("/v1/authors/{editor}"),
+                Some(&token),
+                Some(json!({"name": format!("Editor, take {i}")})),
+                &[],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        if i == 0 {
+            stack.kill_projector().await;
+        } else {
+            let mut leader: tokio::process::Child = standbys.pop().unwrap();
+            leader.kill().await.unwrap();
+        }
+        standbys.push(stack.spawn_projector());
+    }
+    let out = seeding.await.unwrap().unwrap();
+    assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(head(&stack.db).await >= 20_000);
+    stack.db.wait_projected().await;
+
+    // Every Redis entry carries its row's position (entries lost in a crash are redone by the next leader).
+    let client = redis::Client::open(stack.db.redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let ns: Option<i64> = redis::cmd("GET").arg(format!("{}:ns", stack.db.name)).query_async(&mut redis).await.unwrap();
+    let rows: Vec<(String, i64, String)> =
+        sqlx::query_as("select slug, last_position, status from read.posts").fetch_all(&stack.db.admin).await.unwrap();
+    let mut mismatches = Vec::new();
+    for attempt in 0..50 {
+        mismatches.clear();
+        let mut pipe = redis::pipe();
+        for (slug, _, _) in &rows {
+            pipe.cmd("HGET").arg(format!("{}:{}:post:slug:{slug}", stack.db.name, ns.unwrap_or(0))).arg("pos");
+        }
+        let positions: Vec<Option<i64>> = pipe.query_async(&mut redis).await.unwrap();
+        for ((slug, row_position, status), cached) in rows.iter().zip(positions) {
+            if cached.is_some_and(|p| p != *row_position) {
+                mismatches.push(format!("{slug} ({status}): row {row_position}, Redis {cached:?}"));
+            }
+        }
+        let published = rows.iter().filter(|r| r.2 == "published").count();
+        assert!(published >= 10_000, "{published} published rows");
+        if mismatches.is_empty() {
+            break;
+        }
+        assert!(attempt < 49, "{} Redis entries disagree with their rows: {:?}", mismatches.len(), &mismatches[..5]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The rows equal a from-scratch rebuild: the rebuild verifies counts and checksums per table.
+    let report = rebuild(&stack.db, &[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
+    assert_tables_identical(&report);
+    let renamed: i64 = sqlx::query_scalar(
+        "select count(*) from read.posts where author_id = $1 and author->>'name' = 'Editor, take 4'",
+    )
+    .bind(editor)
+    .fetch_one(&stack.db.admin)
+    .await
+    .unwrap();
+    assert_eq!(renamed, 5);
+    for mut p in standbys {
+        let _ = p.kill().await;
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_standby_projector_takes_over_within_seconds_when_the_leader_is_killed() {
+    let mut stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let (_, slug, position) = stack.published_post(&token, "Before the crash").await;
+    assert_eq!(stack.get_post(&slug, Some(position)).await.status(), 200);
+    let mut standby = stack.spawn_projector();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stack.kill_projector().await;
+    let killed = tokio::time::Instant::now();
+    let (_, slug, position) = stack.published_post(&token, "After the crash").await;
+    loop {
+        let projected: i64 =
+            sqlx::query_scalar("select count(*) from read.posts where slug = $1 and status = 'published'")
+                .bind(&slug)
+                .fetch_one(&stack.db.admin)
+                .await
+                .unwrap();
+        if projected == 1 {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(5), "no projector took over within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let res = stack.get_post(&slug, Some(position)).await;
+    assert_eq!(res.status(), 200);
+    assert_ne!(res.headers()["pressroom-read-source"], "events", "the standby projected it");
+    let _ = standby.kill().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn rebuilding_posts_while_readers_hit_the_query_api_never_fails_or_empties_a_read_and_keeps_the_content() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    seed(&stack.db, 1500).await;
+    stack.db.wait_projected().await;
+    let at = head(&stack.db).await;
+    let before = walk(&stack, at).await;
+    assert_eq!(before.len(), 1500);
+    let slugs: Arc<Vec<String>> =
+        Arc::new(before.iter().step_by(50).map(|p| p["slug"].as_str().unwrap().to_string()).collect());
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (reads, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(std::sync::Mutex::new(Vec::new())));
+    let mut readers = Vec::new();
+    for r in 0..4 {
+        let (http, base, slugs) = (stack.http.clone(), stack.query.clone(), slugs.clone());
+        let (stop, reads, failures) = (stop.clone(), reads.clone(), failures.clone());
+        readers.push(tokio::spawn(async move {
+            let mut i = r;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let (url, list) = match i % 3 {
+                    0 => (format!("{base}/v1/posts?limit=20"), true),
+                    1 => (format!("{base}/v1/posts/{}", slugs[i % slugs.len()]), false),
+                    // Straight from the database, past every cache.
+                    _ => (
+                        format!(
+                            "{base}/v1/posts?limit=5&cursor={}",
+                            "9999999999999999.00000000000000000000000000000000"
+                        ),
+                        true,
+                    ),
+                };
+                let mut req = http.get(&url);
+                if i % 3 == 2 {
+                    req = req.header("pressroom-min-position", at);
+                }
+                let res = req.send().await;
+                let failure = match res {
+                    Err(e) => Some(format!("{url}: {e}")),
+                    Ok(res) if !res.status().is_success() => Some(format!("{url}: {}", res.status())),
+                    Ok(res) => {
+                        let body: Value = res.json().await.unwrap_or(Value::Null);
+                        (list && body["posts"].as_array().is_none_or(|p| p.is_empty()))
+                            .then(|| format!("{url}: empty list"))
+                    }
+                };
+                reads.fetch_add(1, Ordering::Relaxed);
+                if let Some(f) = failure {
+                    failures.lock().unwrap().push(f);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = rebuild(&stack.db, &[]).await.unwrap_or_else(|e| panic!("rebuild failed: {e}"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(failures.is_empty(), "{} failed reads, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(reads.load(Ordering::Relaxed) > 100, "the readers barely ran");
+    assert_tables_identical(&report);
+    assert!(report["folded_events"].as_u64().unwrap() >= 3000);
+    assert_eq!(walk(&stack, at).await, before, "the content changed across the swap");
+    // The rebuilt tables take writes: the projector carries on.
+    let (_, token) = stack.token(Role::Author).await;
+    let (_, slug, _) = stack.published_post(&token, "After the rebuild").await;
+    let started = tokio::time::Instant::now();
+    while sqlx::query_scalar::<_, i64>("select count(*) from read.posts where slug = $1")
+        .bind(&slug)
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "the projector stopped after the swap");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_rebuild_that_differs_from_live_is_aborted_and_live_kept_unless_changes_are_accepted() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    seed(&stack.db, 40).await;
+    stack.db.wait_projected().await;
+    let slug: String = sqlx::query_scalar("select slug from read.posts order by slug limit 1")
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
+    let title: String = sqlx::query_scalar("select title from read.posts where slug = $1")
+        .bind(&slug)
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
+    sqlx::query("update read.posts set title = 'Tampered' where slug = $1")
+        .bind(&slug)
+        .execute(&stack.db.admin)
+        .await
+        .unwrap();
+
+    let refused = rebuild(&stack.db, &[]).await.expect_err("a differing rebuild must not swap");
+    assert!(refused.contains("differs from live") && refused.contains("posts"), "{refused}");
+    let kept: String = sqlx::query_scalar("select title from read.posts where slug = $1")
+        .bind(&slug)
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(kept, "Tampered", "live was kept as it was");
+    let shadow: bool = sqlx::query_scalar("select exists(select 1 from pg_namespace where nspname = 'rebuild_posts')")
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
+    assert!(!shadow, "the aborted copy was cleaned up");
+
+    let report = rebuild(&stack.db, &["--accept-changes"]).await.unwrap_or_else(|e| panic!("{e}"));
+    let posts = report["tables"].as_array().unwrap().iter().find(|t| t["table"] == "posts").unwrap();
+    assert_ne!(posts["live_checksum"], posts["rebuilt_checksum"]);
+    let repaired: String = sqlx::query_scalar("select title from read.posts where slug = $1")
+        .bind(&slug)
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(repaired, title);
+    let served: Value = stack.get_post(&slug, Some(head(&stack.db).await)).await.json().await.unwrap();
+    assert_eq!(served["title"], title.as_str());
+    stack.stop().await;
+}
