@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use shared::domain::post::{Actor, DraftPost, PostCommand};
+use shared::domain::comment::Moderation;
+use shared::domain::post::{self as post, Actor, DraftPost, PostCommand};
 use shared::domain::role::Role;
 use shared::domain::slug::Slug;
 use shared::domain::values::{parse_tags, BodyMarkdown, Email, FieldError, Summary, Title};
 use shared::event_store::Metadata;
 use shared::write::authors::{self, NewAuthor};
+use shared::write::comments;
 use shared::write::posts::{self, CreatePost};
 use shared::write::WriteError;
 use sqlx::PgPool;
@@ -28,7 +30,17 @@ pub struct SeedArgs {
     /// Only seed when no post exists yet (for `./ops/up`, which seeds demo content once).
     #[arg(long)]
     if_empty: bool,
+    /// Approved comments, spread over the new posts (submitted, then approved by a seed editor).
+    #[arg(long, default_value_t = 0)]
+    comments: u32,
+    /// Append the posts' events in batches of 1,000 posts per transaction (the same events the API
+    /// appends, decided by the same domain code) instead of one command at a time: for large benches.
+    #[arg(long)]
+    bulk: bool,
 }
+
+/// Posts per transaction in `--bulk`.
+const BULK_BATCH: u32 = 1_000;
 
 const TOPICS: &[&str] = &["Rust", "Databases", "Event Sourcing", "Publishing", "Performance", "Operations"];
 const WORDS: &[&str] = &[
@@ -66,19 +78,35 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
     }
     let mut writers = Vec::new();
     for i in 1..=args.authors.max(1) {
-        writers.push(writer(pool, i).await?);
+        writers.push(writer(pool, i, Role::Author).await?);
     }
     let started = Instant::now();
+    if args.bulk {
+        let ids = seed_bulk(pool, &writers, args.posts).await?;
+        println!(
+            "seeded {} authors and {} published posts ({} events) in {:.1} s",
+            writers.len(),
+            ids.len(),
+            ids.len() * 2,
+            started.elapsed().as_secs_f64()
+        );
+        return seed_comments(pool, &ids, args.comments, args.concurrency).await;
+    }
+    let created = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.posts as usize)));
     let next = Arc::new(AtomicU32::new(0));
     let workers = (0..args.concurrency.max(1)).map(|_| {
-        let (pool, writers, next, total) = (pool.clone(), writers.clone(), next.clone(), args.posts);
+        let (pool, writers, next, total, created) =
+            (pool.clone(), writers.clone(), next.clone(), args.posts, created.clone());
         tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= total {
                     return Ok::<(), anyhow::Error>(());
                 }
-                seed_post(&pool, writers[n as usize % writers.len()], n).await?;
+                let id = seed_post(&pool, writers[n as usize % writers.len()], n).await?;
+                if let Ok(mut created) = created.lock() {
+                    created.push(id);
+                }
                 if (n + 1) % 10_000 == 0 {
                     let rate = f64::from(n + 1) / started.elapsed().as_secs_f64();
                     eprintln!("seeded {} of {total} posts ({rate:.0} posts/s)", n + 1);
@@ -95,17 +123,117 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
         args.posts,
         started.elapsed().as_secs_f64()
     );
+    let ids = created.lock().map(|c| c.clone()).unwrap_or_default();
+    seed_comments(pool, &ids, args.comments, args.concurrency).await
+}
+
+/// `--bulk`: each batch claims its slugs and appends every post's PostDrafted and PostPublished in one
+/// transaction. A slug someone already holds drops that post from the batch. Returns the new post ids.
+async fn seed_bulk(pool: &PgPool, writers: &[Actor], total: u32) -> anyhow::Result<Vec<uuid::Uuid>> {
+    // Number after the posts that exist, so that a second bulk seed gets fresh slugs.
+    let existing = sqlx::query_scalar!(
+        r#"select count(*) as "n!" from events where stream_type = 'post' and version = 1"#
+    )
+    .fetch_one(pool)
+    .await?;
+    let offset = u32::try_from(existing).unwrap_or(0);
+    let mut ids = Vec::with_capacity(total as usize);
+    let mut from = 0;
+    while from < total {
+        let to = (from + BULK_BATCH).min(total);
+        let mut slugs = Vec::new();
+        let mut streams = Vec::new();
+        let mut events: Vec<(uuid::Uuid, i32, &'static str, serde_json::Value)> = Vec::new();
+        for n in from..to {
+            let actor = writers[n as usize % writers.len()];
+            let draft = draft_post(actor, offset + n)?;
+            let id = uuid::Uuid::now_v7();
+            slugs.push(draft.slug.as_str().to_string());
+            streams.push(id);
+            let now = Utc::now();
+            let drafted = post::decide(None, actor, PostCommand::Draft(draft))?;
+            let state = drafted.iter().fold(None, |s, e| post::apply(s, id, e, now));
+            let published = post::decide(state.as_ref(), actor, PostCommand::Publish { at: None, now })?;
+            for (version, e) in drafted.iter().chain(&published).enumerate() {
+                events.push((id, version as i32 + 1, e.event_type(), e.payload()));
+            }
+        }
+        let mut tx = pool.begin().await?;
+        let claimed = sqlx::query_scalar!(
+            "insert into slug_reservations (slug, post_id) select * from unnest($1::text[], $2::uuid[])
+             on conflict (slug) do nothing returning post_id",
+            &slugs,
+            &streams
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let claimed: std::collections::HashSet<uuid::Uuid> = claimed.into_iter().collect();
+        events.retain(|e| claimed.contains(&e.0));
+        sqlx::query!(
+            "insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload)
+             select gen_random_uuid(), s, 'post', v, t, $5, p
+             from unnest($1::uuid[], $2::int[], $3::text[], $4::jsonb[]) as u(s, v, t, p)",
+            &events.iter().map(|e| e.0).collect::<Vec<_>>(),
+            &events.iter().map(|e| e.1).collect::<Vec<_>>(),
+            &events.iter().map(|e| e.2.to_string()).collect::<Vec<_>>(),
+            &events.iter().map(|e| e.3.clone()).collect::<Vec<_>>(),
+            shared::domain::events::CURRENT_SCHEMA_VERSION,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        ids.extend(streams.into_iter().filter(|id| claimed.contains(id)));
+        from = to;
+        if from % 50_000 == 0 {
+            eprintln!("seeded {from} of {total} posts");
+        }
+    }
+    Ok(ids)
+}
+
+/// `--comments K`: K comments over `posts` (round robin), each submitted and approved by a seed editor.
+async fn seed_comments(pool: &PgPool, posts: &[uuid::Uuid], total: u32, concurrency: u32) -> anyhow::Result<()> {
+    if total == 0 || posts.is_empty() {
+        return Ok(());
+    }
+    let editor = writer(pool, 0, Role::Editor).await?;
+    let started = Instant::now();
+    let next = Arc::new(AtomicU32::new(0));
+    let posts = Arc::new(posts.to_vec());
+    let workers = (0..concurrency.max(1)).map(|_| {
+        let (pool, next, posts) = (pool.clone(), next.clone(), posts.clone());
+        tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let post = posts[n as usize % posts.len()];
+                let new = comments::NewComment {
+                    author_name: format!("Reader {}", n % 97 + 1),
+                    author_email: None,
+                    body: format!("Comment {} — {}", n + 1, WORDS[n as usize % WORDS.len()]),
+                };
+                let (id, _) = comments::submit(&pool, post, new, &Metadata::default()).await?;
+                comments::moderate(&pool, editor, id, Moderation::Approve, &Metadata::default()).await?;
+            }
+        })
+    });
+    for w in futures::future::join_all(workers).await {
+        w??;
+    }
+    println!("seeded {total} approved comments in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// The i-th seed author, registered once (a second seed reuses it).
-async fn writer(pool: &PgPool, i: u32) -> anyhow::Result<Actor> {
-    let address = format!("writer{i}@pressroom.local");
+/// The i-th seed author (or editor), registered once (a second seed reuses it).
+async fn writer(pool: &PgPool, i: u32, role: Role) -> anyhow::Result<Actor> {
+    let address = format!("{}{i}@pressroom.local", if role == Role::Author { "writer" } else { role.as_str() });
     let new = NewAuthor {
         email: Email::parse("email", &address).map_err(field)?,
         name: format!("Writer {i}"),
         password: format!("writer-{i}-{}", uuid::Uuid::now_v7().simple()),
-        role: Role::Author,
+        role,
         slug: None,
         bio: Some("Writes about systems.".into()),
         avatar_url: None,
@@ -116,7 +244,7 @@ async fn writer(pool: &PgPool, i: u32) -> anyhow::Result<Actor> {
             let id = sqlx::query_scalar!("select author_id from author_credentials where email = $1", address)
                 .fetch_one(pool)
                 .await?;
-            Ok(Actor { id, role: Role::Author })
+            Ok(Actor { id, role })
         }
         Err(e) => Err(e.into()),
     }
@@ -126,9 +254,18 @@ fn field(e: FieldError) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", e.field, e.message)
 }
 
-/// One published post with a realistic Markdown body (heading, paragraphs, list, code block).
-async fn seed_post(pool: &PgPool, actor: Actor, n: u32) -> anyhow::Result<()> {
+/// One published post with a realistic Markdown body; returns its id.
+async fn seed_post(pool: &PgPool, actor: Actor, n: u32) -> anyhow::Result<uuid::Uuid> {
     let meta = Metadata::default();
+    let draft = draft_post(actor, n)?;
+    let (post, _) = posts::create(pool, actor, CreatePost { draft, explicit_slug: false }, &meta).await?;
+    let publish = PostCommand::Publish { at: None, now: Utc::now() };
+    posts::execute(pool, actor, post.id, Some(1), publish, &meta).await?;
+    Ok(post.id)
+}
+
+/// The n-th seed draft: a realistic Markdown body (heading, paragraphs, list, code block) and two tags.
+fn draft_post(actor: Actor, n: u32) -> anyhow::Result<DraftPost> {
     let topic = TOPICS[n as usize % TOPICS.len()];
     let title = format!("{topic} notes #{}", n + 1);
     let mut body = format!("## {topic}\n\nThis is post number {} about **{topic}**.\n\n", n + 1);
@@ -148,8 +285,5 @@ async fn seed_post(pool: &PgPool, actor: Actor, n: u32) -> anyhow::Result<()> {
         tags: parse_tags("tags", &[topic.to_string(), second_tag.to_string()]).map_err(field)?,
         cover_image_url: None,
     };
-    let (post, _) = posts::create(pool, actor, CreatePost { draft, explicit_slug: false }, &meta).await?;
-    let publish = PostCommand::Publish { at: None, now: Utc::now() };
-    posts::execute(pool, actor, post.id, Some(1), publish, &meta).await?;
-    Ok(())
+    Ok(draft)
 }
