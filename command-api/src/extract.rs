@@ -35,7 +35,12 @@ impl FromRequestParts<AppState> for CurrentAuthor {
             .ok_or(ApiError::Unauthorized)?;
         let claims = state.keys.verify(token.trim()).map_err(|_| ApiError::Unauthorized)?;
         let mut conn = state.pool.acquire().await?;
-        let author = shared::write::authors::load(&mut conn, claims.sub).await?;
+        let author = shared::metrics::timed_query(
+            "authors.load",
+            "primary",
+            shared::write::authors::load(&mut conn, claims.sub),
+        )
+        .await?;
         let author = match author {
             Some(a) if a.active => a,
             _ => return Err(ApiError::Unauthorized),

@@ -6,10 +6,17 @@ use shared::config::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("pressroom-command-api");
+    shared::metrics::install();
     let config = Config::from_env()?;
     let (addr, timeout) = (config.command_addr, config.request_timeout);
     let state = AppState::from_config(config)?;
     let shutdown = shared::shutdown::on_signal();
+    tokio::spawn(shared::metrics::watch_pool("primary", state.pool.clone(), shutdown.clone()));
+    shared::metrics::zero_counters(&[(
+        "pressroom_rate_limit_rejections_total",
+        "bucket",
+        &["writes", "comments", "login"],
+    )]);
     shared::http::serve(addr, app(state, timeout), shutdown).await?;
     Ok(())
 }

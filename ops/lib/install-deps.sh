@@ -15,6 +15,8 @@ need_apt=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15 postgresql-contrib-15)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v psql >/dev/null || need_apt+=(postgresql-client-15)
+# nginx only for `nginx -t` on ops/deploy/nginx.conf and the `--scale` topology.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 
 pgb_ok() {
   local bin=$1 v
@@ -29,6 +31,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
+  # Do not let the packages start their own daemons (nginx would take port 80).
+  policy=/usr/sbin/policy-rc.d
+  [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; trap 'rm -f "$policy"' EXIT; }
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
   # Debian's packages start their own default clusters/daemons; we do not use them and leave them alone.
 fi

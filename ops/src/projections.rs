@@ -255,6 +255,8 @@ pub async fn rebuild(
         report.caught_up_events,
         report.total_seconds
     );
+    let phases: Vec<String> = report.phases.iter().map(|(name, s)| format!("{name} {s:.1} s")).collect();
+    println!("phases: {}", phases.join(", "));
     println!("{:<14} {:>10} {:>10}  checksum", "table", "live", "rebuilt");
     for t in &report.tables {
         let same = if t.live_checksum == t.rebuilt_checksum { "same" } else { "CHANGED (accepted)" };

@@ -131,11 +131,10 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
 /// transaction. A slug someone already holds drops that post from the batch. Returns the new post ids.
 async fn seed_bulk(pool: &PgPool, writers: &[Actor], total: u32) -> anyhow::Result<Vec<uuid::Uuid>> {
     // Number after the posts that exist, so that a second bulk seed gets fresh slugs.
-    let existing = sqlx::query_scalar!(
-        r#"select count(*) as "n!" from events where stream_type = 'post' and version = 1"#
-    )
-    .fetch_one(pool)
-    .await?;
+    let existing =
+        sqlx::query_scalar!(r#"select count(*) as "n!" from events where stream_type = 'post' and version = 1"#)
+            .fetch_one(pool)
+            .await?;
     let offset = u32::try_from(existing).unwrap_or(0);
     let mut ids = Vec::with_capacity(total as usize);
     let mut from = 0;

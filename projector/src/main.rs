@@ -6,10 +6,13 @@ use shared::config::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("pressroom-projector");
+    shared::metrics::install();
     let config = Config::from_env()?;
     let pool = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-projector")?;
     let shutdown = shared::shutdown::on_signal();
     let status = StatusBoard::default();
+    tokio::spawn(shared::metrics::watch_pool("primary", pool.clone(), shutdown.clone()));
+    shared::metrics::zero_counters(&[("pressroom_webhook_deliveries_total", "result", &["delivered", "failed"])]);
     let server = shared::http::serve(
         config.projector_addr,
         app(AppState { pool: pool.clone(), status: status.clone() }),

@@ -72,6 +72,22 @@ pub trait Progress: Send + Sync {
     fn advance(&self, n: u64);
 }
 
+/// Phase timings, passed on to the progress display.
+struct Phases<'a> {
+    progress: &'a dyn Progress,
+    current: Option<(&'static str, Instant)>,
+    done: Vec<(String, f64)>,
+}
+
+impl Phases<'_> {
+    fn start(&mut self, name: &'static str, total: Option<u64>) {
+        if let Some((previous, at)) = self.current.replace((name, Instant::now())) {
+            self.done.push((previous.to_string(), at.elapsed().as_secs_f64()));
+        }
+        self.progress.phase(name, total);
+    }
+}
+
 /// Progress nobody watches.
 pub struct Silent;
 
@@ -106,6 +122,8 @@ pub struct RebuildReport {
     /// Events folded in memory, and how long that took (read, fold, render, write, index).
     pub folded_events: u64,
     pub fold_seconds: f64,
+    /// Seconds spent in each phase, in order.
+    pub phases: Vec<(String, f64)>,
     /// Events applied through the projection code afterwards.
     pub caught_up_events: u64,
     pub total_seconds: f64,
@@ -162,23 +180,25 @@ async fn run(
     progress: &dyn Progress,
     started: Instant,
 ) -> Result<RebuildReport, RebuildError> {
+    let mut phases = Phases { progress, current: None, done: Vec::new() };
+    phases.start("creating shadow tables", None);
     create_shadow(pool, shadow).await?;
     let skipped = skipped_positions(pool, name).await?;
 
     // Fold the log in memory, write it set-based, then index.
     let fold_started = Instant::now();
     let total = sqlx::query_scalar!(r#"select count(*) as "n!" from events"#).fetch_one(pool).await?;
-    progress.phase("folding events", Some(total as u64));
+    phases.start("folding events", Some(total as u64));
     let (fold, at) = fold_log(pool, &skipped, progress).await?;
     let folded_events = fold.events;
-    progress.phase("writing rows", Some(fold.posts.len() as u64));
+    phases.start("writing rows", Some(fold.posts.len() as u64));
     write_fold(pool, shadow, name, fold, at, progress).await?;
-    progress.phase("building indexes", None);
+    phases.start("building indexes", None);
     create_indexes(pool, shadow).await?;
     let fold_seconds = fold_started.elapsed().as_secs_f64();
 
     // Catch up through the projection's own code to the head of the log.
-    progress.phase("catching up", None);
+    phases.start("catching up", None);
     let projection =
         PostsProjection::new(pool.clone(), RedisSink::new(options.redis_url.clone(), options.redis_keys.clone()));
     let mut scope = BatchScope { schema: shadow.to_string(), until: None, side_effects: false, skipped };
@@ -192,7 +212,7 @@ async fn run(
         }
     }
     // The copies can only be compared at one position: let the live projection reach this one.
-    progress.phase("waiting for the live projection", None);
+    phases.start("waiting for the live projection", None);
     let rebuilt_at = {
         let mut conn = pool.acquire().await?;
         shadow_checkpoint(&mut conn, shadow, name).await?
@@ -201,7 +221,8 @@ async fn run(
     loop {
         let mut conn = pool.acquire().await?;
         let live = crate::checkpoint::current(&mut conn, name).await?.unwrap_or_default();
-        if live >= rebuilt_at {
+        // With --accept-changes a live copy that is behind is simply replaced (and its checkpoint moved).
+        if live >= rebuilt_at || options.accept_changes {
             break;
         }
         if waiting.elapsed() > LIVE_WAIT {
@@ -211,9 +232,12 @@ async fn run(
     }
 
     // Meet the live copy exactly, compare, swap — with the live checkpoint locked throughout.
-    progress.phase("verifying and swapping", None);
+    phases.start("verifying and swapping", None);
     let mut tx = pool.begin().await?;
     sqlx::query!("set local lock_timeout = '10s'").execute(&mut *tx).await?;
+    sqlx::query!("insert into read.checkpoints (name) values ($1) on conflict (name) do nothing", name)
+        .execute(&mut *tx)
+        .await?;
     let live = sqlx::query!(
         r#"select transaction_id::text::bigint as "tx!", global_position from read.checkpoints where name = $1 for update"#,
         name
@@ -221,7 +245,9 @@ async fn run(
     .fetch_one(&mut *tx)
     .await?;
     let live_at = LogPosition::new(live.tx, live.global_position);
-    scope.until = Some(live_at);
+    // Meet live exactly; a live copy behind the rebuilt one (only with --accept-changes) is overtaken.
+    let overtaking = live_at < rebuilt_at;
+    scope.until = if overtaking { None } else { Some(live_at) };
     loop {
         let n = apply_batch_in(&projection, pool, CATCH_UP_BATCH, &scope).await?.events;
         caught_up_events += n as u64;
@@ -230,7 +256,18 @@ async fn run(
         }
     }
     let shadow_at = shadow_checkpoint(&mut tx, shadow, name).await?;
-    if shadow_at != live_at {
+    if overtaking {
+        sqlx::query!(
+            "update read.checkpoints set transaction_id = $2::bigint::text::xid8, global_position = $3,
+                    state = 'running', error = null, updated_at = now()
+             where name = $1",
+            name,
+            shadow_at.transaction_id,
+            shadow_at.global_position
+        )
+        .execute(&mut *tx)
+        .await?;
+    } else if shadow_at != live_at {
         return Err(RebuildError::Fold {
             position: shadow_at.global_position,
             reason: format!("the rebuilt copy stopped at {shadow_at:?}, live is at {live_at:?}"),
@@ -249,8 +286,10 @@ async fn run(
     }
     let mut tables = Vec::new();
     for table in POSTS_TABLES {
-        let (live_rows, live_checksum) = checksum(&mut tx, LIVE_SCHEMA, table).await?;
-        let (rebuilt_rows, rebuilt_checksum) = checksum(&mut tx, shadow, table).await?;
+        // The shadow side on another connection at the same time (nothing else writes the shadow).
+        let mut other = pool.acquire().await?;
+        let (live, rebuilt) = tokio::join!(checksum(&mut tx, LIVE_SCHEMA, table), checksum(&mut other, shadow, table));
+        let ((live_rows, live_checksum), (rebuilt_rows, rebuilt_checksum)) = (live?, rebuilt?);
         let check = TableCheck { table: table.to_string(), live_rows, rebuilt_rows, live_checksum, rebuilt_checksum };
         if (check.live_rows, &check.live_checksum) != (check.rebuilt_rows, &check.rebuilt_checksum)
             && !options.accept_changes
@@ -275,14 +314,16 @@ async fn run(
     sqlx::query(&format!("drop schema {shadow} cascade")).execute(&mut *tx).await?;
     tx.commit().await?;
 
+    phases.start("done", None);
     let redis_namespace = bump_namespace(&options.redis_url, &options.redis_keys).await;
     Ok(RebuildReport {
         projection: name.to_string(),
         folded_events,
         fold_seconds,
+        phases: phases.done,
         caught_up_events,
         total_seconds: started.elapsed().as_secs_f64(),
-        position: live_at.global_position,
+        position: shadow_at.global_position,
         tables,
         redis_namespace,
     })
@@ -359,12 +400,14 @@ async fn shadow_checkpoint(conn: &mut PgConnection, shadow: &str, name: &str) ->
     Ok(LogPosition::new(tx, pos))
 }
 
-/// Row count and an md5 over every row in primary-key order, leaving out columns other projections keep.
+/// Row count and an md5 over every row in primary-key order, leaving out columns other projections keep
+/// and generated columns (derived from the others: the search vector).
 async fn checksum(conn: &mut PgConnection, schema: &str, table: &str) -> Result<(i64, String), sqlx::Error> {
     let qualified = format!("{schema}.{table}");
     let columns = sqlx::query_scalar!(
         r#"select attname::text as "name!" from pg_attribute
-           where attrelid = $1::text::regclass and attnum > 0 and not attisdropped order by attnum"#,
+           where attrelid = $1::text::regclass and attnum > 0 and not attisdropped and attgenerated = ''
+           order by attnum"#,
         qualified
     )
     .fetch_all(&mut *conn)
@@ -593,8 +636,8 @@ impl Fold {
     }
 }
 
-/// Writes the fold into the shadow tables and sets the shadow checkpoint to `at`, in one transaction.
-/// Markdown is rendered here, once per post, on every core.
+/// Writes the fold into the shadow tables (posts on several connections), then the rest and the shadow checkpoint.
+/// Markdown is rendered here, once per post.
 async fn write_fold(
     pool: &PgPool,
     shadow: &str,
@@ -603,15 +646,36 @@ async fn write_fold(
     at: LogPosition,
     progress: &dyn Progress,
 ) -> Result<(), sqlx::Error> {
+    // Posts on one connection per core: PostgreSQL computes each row's search vector, the costliest part.
+    let writers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let mut parts: Vec<Vec<Vec<FoldedPost>>> = (0..writers).map(|_| Vec::new()).collect();
+    let mut posts = fold.posts.into_values().peekable();
+    let mut i = 0;
+    while posts.peek().is_some() {
+        parts[i % writers].push(posts.by_ref().take(WRITE_CHUNK).collect());
+        i += 1;
+    }
+    let write_part = |chunks: Vec<Vec<FoldedPost>>| async move {
+        let mut tx = pool.begin().await?;
+        sqlx::query!("set local synchronous_commit = off").execute(&mut *tx).await?;
+        set_search_path(&mut tx, shadow).await?;
+        for chunk in chunks {
+            let (chunk, rendered) = tokio::task::spawn_blocking(move || {
+                let rendered = render(&chunk);
+                (chunk, rendered)
+            })
+            .await
+            .map_err(|e| sqlx::Error::Protocol(format!("rendering failed: {e}")))?;
+            insert_posts(&mut tx, &chunk, rendered).await?;
+            progress.advance(chunk.len() as u64);
+        }
+        tx.commit().await
+    };
+    futures::future::try_join_all(parts.into_iter().map(write_part)).await?;
+
     let mut tx = pool.begin().await?;
     sqlx::query!("set local synchronous_commit = off").execute(&mut *tx).await?;
     set_search_path(&mut tx, shadow).await?;
-    let posts: Vec<FoldedPost> = fold.posts.into_values().collect();
-    for chunk in posts.chunks(WRITE_CHUNK) {
-        let rendered = render_chunk(chunk);
-        insert_posts(&mut tx, chunk, rendered).await?;
-        progress.advance(chunk.len() as u64);
-    }
     let authors: Vec<(Uuid, FoldedAuthor)> = fold.authors.into_iter().collect();
     for chunk in authors.chunks(WRITE_CHUNK) {
         sqlx::query!(
@@ -659,73 +723,84 @@ async fn write_fold(
     tx.commit().await
 }
 
-/// Body HTML and reading time for each post of `chunk`, rendered on every core.
-fn render_chunk(chunk: &[FoldedPost]) -> Vec<(String, i32)> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = chunk.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunk
-            .chunks(per)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|p| {
-                            (
-                                render::markdown_to_safe_html(&p.post.body_markdown),
-                                render::reading_time_minutes(&p.post.body_markdown),
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    })
+/// Body HTML and reading time for each post of `chunk`.
+fn render(chunk: &[FoldedPost]) -> Vec<(String, i32)> {
+    chunk
+        .iter()
+        .map(|p| {
+            (render::markdown_to_safe_html(&p.post.body_markdown), render::reading_time_minutes(&p.post.body_markdown))
+        })
+        .collect()
 }
 
+/// Writes a chunk of posts with COPY (text format) into the `posts` table the search path finds.
 async fn insert_posts(
     conn: &mut PgConnection,
     chunk: &[FoldedPost],
     rendered: Vec<(String, i32)>,
 ) -> Result<(), sqlx::Error> {
-    let col = |f: &dyn Fn(&FoldedPost) -> String| chunk.iter().map(f).collect::<Vec<String>>();
-    let opt = |f: &dyn Fn(&FoldedPost) -> Option<String>| chunk.iter().map(f).collect::<Vec<Option<String>>>();
-    let json = |f: &dyn Fn(&FoldedPost) -> serde_json::Value| chunk.iter().map(f).collect::<Vec<_>>();
-    let (html, reading): (Vec<String>, Vec<i32>) = rendered.into_iter().unzip();
-    sqlx::query!(
-        r#"insert into posts (id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags,
-                              author_id, author, reading_time_minutes, comment_count, version, created_at,
-                              updated_at, published_at, scheduled_at, last_transaction_id, last_position)
-           select id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags, author_id, author,
-                  reading_time_minutes, 0, version, created_at, updated_at, published_at, scheduled_at,
-                  last_tx::text::xid8, last_position
-           from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                       $9::jsonb[], $10::uuid[], $11::jsonb[], $12::int[], $13::int[], $14::timestamptz[],
-                       $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::bigint[], $19::bigint[])
-                as u(id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags, author_id,
-                     author, reading_time_minutes, version, created_at, updated_at, published_at, scheduled_at,
-                     last_tx, last_position)"#,
-        &chunk.iter().map(|p| p.post.id).collect::<Vec<_>>(),
-        &col(&|p| p.post.slug.clone()),
-        &col(&|p| p.post.status.as_str().to_string()),
-        &col(&|p| p.post.title.clone()),
-        &opt(&|p| p.post.summary.clone()) as _,
-        &col(&|p| p.post.body_markdown.clone()),
-        &html,
-        &opt(&|p| p.post.cover_image_url.clone()) as _,
-        &json(&|p| serde_json::to_value(tag_refs(&p.post.tags)).unwrap_or_default()),
-        &chunk.iter().map(|p| p.post.author_id).collect::<Vec<_>>(),
-        &json(&|p| serde_json::to_value(&p.author).unwrap_or_default()),
-        &reading,
-        &chunk.iter().map(|p| p.post.version).collect::<Vec<_>>(),
-        &chunk.iter().map(|p| p.post.created_at).collect::<Vec<_>>(),
-        &chunk.iter().map(|p| p.post.updated_at).collect::<Vec<_>>(),
-        &chunk.iter().map(|p| p.post.published_at).collect::<Vec<_>>() as _,
-        &chunk.iter().map(|p| p.post.scheduled_at).collect::<Vec<_>>() as _,
-        &chunk.iter().map(|p| p.last.transaction_id).collect::<Vec<_>>(),
-        &chunk.iter().map(|p| p.last.global_position).collect::<Vec<_>>(),
-    )
-    .execute(conn)
-    .await?;
+    let mut rows = String::with_capacity(chunk.len() * 4096);
+    for (p, (html, reading)) in chunk.iter().zip(rendered) {
+        let fields: [Option<String>; 20] = [
+            Some(p.post.id.to_string()),
+            Some(p.post.slug.clone()),
+            Some(p.post.status.as_str().to_string()),
+            Some(p.post.title.clone()),
+            p.post.summary.clone(),
+            Some(p.post.body_markdown.clone()),
+            Some(html),
+            p.post.cover_image_url.clone(),
+            Some(serde_json::to_string(&tag_refs(&p.post.tags)).unwrap_or_default()),
+            Some(p.post.author_id.to_string()),
+            Some(serde_json::to_string(&p.author).unwrap_or_default()),
+            Some(reading.to_string()),
+            Some("0".to_string()),
+            Some(p.post.version.to_string()),
+            Some(copy_time(p.post.created_at)),
+            Some(copy_time(p.post.updated_at)),
+            p.post.published_at.map(copy_time),
+            p.post.scheduled_at.map(copy_time),
+            Some(p.last.transaction_id.to_string()),
+            Some(p.last.global_position.to_string()),
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            if i > 0 {
+                rows.push('\t');
+            }
+            match field {
+                None => rows.push_str("\\N"),
+                Some(v) => copy_escape(&mut rows, v),
+            }
+        }
+        rows.push('\n');
+    }
+    let mut copy = conn
+        .copy_in_raw(
+            "copy posts (id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags, author_id,
+                         author, reading_time_minutes, comment_count, version, created_at, updated_at, published_at,
+                         scheduled_at, last_transaction_id, last_position) from stdin",
+        )
+        .await?;
+    copy.send(rows.as_bytes()).await?;
+    copy.finish().await?;
     Ok(())
+}
+
+/// A timestamp as PostgreSQL stores it: microseconds, truncated as sqlx's binary encoding truncates
+/// (PostgreSQL would round the nanoseconds of a longer text form).
+fn copy_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Appends `value` in COPY text format: backslash, tab, newline and carriage return escaped.
+fn copy_escape(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
 }

@@ -139,7 +139,7 @@ async fn lead<P: Projection>(
             last_lock_check = tokio::time::Instant::now();
         }
         wake.borrow_and_update();
-        match apply_batch(projection, pool, limit).await {
+        match shared::metrics::timed_query(name, "primary", apply_batch(projection, pool, limit)).await {
             Ok(Batch { events: 0, .. }) => {
                 status.set_state(name, "running", None);
                 effects.idle(projection, pool).await;

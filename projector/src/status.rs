@@ -25,6 +25,8 @@ impl StatusBoard {
 
     pub fn set_state(&self, name: &'static str, state: &str, error: Option<String>) {
         if let Ok(mut m) = self.0.lock() {
+            metrics::gauge!("pressroom_projection_failed", "projection" => name)
+                .set(f64::from(u8::from(state == "failed")));
             let s = m.entry(name).or_default();
             if s.state != state || s.error != error {
                 s.state = state.to_string();

@@ -26,6 +26,12 @@ pub fn count(layer: &'static str, hit: bool) {
     h[usize::from(layer == "redis") * 2 + usize::from(!hit)].increment(1);
 }
 
+/// Registers a cache counter series at 0.
+pub fn count_zero(layer: &'static str, hit: bool) {
+    metrics::counter!("pressroom_cache_requests_total", "layer" => layer, "result" => if hit { "hit" } else { "miss" })
+        .increment(0);
+}
+
 /// A rendered single-post response, ready to send.
 #[derive(Debug, Clone)]
 pub struct PostEntry {

@@ -35,10 +35,11 @@ pub fn stamp(mut res: Response, position: i64, source: ReadSource) -> Response {
 }
 
 /// Runs a read on the source `route` (and the request's `Pressroom-Min-Position`) selects for the
-/// `posts` projection, and answers its JSON with the position and source headers.
+/// `projections`, timed as `operation`, and answers its JSON with the position and source headers.
 pub async fn projected_read<T, F, Fut>(
     state: &AppState,
     headers: &HeaderMap,
+    operation: &'static str,
     route: ReadRoute,
     projections: &[&str],
     read: F,
@@ -50,6 +51,6 @@ where
 {
     let token = min_position(state, headers).await?;
     let chosen = state.reads.choose(route, projections, token).await?;
-    let body = read(chosen.pool.clone()).await?;
+    let body = shared::metrics::timed_query(operation, chosen.source.as_str(), read(chosen.pool.clone())).await?;
     Ok(stamp(axum::Json(body).into_response(), chosen.position.global_position, chosen.source))
 }

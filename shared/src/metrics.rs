@@ -48,6 +48,7 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| intern(p.as_str()));
     let method = intern(req.method().as_str());
     let started = Instant::now();
+    let _in_flight = InFlight::enter();
     let res = next.run(req).await;
     let status = intern(res.status().as_str());
     let (requests, latency) = handles(method, route, status);
@@ -57,6 +58,24 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 }
 
 type Handles = (metrics::Counter, metrics::Histogram);
+
+/// `pressroom_http_requests_in_flight`: up while a request is handled, down when it ends or is dropped.
+struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    fn enter() -> Self {
+        static GAUGE: std::sync::OnceLock<metrics::Gauge> = std::sync::OnceLock::new();
+        let gauge = GAUGE.get_or_init(|| metrics::gauge!("pressroom_http_requests_in_flight")).clone();
+        gauge.increment(1.0);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
 
 /// The counter and histogram of one (method, route, status), registered once: looking a metric up in the
 /// recorder hashes its whole key, which on the hottest reads costs more than the handler.
@@ -97,4 +116,46 @@ fn intern(s: &str) -> &'static str {
     let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
     seen.push(leaked);
     leaked
+}
+
+/// Times one database operation (`operation` names the read or write, `route` is where it ran:
+/// `replica`, `primary`…) into `pressroom_db_query_duration_seconds`.
+pub async fn timed_query<T>(
+    operation: &'static str,
+    route: &'static str,
+    query: impl std::future::Future<Output = T>,
+) -> T {
+    let started = Instant::now();
+    let out = query.await;
+    metrics::histogram!("pressroom_db_query_duration_seconds", "operation" => operation, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    out
+}
+
+/// Samples a pool's connections into `pressroom_db_pool_connections{pool, state}` (in_use, idle) and
+/// `pressroom_db_pool_max{pool}` every two seconds until shutdown: saturation is in_use / max.
+pub async fn watch_pool(name: &'static str, pool: sqlx::PgPool, shutdown: tokio_util::sync::CancellationToken) {
+    let in_use = metrics::gauge!("pressroom_db_pool_connections", "pool" => name, "state" => "in_use");
+    let idle = metrics::gauge!("pressroom_db_pool_connections", "pool" => name, "state" => "idle");
+    let max = metrics::gauge!("pressroom_db_pool_max", "pool" => name);
+    loop {
+        let (size, free) = (pool.size(), pool.num_idle() as u32);
+        in_use.set(f64::from(size.saturating_sub(free)));
+        idle.set(f64::from(free));
+        max.set(f64::from(pool.options().get_max_connections()));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Registers counters at 0 for every known label value, so that dashboards and alerts find the series
+/// before the first event: (metric, label, values).
+pub fn zero_counters(counters: &[(&'static str, &'static str, &[&'static str])]) {
+    for (name, label, values) in counters {
+        for value in *values {
+            metrics::counter!(*name, *label => *value).increment(0);
+        }
+    }
 }

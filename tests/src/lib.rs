@@ -369,6 +369,15 @@ impl Stack {
         projector.kill().await.unwrap();
     }
 
+    /// Sends SIGTERM to the stack's query API (graceful shutdown); returns its child to await.
+    pub fn terminate_query_api(&mut self) -> &mut Child {
+        let query = &mut self.children[2];
+        let pid = query.id().expect("query-api is running").to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid} failed");
+        query
+    }
+
     pub fn spawn_projector(&self) -> Child {
         let mut env = self.env.clone();
         env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{}", free_port())));

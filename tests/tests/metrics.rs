@@ -59,3 +59,60 @@ async fn metrics_count_requests_by_route_and_status_and_cache_lookups_by_layer()
     );
     stack.stop().await;
 }
+
+/// The metric names in an exposition (histograms as their `_bucket`/`_sum`/`_count` series).
+fn exported(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_string))
+        .collect()
+}
+
+/// Every `pressroom_…` name in a text of queries.
+fn queried(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("pressroom_") {
+        let tail = &rest[at..];
+        let end = tail.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).unwrap_or(tail.len());
+        names.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_dashboard_and_alert_rules_query_only_metrics_the_services_export() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let (_, slug, position) = stack.published_post(&token, "Watched").await;
+    assert_eq!(stack.get_post(&slug, Some(position)).await.status(), 200);
+    assert_eq!(stack.list_posts("?limit=5").await.status(), 200);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/deploy");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .collect();
+    let rules = std::fs::read_to_string(root.join("pressroom-alerts.yml")).unwrap();
+    let names = queried(&(exprs.join("\n") + &rules));
+    assert!(names.len() >= 12, "{names:?}");
+    // The background samplers (replica health every 0.5 s, projection lag every 5 s, pools) report soon.
+    for attempt in 0.. {
+        let mut all = std::collections::BTreeSet::new();
+        for base in [&stack.query, &stack.command, &stack.projector] {
+            let text = stack.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+            all.extend(exported(&text));
+        }
+        let missing: Vec<&String> = names.iter().filter(|n| !all.contains(*n)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(attempt < 100, "queried but not exported: {missing:?}\nexported: {all:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stack.stop().await;
+}

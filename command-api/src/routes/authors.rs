@@ -142,7 +142,12 @@ pub async fn register(
         return Err(ApiError::BadRequest("invalid author".into()));
     };
     let new = NewAuthor { email, name, password: req.password, role, slug: new_slug, bio: new_bio, avatar_url };
-    let (author, appended) = author_writes::register(&state.pool, new, &metadata(&headers, Some(admin.0.id))).await?;
+    let (author, appended) = shared::metrics::timed_query(
+        "authors.register",
+        "primary",
+        author_writes::register(&state.pool, new, &metadata(&headers, Some(admin.0.id))),
+    )
+    .await?;
     Ok(committed(StatusCode::CREATED, appended.position, AuthorBody::new(author, Some(appended.position))))
 }
 
@@ -195,7 +200,12 @@ async fn run(
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let meta = metadata(headers, Some(actor.0.id));
-    let (author, appended) = author_writes::execute(&state.pool, actor.actor(), id, commands, &meta).await?;
+    let (author, appended) = shared::metrics::timed_query(
+        "authors.execute",
+        "primary",
+        author_writes::execute(&state.pool, actor.actor(), id, commands, &meta),
+    )
+    .await?;
     let position = match appended {
         Some(a) => a.position,
         None => {

@@ -71,7 +71,12 @@ pub async fn submit(
         return Err(ApiError::BadRequest("invalid comment".into()));
     };
     let new = NewComment { author_name, author_email: author_email.map(Email::into_string), body };
-    let (id, appended) = comment_writes::submit(&state.pool, post_id, new, &metadata(&headers, None)).await?;
+    let (id, appended) = shared::metrics::timed_query(
+        "comments.submit",
+        "primary",
+        comment_writes::submit(&state.pool, post_id, new, &metadata(&headers, None)),
+    )
+    .await?;
     Ok(committed(
         StatusCode::ACCEPTED,
         appended.position,
@@ -112,7 +117,12 @@ async fn moderate(
     m: Moderation,
 ) -> ApiResult<Response> {
     let meta = metadata(&headers, Some(actor.0.id));
-    let (comment, appended) = comment_writes::moderate(&state.pool, actor.actor(), id, m, &meta).await?;
+    let (comment, appended) = shared::metrics::timed_query(
+        "comments.moderate",
+        "primary",
+        comment_writes::moderate(&state.pool, actor.actor(), id, m, &meta),
+    )
+    .await?;
     let body = CommentAccepted { id, status: comment.status.as_str(), position: appended.position };
     Ok(committed(StatusCode::OK, appended.position, body))
 }

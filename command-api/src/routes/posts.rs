@@ -122,8 +122,12 @@ pub async fn create(
     };
     let draft = DraftPost { author_id: author.0.id, title, slug, body_markdown, summary, tags, cover_image_url: cover };
     let meta = metadata(&headers, Some(author.0.id));
-    let (post, appended) =
-        post_writes::create(&state.pool, author.actor(), CreatePost { draft, explicit_slug: explicit }, &meta).await?;
+    let (post, appended) = shared::metrics::timed_query(
+        "posts.create",
+        "primary",
+        post_writes::create(&state.pool, author.actor(), CreatePost { draft, explicit_slug: explicit }, &meta),
+    )
+    .await?;
     let body = PostCreated {
         id: post.id,
         slug: post.slug,
@@ -257,7 +261,13 @@ async fn run(
     headers: &HeaderMap,
 ) -> ApiResult<(Post, shared::event_store::Appended)> {
     let meta = metadata(headers, Some(author.0.id));
-    match post_writes::execute(&state.pool, author.actor(), id, expected, cmd, &meta).await {
+    match shared::metrics::timed_query(
+        "posts.execute",
+        "primary",
+        post_writes::execute(&state.pool, author.actor(), id, expected, cmd, &meta),
+    )
+    .await
+    {
         Err(shared::write::WriteError::Concurrent) if expected.is_some() => {
             let mut conn = state.pool.acquire().await?;
             let current = shared::event_store::stream_version(&mut conn, id).await?;

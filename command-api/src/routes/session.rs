@@ -38,7 +38,12 @@ pub async fn login(
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     state.limiter.check("login", &ip.to_string(), state.config.rate_limits.login).await?;
-    let author = shared::write::authors::authenticate(&state.pool, &req.email, &req.password).await?;
+    let author = shared::metrics::timed_query(
+        "authors.authenticate",
+        "primary",
+        shared::write::authors::authenticate(&state.pool, &req.email, &req.password),
+    )
+    .await?;
     // Unknown email, wrong password and a deactivated author answer the same 401.
     let author = author.ok_or(ApiError::Unauthorized)?;
     let (token, expires_at) =

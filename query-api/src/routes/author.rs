@@ -103,7 +103,7 @@ async fn list(
         None => None,
     };
     let only = (!reader.0.role.acts_on_all_posts()).then_some(reader.0.id);
-    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
+    projected_read(&state, &headers, "author.posts", ReadRoute::Replica, &["posts"], |pool| async move {
         let mut rows: Vec<ListItem> = sqlx::query_as!(
             ListItem,
             r#"select id, slug, status, title, version, updated_at, published_at, scheduled_at from read.posts

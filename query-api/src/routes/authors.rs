@@ -35,7 +35,7 @@ struct AuthorList {
 /// Every author with their published-post count: `{authors: [...]}`.
 #[utoipa::path(get, path = "/v1/authors", tag = "authors", responses((status = 200, body = Vec<AuthorView>)))]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
-    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
+    projected_read(&state, &headers, "authors.list", ReadRoute::Replica, &["posts"], |pool| async move {
         let authors = sqlx::query_as!(
             AuthorView,
             "select id, slug, name, bio, avatar_url, post_count from read.post_authors order by name, id limit 1000"
@@ -55,7 +55,7 @@ pub async fn by_slug(
     headers: HeaderMap,
     Path(slug): Path<String>,
 ) -> ReadResult<Response> {
-    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
+    projected_read(&state, &headers, "authors.by_slug", ReadRoute::Replica, &["posts"], |pool| async move {
         sqlx::query_as!(
             AuthorView,
             "select id, slug, name, bio, avatar_url, post_count from read.post_authors where slug = $1",

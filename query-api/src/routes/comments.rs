@@ -50,7 +50,7 @@ pub async fn list(
         Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
         None => None,
     };
-    projected_read(&state, &headers, ReadRoute::Replica, &["posts", "comments"], |pool| async move {
+    projected_read(&state, &headers, "comments.list", ReadRoute::Replica, &["posts", "comments"], |pool| async move {
         let post = sqlx::query_scalar!("select id from read.posts where slug = $1 and status = 'published'", slug)
             .fetch_optional(&pool)
             .await?

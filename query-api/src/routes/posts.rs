@@ -173,8 +173,8 @@ async fn load_list(
         q.author.as_deref(),
         q.limit + 1,
     )
-    .fetch_all(&chosen.pool)
-    .await?;
+    .fetch_all(&chosen.pool);
+    let rows = shared::metrics::timed_query("posts.list", chosen.source.as_str(), rows).await?;
     let mut posts: Vec<PostSummary> = rows.into_iter().map(PostSummary::from).collect();
     let next_cursor = if posts.len() as i64 > q.limit {
         posts.truncate(q.limit as usize);
@@ -264,8 +264,8 @@ async fn load_from(pool: &PgPool, source: ReadSource, slug: &str) -> ReadResult<
            from read.posts where slug = $1"#,
         slug
     )
-    .fetch_optional(pool)
-    .await?;
+    .fetch_optional(pool);
+    let row = shared::metrics::timed_query("posts.by_slug", source.as_str(), row).await?;
     if let Some(row) = row {
         let checkpoint = LogPosition::new(row.checkpoint_tx, row.checkpoint_position);
         if row.status != PostStatus::Published.as_str() {

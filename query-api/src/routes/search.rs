@@ -83,7 +83,7 @@ pub async fn search(
         Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
         None => None,
     };
-    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
+    projected_read(&state, &headers, "search", ReadRoute::Replica, &["posts"], |pool| async move {
         let rows = sqlx::query_as!(
             Row,
             r#"select id, slug, title, summary, author as "author: SqlJson<AuthorRef>", tags as "tags: SqlJson<Vec<TagRef>>",

@@ -31,7 +31,7 @@ struct TagList {
 /// Tags in use, most used first: `{tags: [...]}`.
 #[utoipa::path(get, path = "/v1/tags", tag = "tags", responses((status = 200, body = Vec<TagView>)))]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
-    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
+    projected_read(&state, &headers, "tags.list", ReadRoute::Replica, &["posts"], |pool| async move {
         let tags = sqlx::query_as!(
             TagView,
             "select slug, name, post_count from read.tags where post_count > 0 order by post_count desc, slug limit 1000"
@@ -51,7 +51,7 @@ pub async fn by_slug(
     headers: HeaderMap,
     Path(slug): Path<String>,
 ) -> ReadResult<Response> {
-    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
+    projected_read(&state, &headers, "tags.by_slug", ReadRoute::Replica, &["posts"], |pool| async move {
         sqlx::query_as!(
             TagView,
             "select slug, name, post_count from read.tags where slug = $1 and post_count > 0",

@@ -36,7 +36,7 @@ pub async fn trending(
     Query(params): Query<HashMap<String, String>>,
 ) -> ReadResult<Response> {
     let limit = parse_limit(&params)?;
-    projected_read(&state, &headers, ReadRoute::Replica, &["posts"], |pool| async move {
+    projected_read(&state, &headers, "trending", ReadRoute::Replica, &["posts"], |pool| async move {
         let rows = sqlx::query_as!(
             SummaryRow,
             r#"select p.id, p.slug, p.title, p.summary, p.author as "author: SqlJson<AuthorRef>",
