@@ -15,8 +15,8 @@ as_pg() { runuser -u postgres -- "$@"; }
 # Creates whatever is missing under DIR and starts whatever is not running. Idempotent.
 topo_init() {
   local dir=$1 pport=$2 rport=$3 bport=$4 redport=$5 pgb_src=$6 durable=${7:-durable}
-  mkdir -p "$dir/run" "$dir/log" "$dir/redis" "$dir/pgbouncer" "$dir/bin"
-  chown postgres:postgres "$dir/run" "$dir/log" "$dir/pgbouncer" "$dir/bin"
+  mkdir -p "$dir/run" "$dir/log" "$dir/redis" "$dir/pgbouncer" "$dir/bin" "$dir/wal-archive"
+  chown postgres:postgres "$dir/run" "$dir/log" "$dir/pgbouncer" "$dir/bin" "$dir/wal-archive"
   chmod 0755 "$dir"
   # pgbouncer lives under root's cache; the postgres user needs a copy it can execute.
   install -o postgres -m 0755 "$pgb_src" "$dir/bin/pgbouncer"
@@ -54,6 +54,9 @@ pg_stat_statements.track = all
 log_min_duration_statement = 100
 log_line_prefix = '%m [%p] %q%u@%d '
 logging_collector = off
+# Continuous archiving: with a base backup (pressroom-ops backup), point-in-time recovery.
+archive_mode = on
+archive_command = 'test ! -f $dir/wal-archive/%f && cp %p $dir/wal-archive/%f'
 CONF
     if [ "$durable" != durable ]; then
       echo "fsync = off" >>"$dir/primary/postgresql.conf"

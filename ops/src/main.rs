@@ -1,6 +1,7 @@
 //! `pressroom-ops`: the operator CLI — migrations, the first admin, seeding, projection status and
 //! skips, replica status, and the event log.
 
+mod backup;
 mod projections;
 mod seed;
 
@@ -52,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: ReplicasCommand,
     },
+    /// A physical base backup (pg_basebackup) into a new folder; with the WAL archive it restores to any
+    /// point in time.
+    Backup(backup::BackupArgs),
+    /// A new cluster from a base backup and the WAL archive, recovered to a point in time and promoted.
+    Restore(backup::RestoreArgs),
     /// The event log.
     Events {
         #[command(subcommand)]
@@ -114,6 +120,11 @@ enum EventsCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Backup(args) => return backup::backup(&cli.admin_url, args),
+        Command::Restore(args) => return backup::restore(args),
+        _ => {}
+    }
     let pool = shared::db::pool(&cli.admin_url, 8, "pressroom-ops")?;
     match cli.command {
         Command::Migrate => {
@@ -136,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Events { command: EventsCommand::Tail { stream, limit } } => {
             projections::tail(&pool, stream, limit).await?
         }
+        Command::Backup(_) | Command::Restore(_) => {}
     }
     Ok(())
 }

@@ -378,6 +378,19 @@ impl Stack {
         query
     }
 
+    /// Another query API on this stack's database, listening on `port`.
+    pub fn spawn_query_api(&self, port: u16) -> Child {
+        let mut env = self.env.clone();
+        env.retain(|(k, _)| k != "PRESSROOM_QUERY_ADDR");
+        env.push(("PRESSROOM_QUERY_ADDR".into(), format!("127.0.0.1:{port}")));
+        Command::new(bin("pressroom-query-api"))
+            .envs(env)
+            .env("PRESSROOM_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
     pub fn spawn_projector(&self) -> Child {
         let mut env = self.env.clone();
         env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{}", free_port())));
