@@ -24,7 +24,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    pub keys: JwtKeys,
+    pub keys: Arc<JwtKeys>,
     pub limiter: Arc<RateLimiter>,
     pub config: Arc<Config>,
 }
@@ -32,7 +32,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state from configuration (pools connect lazily).
     pub fn from_config(config: Config) -> Result<Self, shared::config::ConfigError> {
-        let keys = JwtKeys::new(config.require_jwt_secret()?);
+        let keys = Arc::new(JwtKeys::new(config.require_jwt_secret()?));
         let pool = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-command-api")
             .map_err(|e| shared::config::ConfigError::Invalid {
                 name: "DATABASE_PRIMARY_URL",

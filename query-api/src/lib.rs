@@ -26,7 +26,7 @@ pub struct AppState {
     /// `PRESSROOM_PUBLIC_URL`, the base of links in feeds and sitemaps.
     pub public_url: Arc<str>,
     /// Verifies author tokens for the `/v1/author/…` reads.
-    pub keys: shared::auth::JwtKeys,
+    pub keys: Arc<shared::auth::JwtKeys>,
     /// Reads per client IP and minute (`PRESSROOM_RATE_LIMIT_READS`, shared through Redis; 0 disables).
     pub read_limit: Arc<ReadLimit>,
 }
@@ -57,7 +57,7 @@ impl AppState {
             reads: Arc::new(reads),
             cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL, config.redis_keys.clone())),
             public_url: Arc::from(config.public_url.as_str()),
-            keys: shared::auth::JwtKeys::new(config.require_jwt_secret()?),
+            keys: Arc::new(shared::auth::JwtKeys::new(config.require_jwt_secret()?)),
             read_limit: Arc::new(ReadLimit {
                 limiter: shared::rate_limit::RateLimiter::new(&config.redis_url, config.redis_keys.clone()),
                 per_minute: config.rate_limits.reads,
@@ -72,7 +72,10 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let router = Router::new()
         .route("/health", get(shared::http::health))
         .route("/ready", get(ready))
-        .merge(routes::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit_reads)))
+        .merge(
+            routes::router()
+                .route_layer(axum::middleware::from_fn_with_state(state.read_limit.clone(), rate_limit_reads)),
+        )
         .merge(openapi::router())
         .fallback(shared::http::not_found)
         .with_state(state);
@@ -81,11 +84,10 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
 
 /// Counts the request against its client's read limit; over it → 429 with Retry-After.
 async fn rate_limit_reads(
-    State(state): State<AppState>,
+    State(limit): State<Arc<ReadLimit>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let limit = &state.read_limit;
     if limit.per_minute > 0 {
         let peer = request
             .extensions()
