@@ -257,16 +257,8 @@ async fn run(
     }
     let shadow_at = shadow_checkpoint(&mut tx, shadow, name).await?;
     if overtaking {
-        sqlx::query!(
-            "update read.checkpoints set transaction_id = $2::bigint::text::xid8, global_position = $3,
-                    state = 'running', error = null, updated_at = now()
-             where name = $1",
-            name,
-            shadow_at.transaction_id,
-            shadow_at.global_position
-        )
-        .execute(&mut *tx)
-        .await?;
+        set_search_path(&mut tx, LIVE_SCHEMA).await?;
+        crate::checkpoint::advance(&mut tx, name, shadow_at).await?;
     } else if shadow_at != live_at {
         return Err(RebuildError::Fold {
             position: shadow_at.global_position,
@@ -498,7 +490,7 @@ async fn fold_log(
         let events = event_store::read_after(&mut conn, at, FOLD_CHUNK).await?;
         let Some(last) = events.last().map(|e| e.log_position()) else { break };
         for event in &events {
-            if skipped.contains(&event.global_position) || !handles(&event.event_type) {
+            if skipped.contains(&event.global_position) || !crate::projections::posts::handles(&event.event_type) {
                 continue;
             }
             let decoded = event
@@ -515,10 +507,6 @@ async fn fold_log(
         }
     }
     Ok((fold, at))
-}
-
-fn handles(event_type: &str) -> bool {
-    event_type.starts_with("Post") || matches!(event_type, "AuthorRegistered" | "AuthorProfileUpdated")
 }
 
 fn is_published(p: &Post) -> bool {
@@ -566,13 +554,7 @@ impl Fold {
                 }
                 Ok(())
             }
-            DomainEvent::PostDrafted(_)
-            | DomainEvent::PostEdited(_)
-            | DomainEvent::PostPublished(_)
-            | DomainEvent::PostScheduled(_)
-            | DomainEvent::PostUnpublished(_)
-            | DomainEvent::PostDeleted(_)
-            | DomainEvent::PostRestored(_) => self.apply_post(id, version, at, recorded_at, event),
+            e if e.is_post_event() => self.apply_post(id, version, at, recorded_at, event),
             _ => Ok(()),
         }
     }

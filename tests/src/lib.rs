@@ -392,8 +392,13 @@ impl Stack {
     }
 
     pub fn spawn_projector(&self) -> Child {
+        self.spawn_projector_on(free_port())
+    }
+
+    /// Another projector process on this stack's database, serving `/status` on `port`.
+    pub fn spawn_projector_on(&self, port: u16) -> Child {
         let mut env = self.env.clone();
-        env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{}", free_port())));
+        env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{port}")));
         Command::new(bin("pressroom-projector"))
             .envs(env)
             .env("PRESSROOM_LOG", "warn")

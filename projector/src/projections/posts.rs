@@ -356,6 +356,11 @@ async fn load_author(conn: &mut PgConnection, id: Uuid) -> Result<Option<AuthorR
         .await
 }
 
+/// The event types the `posts` projection reads (the rebuild's fold reads the same).
+pub fn handles(event_type: &str) -> bool {
+    event_type.starts_with("Post") || matches!(event_type, "AuthorRegistered" | "AuthorProfileUpdated")
+}
+
 impl Projection for PostsProjection {
     type Effect = PostEffect;
 
@@ -364,7 +369,7 @@ impl Projection for PostsProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        event_type.starts_with("Post") || matches!(event_type, "AuthorRegistered" | "AuthorProfileUpdated")
+        handles(event_type)
     }
 
     async fn apply(
@@ -375,13 +380,7 @@ impl Projection for PostsProjection {
         effects: &mut Vec<PostEffect>,
     ) -> Result<(), ProjectionError> {
         match decoded {
-            DomainEvent::PostDrafted(_)
-            | DomainEvent::PostEdited(_)
-            | DomainEvent::PostPublished(_)
-            | DomainEvent::PostScheduled(_)
-            | DomainEvent::PostUnpublished(_)
-            | DomainEvent::PostDeleted(_)
-            | DomainEvent::PostRestored(_) => self.apply_post_event(conn, event, decoded, effects).await,
+            e if e.is_post_event() => self.apply_post_event(conn, event, decoded, effects).await,
             DomainEvent::AuthorRegistered(_) | DomainEvent::AuthorProfileUpdated(_) => {
                 self.apply_author_event(conn, event, decoded, effects).await
             }

@@ -144,6 +144,20 @@ pub enum DecodeError {
 }
 
 impl DomainEvent {
+    /// One of the events of a post's lifecycle (a post stream's own events).
+    pub fn is_post_event(&self) -> bool {
+        matches!(
+            self,
+            DomainEvent::PostDrafted(_)
+                | DomainEvent::PostEdited(_)
+                | DomainEvent::PostPublished(_)
+                | DomainEvent::PostScheduled(_)
+                | DomainEvent::PostUnpublished(_)
+                | DomainEvent::PostDeleted(_)
+                | DomainEvent::PostRestored(_)
+        )
+    }
+
     pub fn event_type(&self) -> &'static str {
         match self {
             DomainEvent::AuthorRegistered(_) => "AuthorRegistered",
