@@ -86,5 +86,6 @@ pub fn metadata(headers: &HeaderMap, actor: Option<uuid::Uuid>) -> Metadata {
         request_id,
         causation_id: None,
         idempotency_key: header("idempotency-key"),
+        traceparent: shared::telemetry::current_traceparent(),
     }
 }

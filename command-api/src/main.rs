@@ -18,5 +18,6 @@ async fn main() -> anyhow::Result<()> {
         &["writes", "comments", "login"],
     )]);
     shared::http::serve(addr, app(state, timeout), shutdown).await?;
+    shared::telemetry::shutdown();
     Ok(())
 }

@@ -20,5 +20,6 @@ async fn main() -> anyhow::Result<()> {
     );
     let (served, ()) = tokio::join!(server, run_projections(&config, pool, status, shutdown.clone()));
     served?;
+    shared::telemetry::shutdown();
     Ok(())
 }

@@ -9,6 +9,7 @@ use shared::position::LogPosition;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::checkpoint;
 use crate::projections::{Projection, ProjectionError};
@@ -330,7 +331,17 @@ pub async fn apply_batch_in<P: Projection>(
     {
         let decoded =
             event.decode().map_err(|source| ProjectionError::Decode { position: event.global_position, source })?;
-        projection.apply(&mut tx, event, &decoded, &mut effects).await?;
+        // The span that applies an event continues the trace of the command that appended it.
+        let span = tracing::info_span!(
+            "projector.apply",
+            projection = name,
+            event_type = %event.event_type,
+            position = event.global_position
+        );
+        if let Some(traceparent) = event.metadata.get("traceparent").and_then(|t| t.as_str()) {
+            shared::telemetry::continue_trace(&span, traceparent);
+        }
+        projection.apply(&mut tx, event, &decoded, &mut effects).instrument(span).await?;
     }
     checkpoint::advance(&mut tx, name, last).await?;
     tx.commit().await?;

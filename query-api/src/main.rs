@@ -23,5 +23,6 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(state.cache.clone().follow_invalidations(config.redis_url.clone(), shutdown.clone()));
     tokio::spawn(state.cache.clone().flush_views(shutdown.clone()));
     shared::http::serve(config.query_addr, app(state, config.request_timeout), shutdown).await?;
+    shared::telemetry::shutdown();
     Ok(())
 }

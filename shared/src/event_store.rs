@@ -23,6 +23,9 @@ pub struct Metadata {
     pub causation_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The command's W3C trace context, so the projector's span that applies the event joins its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// What the appender believes the stream's version to be.

@@ -52,7 +52,17 @@ pub fn standard_layers(router: Router, timeout: Duration) -> Router {
                 .get::<axum::extract::MatchedPath>()
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| req.uri().path().to_string());
-            tracing::info_span!("request", method = %req.method(), route, request_id = id)
+            let span = tracing::info_span!(
+                "request",
+                method = %req.method(),
+                route,
+                request_id = id,
+                trace_id = tracing::field::Empty
+            );
+            if let Some(trace_id) = crate::telemetry::trace_id(&span) {
+                span.record("trace_id", trace_id);
+            }
+            span
         }))
         .layer(PropagateRequestIdLayer::new(header.clone()))
         .layer(SetRequestIdLayer::new(header, FastRequestId))
