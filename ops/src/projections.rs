@@ -4,49 +4,9 @@
 use serde::Serialize;
 use sqlx::PgPool;
 
-#[derive(Serialize)]
-struct ProjectionStatus {
-    name: String,
-    position: i64,
-    head: i64,
-    lag_events: i64,
-    lag_seconds: f64,
-    state: String,
-    error: Option<String>,
-    /// The backend holding the projection's advisory lock (`pid <n>`), null when no instance leads.
-    leader: Option<String>,
-}
-
 /// `projections status [--json]`.
 pub async fn status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
-    let rows = sqlx::query!(
-        r#"select c.name, c.global_position, c.state, c.error,
-                  (select coalesce(max(global_position), 0) from events) as "head!",
-                  (select count(*) from events e
-                    where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)) as "lag_events!",
-                  coalesce(extract(epoch from now() - (select min(e.recorded_at) from events e
-                    where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))), 0)::float8 as "lag_seconds!",
-                  (select 'pid ' || l.pid from pg_locks l
-                    where l.locktype = 'advisory' and l.granted and l.objsubid = 1
-                      and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('pressroom:projection:' || c.name, 0)
-                    limit 1) as leader
-           from read.checkpoints c order by c.name"#
-    )
-    .fetch_all(pool)
-    .await?;
-    let statuses: Vec<ProjectionStatus> = rows
-        .into_iter()
-        .map(|r| ProjectionStatus {
-            name: r.name,
-            position: r.global_position,
-            head: r.head,
-            lag_events: r.lag_events,
-            lag_seconds: r.lag_seconds,
-            state: r.state,
-            error: r.error,
-            leader: r.leader,
-        })
-        .collect();
+    let statuses = shared::projections::status(pool).await?;
     if json {
         println!("{}", serde_json::json!({ "projections": statuses }));
         return Ok(());

@@ -119,18 +119,7 @@ enum Runner {
 /// Publishes every projection's lag (events and seconds behind the log) as gauges every 5 s.
 async fn report_lag(pool: PgPool, shutdown: CancellationToken) {
     loop {
-        let rows = sqlx::query!(
-            r#"select c.name,
-                      (select count(*) from events e
-                        where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)) as "lag_events!",
-                      coalesce(extract(epoch from now() - (select min(e.recorded_at) from events e
-                        where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))), 0)::float8
-                        as "lag_seconds!"
-               from read.checkpoints c"#
-        )
-        .fetch_all(&pool)
-        .await;
-        match rows {
+        match shared::projections::status(&pool).await {
             Ok(rows) => {
                 for r in rows {
                     metrics::gauge!("pressroom_projection_lag_events", "projection" => r.name.clone())

@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod position;
 pub mod problem;
+pub mod projections;
 pub mod rate_limit;
 pub mod read_model;
 pub mod redis_keys;
