@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let (addr, timeout) = (config.command_addr, config.request_timeout);
     let state = AppState::from_config(config)?;
     let shutdown = shared::shutdown::on_signal();
-    tokio::spawn(shared::metrics::watch_pool("primary", state.pool.clone(), shutdown.clone()));
+    tokio::spawn(shared::metrics::watch_pool("primary".into(), state.pool.clone(), shutdown.clone()));
     shared::metrics::zero_counters(&[(
         "pressroom_rate_limit_rejections_total",
         "bucket",

@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let pool = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-projector")?;
     let shutdown = shared::shutdown::on_signal();
     let status = StatusBoard::default();
-    tokio::spawn(shared::metrics::watch_pool("primary", pool.clone(), shutdown.clone()));
+    tokio::spawn(shared::metrics::watch_pool("primary".into(), pool.clone(), shutdown.clone()));
     shared::metrics::zero_counters(&[("pressroom_webhook_deliveries_total", "result", &["delivered", "failed"])]);
     let server = shared::http::serve(
         config.projector_addr,

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use shared::domain::events::{AuthorProfileUpdated, AuthorRegistered};
 use shared::domain::post::{self, Post};
 use shared::domain::DomainEvent;
-use shared::event_store;
+use shared::event_store::{self, RecordedEvent};
 use shared::position::LogPosition;
 use shared::read_model::{tag_refs, AuthorRef, TagRef};
 use shared::{redis_keys, render};
@@ -496,7 +496,7 @@ async fn fold_log(
             let decoded = event
                 .decode()
                 .map_err(|e| RebuildError::Fold { position: event.global_position, reason: e.to_string() })?;
-            fold.apply(event.stream_id, event.version, event.log_position(), event.recorded_at, &decoded)
+            fold.apply(event, &decoded)
                 .map_err(|reason| RebuildError::Fold { position: event.global_position, reason })?;
         }
         fold.events += events.len() as u64;
@@ -514,14 +514,9 @@ fn is_published(p: &Post) -> bool {
 }
 
 impl Fold {
-    fn apply(
-        &mut self,
-        id: Uuid,
-        version: i32,
-        at: LogPosition,
-        recorded_at: DateTime<Utc>,
-        event: &DomainEvent,
-    ) -> Result<(), String> {
+    /// Applies one event (`recorded`, decoded as `event`) as the live projection would.
+    fn apply(&mut self, recorded: &RecordedEvent, event: &DomainEvent) -> Result<(), String> {
+        let (id, at) = (recorded.stream_id, recorded.log_position());
         match event {
             DomainEvent::AuthorRegistered(AuthorRegistered { name, slug, avatar_url, bio, .. }) => {
                 let author = AuthorRef { id, slug: slug.clone(), name: name.clone(), avatar_url: avatar_url.clone() };
@@ -554,25 +549,19 @@ impl Fold {
                 }
                 Ok(())
             }
-            e if e.is_post_event() => self.apply_post(id, version, at, recorded_at, event),
+            e if e.is_post_event() => self.apply_post(recorded, event),
             _ => Ok(()),
         }
     }
 
-    fn apply_post(
-        &mut self,
-        id: Uuid,
-        version: i32,
-        at: LogPosition,
-        recorded_at: DateTime<Utc>,
-        event: &DomainEvent,
-    ) -> Result<(), String> {
+    fn apply_post(&mut self, recorded: &RecordedEvent, event: &DomainEvent) -> Result<(), String> {
+        let (id, version, at) = (recorded.stream_id, recorded.version, recorded.log_position());
         if self.posts.get(&id).is_some_and(|e| e.post.version >= version) {
             return Ok(()); // already applied, as the live projection would skip it
         }
         let existing = self.posts.remove(&id);
         let before = existing.as_ref().map(|e| e.post.clone());
-        let mut folded = post::apply(before.clone(), id, event, recorded_at)
+        let mut folded = post::apply(before.clone(), id, event, recorded.recorded_at)
             .ok_or_else(|| format!("post event for post {id}, which has no PostDrafted"))?;
         if folded.version != version {
             return Err(format!("post {id} would be at version {}, event is {version}", folded.version));

@@ -16,20 +16,19 @@ use tokio_util::sync::CancellationToken;
 
 /// Counts a cache lookup: `layer` is `process` or `redis`.
 pub fn count(layer: &'static str, hit: bool) {
+    counters()[usize::from(layer == "redis") * 2 + usize::from(!hit)].increment(1);
+}
+
+/// The four cache counters (process/redis × hit/miss), registered on first use: calling this at start-up
+/// makes every series visible at 0 before the first lookup.
+pub fn counters() -> &'static [metrics::Counter; 4] {
     static HANDLES: std::sync::OnceLock<[metrics::Counter; 4]> = std::sync::OnceLock::new();
-    let h = HANDLES.get_or_init(|| {
+    HANDLES.get_or_init(|| {
         let c = |layer: &'static str, result: &'static str| {
             metrics::counter!("pressroom_cache_requests_total", "layer" => layer, "result" => result)
         };
         [c("process", "hit"), c("process", "miss"), c("redis", "hit"), c("redis", "miss")]
-    });
-    h[usize::from(layer == "redis") * 2 + usize::from(!hit)].increment(1);
-}
-
-/// Registers a cache counter series at 0.
-pub fn count_zero(layer: &'static str, hit: bool) {
-    metrics::counter!("pressroom_cache_requests_total", "layer" => layer, "result" => if hit { "hit" } else { "miss" })
-        .increment(0);
+    })
 }
 
 /// A rendered single-post response, ready to send.
@@ -37,7 +36,6 @@ pub fn count_zero(layer: &'static str, hit: bool) {
 pub struct PostEntry {
     pub body: Bytes,
     pub detail: Arc<PostDetail>,
-    pub etag: String,
     /// ETag, Last-Modified and Surrogate-Key, formatted once when the entry is built.
     pub headers: [axum::http::HeaderValue; 3],
     /// `Pressroom-Position` to answer with.
@@ -94,9 +92,9 @@ impl ReadCache {
         }
     }
 
-    /// The key of a cached list page: the current list generation, then the query.
-    pub fn list_key(&self, query: &str) -> String {
-        format!("{}|{query}", self.list_generation.load(std::sync::atomic::Ordering::Acquire))
+    /// The current list generation: cached list pages are keyed by it.
+    pub fn list_generation(&self) -> i64 {
+        self.list_generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn advance_lists(&self, generation: i64) {

@@ -11,15 +11,12 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState::from_config(&config)?;
     let shutdown = shared::shutdown::on_signal();
     tokio::spawn(state.reads.clone().watch_health(shutdown.clone()));
-    tokio::spawn(shared::metrics::watch_pool("primary", state.reads.primary.clone(), shutdown.clone()));
+    tokio::spawn(shared::metrics::watch_pool("primary".into(), state.reads.primary.clone(), shutdown.clone()));
     for replica in &state.reads.replicas {
-        let name: &'static str = Box::leak(replica.name.clone().into_boxed_str());
-        tokio::spawn(shared::metrics::watch_pool(name, replica.pool.clone(), shutdown.clone()));
+        tokio::spawn(shared::metrics::watch_pool(replica.name.clone(), replica.pool.clone(), shutdown.clone()));
     }
     shared::metrics::zero_counters(&[("pressroom_rate_limit_rejections_total", "bucket", &["reads"])]);
-    for (layer, hit) in [("process", true), ("process", false), ("redis", true), ("redis", false)] {
-        pressroom_query_api::cache::count_zero(layer, hit);
-    }
+    pressroom_query_api::cache::counters();
     tokio::spawn(state.cache.clone().follow_invalidations(config.redis_url.clone(), shutdown.clone()));
     tokio::spawn(state.cache.clone().flush_views(shutdown.clone()));
     shared::http::serve(config.query_addr, app(state, config.request_timeout), shutdown).await?;

@@ -134,9 +134,9 @@ pub async fn timed_query<T>(
 
 /// Samples a pool's connections into `pressroom_db_pool_connections{pool, state}` (in_use, idle) and
 /// `pressroom_db_pool_max{pool}` every two seconds until shutdown: saturation is in_use / max.
-pub async fn watch_pool(name: &'static str, pool: sqlx::PgPool, shutdown: tokio_util::sync::CancellationToken) {
-    let in_use = metrics::gauge!("pressroom_db_pool_connections", "pool" => name, "state" => "in_use");
-    let idle = metrics::gauge!("pressroom_db_pool_connections", "pool" => name, "state" => "idle");
+pub async fn watch_pool(name: String, pool: sqlx::PgPool, shutdown: tokio_util::sync::CancellationToken) {
+    let in_use = metrics::gauge!("pressroom_db_pool_connections", "pool" => name.clone(), "state" => "in_use");
+    let idle = metrics::gauge!("pressroom_db_pool_connections", "pool" => name.clone(), "state" => "idle");
     let max = metrics::gauge!("pressroom_db_pool_max", "pool" => name);
     loop {
         let (size, free) = (pool.size(), pool.num_idle() as u32);

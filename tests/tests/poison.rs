@@ -63,16 +63,9 @@ async fn a_poison_event_halts_only_its_projection_until_an_operator_skips_it() {
     }
     assert_eq!(stack.get_post(&after_slug, None).await.status(), 404, "posts after the poison wait");
 
-    let out = tokio::process::Command::new(pressroom_tests::bin("pressroom-ops"))
-        .args(["projections", "skip", "posts", &poison.to_string(), "--reason", "malformed test event"])
-        .env(
-            "DATABASE_ADMIN_URL",
-            format!(
-                "postgres://postgres@127.0.0.1:{}/{}",
-                std::env::var("PRESSROOM_TEST_PRIMARY_PORT").unwrap(),
-                stack.db.name
-            ),
-        )
+    let out = stack
+        .db
+        .ops(&["projections", "skip", "posts", &poison.to_string(), "--reason", "malformed test event"])
         .output()
         .await
         .unwrap();
@@ -85,19 +78,7 @@ async fn a_poison_event_halts_only_its_projection_until_an_operator_skips_it() {
     assert_eq!(recorded, ("malformed test event".to_string(), poison));
     assert_eq!(stack.get_post(&after_slug, Some(after)).await.status(), 200, "the projection moved on");
     assert_eq!(checkpoint(&stack, "posts").await.1, "running");
-    let status = tokio::process::Command::new(pressroom_tests::bin("pressroom-ops"))
-        .args(["projections", "status", "--json"])
-        .env(
-            "DATABASE_ADMIN_URL",
-            format!(
-                "postgres://postgres@127.0.0.1:{}/{}",
-                std::env::var("PRESSROOM_TEST_PRIMARY_PORT").unwrap(),
-                stack.db.name
-            ),
-        )
-        .output()
-        .await
-        .unwrap();
+    let status = stack.db.ops(&["projections", "status", "--json"]).output().await.unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let posts = status["projections"].as_array().unwrap().iter().find(|p| p["name"] == "posts").unwrap().clone();
     for field in ["position", "head", "lag_events", "lag_seconds", "state"] {

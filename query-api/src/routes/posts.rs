@@ -121,7 +121,8 @@ pub async fn list(
         let (body, position, source) = load_list(&state, &query, token).await?;
         return Ok(list_response(body, position, source));
     }
-    let key = state.cache.list_key(&format!("{limit}|{:?}|{:?}|{:?}", query.cursor, query.tag, query.author));
+    let generation = state.cache.list_generation();
+    let key = format!("{generation}|{limit}|{:?}|{:?}|{:?}", query.cursor, query.tag, query.author);
     if let Some(hit) = state.cache.lists.get(&key).await {
         return Ok(list_response(hit.0.clone(), hit.1, ReadSource::Cache));
     }
@@ -239,11 +240,9 @@ fn post_entry(
     source: ReadSource,
 ) -> SlugEntry {
     let body = Bytes::from(serde_json::to_vec(&detail).unwrap_or_default());
-    let etag = format!("\"p{etag_position}\"");
     SlugEntry::Post(PostEntry {
         body,
-        headers: [header_value(&etag), last_modified(&detail), surrogate_keys(&detail)],
-        etag,
+        headers: [header_value(&format!("\"p{etag_position}\"")), last_modified(&detail), surrogate_keys(&detail)],
         header_position,
         detail: Arc::new(detail),
         valid_through,
@@ -367,7 +366,7 @@ fn respond(entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -
         SlugEntry::Moved(current) => stamp(moved_to(current), 0, source.unwrap_or(ReadSource::Cache)),
         SlugEntry::Post(p) => {
             let [etag, last_modified, surrogate] = &p.headers;
-            let mut res = if if_none_match(headers, &p.etag) {
+            let mut res = if etag.to_str().is_ok_and(|etag| if_none_match(headers, etag)) {
                 StatusCode::NOT_MODIFIED.into_response()
             } else {
                 let mut res =
