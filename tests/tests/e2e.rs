@@ -289,12 +289,14 @@ async fn a_cached_list_page_gives_way_to_the_next_list_generation_when_a_post_is
     let url = format!("{}/v1/posts?tag={tag}", stack.query);
     let page = stack.http.get(&url).header("pressroom-min-position", first).send().await.unwrap();
     assert_eq!(page.json::<Value>().await.unwrap()["posts"].as_array().unwrap().len(), 1);
+    // The page gets cached. (The first publish's own generation bump lands just after its commit, so a page
+    // cached a moment earlier may be retired once: read until the cache answers, well within one TTL.)
     let mut sources = Vec::new();
-    for _ in 0..2 {
+    while sources.last().is_none_or(|s| s != "cache") {
+        assert!(sources.len() < 20, "the list page was never served from the cache: {sources:?}");
         let res = stack.http.get(&url).send().await.unwrap();
         sources.push(res.headers()["pressroom-read-source"].to_str().unwrap().to_string());
     }
-    assert_eq!(sources[1], "cache", "{sources:?}");
     let second = publish("Second in the list").await;
     let res = stack.http.get(&url).header("pressroom-min-position", second).send().await.unwrap();
     assert_eq!(res.json::<Value>().await.unwrap()["posts"].as_array().unwrap().len(), 2);
