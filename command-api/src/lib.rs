@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use shared::auth::JwtKeys;
 use shared::config::Config;
+use shared::event_store::AppendSignal;
 use shared::rate_limit::RateLimiter;
 use sqlx::PgPool;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     pub limiter: Arc<RateLimiter>,
     pub config: Arc<Config>,
+    /// Wakes the projector (NOTIFY, coalesced) after a command committed events.
+    pub appended: AppendSignal,
 }
 
 impl AppState {
@@ -40,8 +43,22 @@ impl AppState {
                 reason: e.to_string(),
             })?;
         let limiter = Arc::new(RateLimiter::new(&config.redis_url, config.redis_keys.clone()));
-        Ok(AppState { pool, keys, limiter, config: Arc::new(config) })
+        let appended = AppendSignal::new(pool.clone());
+        Ok(AppState { pool, keys, limiter, config: Arc::new(config), appended })
     }
+}
+
+/// After a command that committed (a success carrying `Pressroom-Position`), wake the projector.
+async fn wake_projector(
+    State(signal): State<AppendSignal>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let res = next.run(req).await;
+    if res.status().is_success() && res.headers().contains_key(shared::position::POSITION_HEADER) {
+        signal.appended();
+    }
+    res
 }
 
 /// The whole command API router, as the binary and the tests serve it.
@@ -54,6 +71,7 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .fallback(shared::http::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(axum::middleware::from_fn_with_state(state.appended.clone(), wake_projector))
         .with_state(state);
     shared::http::standard_layers(router, request_timeout)
 }

@@ -11,7 +11,7 @@ use shared::domain::post::{self as post, Actor, DraftPost, PostCommand};
 use shared::domain::role::Role;
 use shared::domain::slug::Slug;
 use shared::domain::values::{parse_tags, BodyMarkdown, Email, FieldError, Summary, Title};
-use shared::event_store::Metadata;
+use shared::event_store::{notify_appended, AppendSignal, Metadata};
 use shared::write::authors::{self, NewAuthor};
 use shared::write::comments;
 use shared::write::posts::{self, CreatePost};
@@ -81,8 +81,9 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
         writers.push(writer(pool, i, Role::Author).await?);
     }
     let started = Instant::now();
+    let signal = AppendSignal::new(pool.clone());
     if args.bulk {
-        let ids = seed_bulk(pool, &writers, args.posts).await?;
+        let ids = seed_bulk(pool, &writers, args.posts, &signal).await?;
         println!(
             "seeded {} authors and {} published posts ({} events) in {:.1} s",
             writers.len(),
@@ -90,13 +91,14 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
             ids.len() * 2,
             started.elapsed().as_secs_f64()
         );
-        return seed_comments(pool, &ids, args.comments, args.concurrency).await;
+        seed_comments(pool, &ids, args.comments, args.concurrency, &signal).await?;
+        return notify_appended(pool).await.map_err(Into::into);
     }
     let created = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.posts as usize)));
     let next = Arc::new(AtomicU32::new(0));
     let workers = (0..args.concurrency.max(1)).map(|_| {
-        let (pool, writers, next, total, created) =
-            (pool.clone(), writers.clone(), next.clone(), args.posts, created.clone());
+        let (pool, writers, next, total, created, signal) =
+            (pool.clone(), writers.clone(), next.clone(), args.posts, created.clone(), signal.clone());
         tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -104,6 +106,7 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
                     return Ok::<(), anyhow::Error>(());
                 }
                 let id = seed_post(&pool, writers[n as usize % writers.len()], n).await?;
+                signal.appended();
                 if let Ok(mut created) = created.lock() {
                     created.push(id);
                 }
@@ -124,12 +127,19 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let ids = created.lock().map(|c| c.clone()).unwrap_or_default();
-    seed_comments(pool, &ids, args.comments, args.concurrency).await
+    seed_comments(pool, &ids, args.comments, args.concurrency, &signal).await?;
+    // The last signal's NOTIFY may still be in flight when the process exits.
+    notify_appended(pool).await.map_err(Into::into)
 }
 
 /// `--bulk`: each batch claims its slugs and appends every post's PostDrafted and PostPublished in one
 /// transaction. A slug someone already holds drops that post from the batch. Returns the new post ids.
-async fn seed_bulk(pool: &PgPool, writers: &[Actor], total: u32) -> anyhow::Result<Vec<uuid::Uuid>> {
+async fn seed_bulk(
+    pool: &PgPool,
+    writers: &[Actor],
+    total: u32,
+    signal: &AppendSignal,
+) -> anyhow::Result<Vec<uuid::Uuid>> {
     // Number after the posts that exist, so that a second bulk seed gets fresh slugs.
     let existing =
         sqlx::query_scalar!(r#"select count(*) as "n!" from events where stream_type = 'post' and version = 1"#)
@@ -181,6 +191,7 @@ async fn seed_bulk(pool: &PgPool, writers: &[Actor], total: u32) -> anyhow::Resu
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        signal.appended();
         ids.extend(streams.into_iter().filter(|id| claimed.contains(id)));
         from = to;
         if from % 50_000 == 0 {
@@ -191,7 +202,13 @@ async fn seed_bulk(pool: &PgPool, writers: &[Actor], total: u32) -> anyhow::Resu
 }
 
 /// `--comments K`: K comments over `posts` (round robin), each submitted and approved by a seed editor.
-async fn seed_comments(pool: &PgPool, posts: &[uuid::Uuid], total: u32, concurrency: u32) -> anyhow::Result<()> {
+async fn seed_comments(
+    pool: &PgPool,
+    posts: &[uuid::Uuid],
+    total: u32,
+    concurrency: u32,
+    signal: &AppendSignal,
+) -> anyhow::Result<()> {
     if total == 0 || posts.is_empty() {
         return Ok(());
     }
@@ -200,7 +217,7 @@ async fn seed_comments(pool: &PgPool, posts: &[uuid::Uuid], total: u32, concurre
     let next = Arc::new(AtomicU32::new(0));
     let posts = Arc::new(posts.to_vec());
     let workers = (0..concurrency.max(1)).map(|_| {
-        let (pool, next, posts) = (pool.clone(), next.clone(), posts.clone());
+        let (pool, next, posts, signal) = (pool.clone(), next.clone(), posts.clone(), signal.clone());
         tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -215,6 +232,7 @@ async fn seed_comments(pool: &PgPool, posts: &[uuid::Uuid], total: u32, concurre
                 };
                 let (id, _) = comments::submit(&pool, post, new, &Metadata::default()).await?;
                 comments::moderate(&pool, editor, id, Moderation::Approve, &Metadata::default()).await?;
+                signal.appended();
             }
         })
     });

@@ -76,5 +76,10 @@ pub async fn publish_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
             }
         }
     }
+    if published > 0 {
+        if let Err(e) = shared::event_store::notify_appended(pool).await {
+            tracing::warn!(error = %e, "cannot notify listeners of published posts; they will poll");
+        }
+    }
     Ok(published)
 }
