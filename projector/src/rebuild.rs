@@ -21,12 +21,12 @@ use shared::domain::post::{self, Post};
 use shared::domain::DomainEvent;
 use shared::event_store::{self, RecordedEvent};
 use shared::position::LogPosition;
-use shared::read_model::{tag_refs, AuthorRef, TagRef};
+use shared::read_model::{tag_refs, AuthorRef};
 use shared::{redis_keys, render};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::projections::posts::PostsProjection;
+use crate::projections::posts::{count_change, PostsProjection};
 use crate::projections::ProjectionError;
 use crate::redis_sink::RedisSink;
 use crate::runner::{apply_batch_in, set_search_path, BatchScope, LIVE_SCHEMA};
@@ -589,20 +589,19 @@ impl Fold {
 
     /// Tag and author published-post counts, moved exactly as the live projection moves them.
     fn count(&mut self, before: Option<&Post>, after: &Post) {
-        let refs = |p: &Post| if is_published(p) { tag_refs(&p.tags) } else { Vec::new() };
-        let old: Vec<TagRef> = before.map(refs).unwrap_or_default();
-        let new: Vec<TagRef> = refs(after);
-        for gone in old.iter().filter(|t| !new.iter().any(|n| n.slug == t.slug)) {
+        let (old_tags, new_tags) = (before.map(|b| tag_refs(&b.tags)), tag_refs(&after.tags));
+        let before = before.zip(old_tags.as_deref()).map(|(b, tags)| (is_published(b), tags));
+        let change = count_change(before, (is_published(after), &new_tags));
+        for gone in change.gone {
             if let Some(t) = self.tags.get_mut(&gone.slug) {
                 t.1 -= 1;
             }
         }
-        for added in new.iter().filter(|t| !old.iter().any(|o| o.slug == t.slug)) {
-            self.tags.entry(added.slug.clone()).or_insert_with(|| (added.name.clone(), 0)).1 += 1;
+        for added in change.added {
+            self.tags.entry(added.slug).or_insert_with(|| (added.name, 0)).1 += 1;
         }
-        let delta = i32::from(is_published(after)) - i32::from(before.is_some_and(is_published));
         if let Some(a) = self.authors.get_mut(&after.author_id) {
-            a.post_count += delta;
+            a.post_count += change.author_delta;
         }
     }
 }

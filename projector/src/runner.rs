@@ -9,10 +9,9 @@ use shared::position::LogPosition;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::checkpoint;
-use crate::projections::{Projection, ProjectionError};
+use crate::projections::{Applying, Projection, ProjectionError};
 use crate::status::StatusBoard;
 
 /// How a runner reads the log.
@@ -24,8 +23,7 @@ pub struct RunnerConfig {
     pub poll_interval: Duration,
 }
 
-/// Channel name the `events` trigger notifies on.
-pub const EVENTS_CHANNEL: &str = "pressroom_events";
+pub use shared::event_store::EVENTS_CHANNEL;
 
 /// Listens for event notifications and bumps `wake`; reconnects on failure until shutdown.
 pub async fn listen_for_events(direct_url: String, wake: watch::Sender<u64>, shutdown: CancellationToken) {
@@ -325,7 +323,7 @@ pub async fn apply_batch_in<P: Projection>(
         tx.rollback().await?;
         return Ok(Batch { events: 0, last: None, effects_landed: true });
     };
-    let mut effects = Vec::new();
+    let mut batch = Vec::with_capacity(events.len());
     for event in
         events.iter().filter(|e| projection.handles(&e.event_type) && !scope.skipped.contains(&e.global_position))
     {
@@ -341,8 +339,10 @@ pub async fn apply_batch_in<P: Projection>(
         if let Some(traceparent) = event.metadata.get("traceparent").and_then(|t| t.as_str()) {
             shared::telemetry::continue_trace(&span, traceparent);
         }
-        projection.apply(&mut tx, event, &decoded, &mut effects).instrument(span).await?;
+        batch.push(Applying { event, decoded, span });
     }
+    let mut effects = Vec::new();
+    projection.apply_all(&mut tx, &batch, &mut effects).await?;
     checkpoint::advance(&mut tx, name, last).await?;
     tx.commit().await?;
     let effects_landed = !scope.side_effects || projection.after_commit(effects).await;

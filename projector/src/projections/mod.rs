@@ -11,6 +11,15 @@ use shared::domain::DomainEvent;
 use shared::event_store::RecordedEvent;
 use shared::position::LogPosition;
 use sqlx::PgConnection;
+use tracing::Instrument;
+
+/// An event of a batch, decoded, with the span that traces its application (it continues the trace of
+/// the command that appended the event).
+pub struct Applying<'a> {
+    pub event: &'a RecordedEvent,
+    pub decoded: DomainEvent,
+    pub span: tracing::Span,
+}
 
 /// Why an event could not be applied. Any of these halts the projection at that event.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +52,22 @@ pub trait Projection: Send + Sync + 'static {
         decoded: &DomainEvent,
         effects: &mut Vec<Self::Effect>,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+
+    /// Applies a batch's events in log order, in the batch transaction. The default applies them one by
+    /// one, each in its span; a projection may override it to read and write set-based.
+    fn apply_all(
+        &self,
+        conn: &mut PgConnection,
+        batch: &[Applying<'_>],
+        effects: &mut Vec<Self::Effect>,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send {
+        async move {
+            for a in batch {
+                self.apply(&mut *conn, a.event, &a.decoded, effects).instrument(a.span.clone()).await?;
+            }
+            Ok(())
+        }
+    }
 
     /// Runs the effects of a committed batch; false when some did not land (Redis down). Failures are
     /// logged, never fatal: the runner redoes them with [`Projection::redo_effects`].

@@ -1,7 +1,7 @@
 //! The `posts` projection: post rows with rendered bodies and denormalised authors and tags, slug history,
 //! and a write-through of each published post to Redis after commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use shared::domain::events::{AuthorProfileUpdated, AuthorRegistered};
@@ -15,7 +15,9 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{Projection, ProjectionError};
+use tracing::Instrument;
+
+use super::{Applying, Projection, ProjectionError};
 use crate::redis_sink::RedisSink;
 
 /// After-commit work: refresh a post's Redis entry, or retire a slug it no longer answers to.
@@ -127,13 +129,30 @@ async fn load_rows(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<PostRow>
     .await
 }
 
-async fn save_row(conn: &mut PgConnection, r: &PostRow) -> Result<(), sqlx::Error> {
+/// Upserts `rows` in one statement (the generated search vector is computed by PostgreSQL).
+async fn save_rows(conn: &mut PgConnection, rows: &[&PostRow]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&PostRow) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let opt = |f: fn(&PostRow) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let time = |f: fn(&PostRow) -> Option<DateTime<Utc>>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let int = |f: fn(&PostRow) -> i32| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let json = |v: serde_json::Result<String>| v.unwrap_or_default();
     sqlx::query!(
         r#"insert into posts (id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags,
                                   author_id, author, reading_time_minutes, comment_count, version, created_at,
                                   updated_at, published_at, scheduled_at, last_transaction_id, last_position)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                   $19::bigint::text::xid8, $20)
+           select id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags::jsonb,
+                  author_id, author::jsonb, reading_time_minutes, comment_count, version, created_at,
+                  updated_at, published_at, scheduled_at, last_transaction_id::text::xid8, last_position
+           from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::text[], $9::text[], $10::uuid[], $11::text[], $12::int[], $13::int[], $14::int[],
+                       $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
+                       $19::bigint[], $20::bigint[])
+                as r(id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags, author_id,
+                     author, reading_time_minutes, comment_count, version, created_at, updated_at, published_at,
+                     scheduled_at, last_transaction_id, last_position)
            on conflict (id) do update set
                slug = excluded.slug, status = excluded.status, title = excluded.title, summary = excluded.summary,
                body_markdown = excluded.body_markdown, body_html = excluded.body_html,
@@ -142,47 +161,120 @@ async fn save_row(conn: &mut PgConnection, r: &PostRow) -> Result<(), sqlx::Erro
                updated_at = excluded.updated_at, published_at = excluded.published_at,
                scheduled_at = excluded.scheduled_at, last_transaction_id = excluded.last_transaction_id,
                last_position = excluded.last_position"#,
-        r.id,
-        r.slug,
-        r.status,
-        r.title,
-        r.summary,
-        r.body_markdown,
-        r.body_html,
-        r.cover_image_url,
-        r.tags as _,
-        r.author_id,
-        r.author as _,
-        r.reading_time_minutes,
-        r.comment_count,
-        r.version,
-        r.created_at,
-        r.updated_at,
-        r.published_at,
-        r.scheduled_at,
-        r.last_transaction_id,
-        r.last_position,
+        &rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        &col(|r| r.slug.clone()),
+        &col(|r| r.status.clone()),
+        &col(|r| r.title.clone()),
+        &opt(|r| r.summary.clone()) as &[Option<String>],
+        &col(|r| r.body_markdown.clone()),
+        &col(|r| r.body_html.clone()),
+        &opt(|r| r.cover_image_url.clone()) as &[Option<String>],
+        &rows.iter().map(|r| json(serde_json::to_string(&r.tags.0))).collect::<Vec<_>>(),
+        &rows.iter().map(|r| r.author_id).collect::<Vec<_>>(),
+        &rows.iter().map(|r| json(serde_json::to_string(&r.author.0))).collect::<Vec<_>>(),
+        &int(|r| r.reading_time_minutes),
+        &int(|r| r.comment_count),
+        &int(|r| r.version),
+        &time(|r| Some(r.created_at)) as &[Option<DateTime<Utc>>],
+        &time(|r| Some(r.updated_at)) as &[Option<DateTime<Utc>>],
+        &time(|r| r.published_at) as &[Option<DateTime<Utc>>],
+        &time(|r| r.scheduled_at) as &[Option<DateTime<Utc>>],
+        &rows.iter().map(|r| r.last_transaction_id).collect::<Vec<_>>(),
+        &rows.iter().map(|r| r.last_position).collect::<Vec<_>>(),
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-impl PostsProjection {
-    async fn apply_post_event(
-        &self,
-        conn: &mut PgConnection,
+/// How one post's change moves the published-post counts: the tags it stops and starts counting for, and
+/// its author's delta. The live projection and the rebuild's fold both count through this.
+pub(crate) struct CountChange {
+    pub gone: Vec<TagRef>,
+    pub added: Vec<TagRef>,
+    pub author_delta: i32,
+}
+
+/// `before` and `after` are (published, tags) of the post; `before` is None for a new post.
+pub(crate) fn count_change(before: Option<(bool, &[TagRef])>, after: (bool, &[TagRef])) -> CountChange {
+    let counted = |(published, tags): (bool, &[TagRef])| if published { tags.to_vec() } else { Vec::new() };
+    let old = before.map(counted).unwrap_or_default();
+    let new = counted(after);
+    CountChange {
+        gone: old.iter().filter(|t| !new.iter().any(|n| n.slug == t.slug)).cloned().collect(),
+        added: new.iter().filter(|t| !old.iter().any(|o| o.slug == t.slug)).cloned().collect(),
+        author_delta: i32::from(after.0) - i32::from(before.is_some_and(|b| b.0)),
+    }
+}
+
+/// A tag's count change over a run of events; `added` when some event started counting it (the row is
+/// then created if missing, as it is on a post's first publication with the tag).
+struct TagDelta {
+    name: String,
+    delta: i32,
+    added: bool,
+}
+
+/// A run of post events folded in memory from the rows they touch, then written set-based: one read of
+/// the rows and their authors, one upsert of the changed rows, one statement each for slug history, tag
+/// and author counts, whatever the run's length. The result equals applying the events one by one.
+#[derive(Default)]
+struct PostRun {
+    rows: HashMap<Uuid, PostRow>,
+    authors: HashMap<Uuid, AuthorRef>,
+    changed: Vec<Uuid>,
+    history: BTreeMap<String, Uuid>,
+    tags: BTreeMap<String, TagDelta>,
+    author_counts: BTreeMap<Uuid, i32>,
+}
+
+impl PostRun {
+    async fn load(conn: &mut PgConnection, run: &[Applying<'_>]) -> Result<Self, sqlx::Error> {
+        let mut ids: Vec<Uuid> = run.iter().map(|a| a.event.stream_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows: HashMap<Uuid, PostRow> = load_rows(&mut *conn, &ids).await?.into_iter().map(|r| (r.id, r)).collect();
+        let mut author_ids: Vec<Uuid> = run
+            .iter()
+            .filter(|a| !rows.contains_key(&a.event.stream_id))
+            .filter_map(|a| match &a.decoded {
+                DomainEvent::PostDrafted(d) => Some(d.author_id),
+                _ => None,
+            })
+            .collect();
+        author_ids.sort_unstable();
+        author_ids.dedup();
+        let authors = if author_ids.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as!(
+                AuthorRef,
+                "select id, slug, name, avatar_url from post_authors where id = any($1)",
+                &author_ids
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect()
+        };
+        Ok(PostRun { rows, authors, ..PostRun::default() })
+    }
+
+    /// Folds one event into the run, exactly as the projection applies it.
+    fn apply(
+        &mut self,
         event: &RecordedEvent,
         decoded: &DomainEvent,
         effects: &mut Vec<PostEffect>,
     ) -> Result<(), ProjectionError> {
         let id = event.stream_id;
-        let existing = load_rows(&mut *conn, &[id]).await?.pop();
-        if existing.as_ref().is_some_and(|r| r.version >= event.version) {
+        let existing = self.rows.get(&id);
+        if existing.is_some_and(|r| r.version >= event.version) {
             return Ok(()); // already applied (a rebuild or replay over existing rows)
         }
         let invalid = |reason: String| ProjectionError::Invalid { position: event.global_position, reason };
-        let folded = post::apply(existing.as_ref().map(PostRow::to_domain), id, decoded, event.recorded_at)
+        let folded = post::apply(existing.map(PostRow::to_domain), id, decoded, event.recorded_at)
             .ok_or_else(|| invalid(format!("{} for post {id}, which has no PostDrafted", event.event_type)))?;
         if folded.version != event.version {
             return Err(invalid(format!(
@@ -190,13 +282,15 @@ impl PostsProjection {
                 folded.version, event.version
             )));
         }
-        let author = match &existing {
+        let author = match existing {
             Some(r) => r.author.0.clone(),
-            None => load_author(&mut *conn, folded.author_id)
-                .await?
+            None => self
+                .authors
+                .get(&folded.author_id)
+                .cloned()
                 .ok_or_else(|| invalid(format!("post {id} names unknown author {}", folded.author_id)))?,
         };
-        let body_html = match &existing {
+        let body_html = match existing {
             Some(r) if r.body_markdown == folded.body_markdown => r.body_html.clone(),
             _ => render::markdown_to_safe_html(&folded.body_markdown),
         };
@@ -213,7 +307,7 @@ impl PostsProjection {
             tags: Json(tag_refs(&folded.tags)),
             author_id: folded.author_id,
             author: Json(author),
-            comment_count: existing.as_ref().map_or(0, |r| r.comment_count),
+            comment_count: existing.map_or(0, |r| r.comment_count),
             version: folded.version,
             created_at: folded.created_at,
             updated_at: folded.updated_at,
@@ -222,25 +316,103 @@ impl PostsProjection {
             last_transaction_id: event.transaction_id,
             last_position: event.global_position,
         };
-        save_row(&mut *conn, &row).await?;
-        if existing.as_ref().is_none_or(|r| r.slug != row.slug) {
-            sqlx::query!(
-                "insert into slug_history (slug, post_id) values ($1, $2) on conflict (slug) do update set post_id = excluded.post_id",
-                row.slug,
-                id
-            )
-            .execute(&mut *conn)
-            .await?;
+        if existing.is_none_or(|r| r.slug != row.slug) {
+            self.history.insert(row.slug.clone(), id);
         }
-        update_counts(&mut *conn, existing.as_ref(), &row).await?;
+        let published = |r: &PostRow| r.status == "published";
+        let change =
+            count_change(existing.map(|r| (published(r), r.tags.0.as_slice())), (published(&row), &row.tags.0));
+        for gone in change.gone {
+            self.tags.entry(gone.slug).or_insert(TagDelta { name: gone.name, delta: 0, added: false }).delta -= 1;
+        }
+        for added in change.added {
+            let t = self.tags.entry(added.slug).or_insert(TagDelta { name: added.name, delta: 0, added: true });
+            t.delta += 1;
+            t.added = true;
+        }
+        if change.author_delta != 0 {
+            *self.author_counts.entry(row.author_id).or_default() += change.author_delta;
+        }
         if let Some(old) = existing.filter(|r| r.slug != row.slug) {
             effects.push(PostEffect::SlugRetired {
-                slug: old.slug,
+                slug: old.slug.clone(),
                 transaction_id: event.transaction_id,
                 position: event.global_position,
             });
         }
         effects.push(PostEffect::Changed(id));
+        self.rows.insert(id, row);
+        if !self.changed.contains(&id) {
+            self.changed.push(id);
+        }
+        Ok(())
+    }
+
+    async fn write(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let rows: Vec<&PostRow> = self.changed.iter().filter_map(|id| self.rows.get(id)).collect();
+        save_rows(&mut *conn, &rows).await?;
+        if !self.history.is_empty() {
+            let (slugs, ids): (Vec<String>, Vec<Uuid>) = self.history.into_iter().unzip();
+            sqlx::query!(
+                "insert into slug_history (slug, post_id) select * from unnest($1::text[], $2::uuid[])
+                 on conflict (slug) do update set post_id = excluded.post_id",
+                &slugs,
+                &ids
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        let (added, removed): (Vec<_>, Vec<_>) = self.tags.into_iter().partition(|(_, t)| t.added);
+        if !added.is_empty() {
+            sqlx::query!(
+                "insert into tags (slug, name, post_count) select * from unnest($1::text[], $2::text[], $3::int[])
+                 on conflict (slug) do update set post_count = tags.post_count + excluded.post_count",
+                &added.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
+                &added.iter().map(|(_, t)| t.name.clone()).collect::<Vec<_>>(),
+                &added.iter().map(|(_, t)| t.delta).collect::<Vec<_>>(),
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        let removed: Vec<_> = removed.into_iter().filter(|(_, t)| t.delta != 0).collect();
+        if !removed.is_empty() {
+            sqlx::query!(
+                "update tags set post_count = post_count + d.delta
+                 from unnest($1::text[], $2::int[]) as d(slug, delta) where tags.slug = d.slug",
+                &removed.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
+                &removed.iter().map(|(_, t)| t.delta).collect::<Vec<_>>(),
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.author_counts.is_empty() {
+            let (ids, deltas): (Vec<Uuid>, Vec<i32>) = self.author_counts.into_iter().unzip();
+            sqlx::query!(
+                "update post_authors set post_count = post_count + d.delta
+                 from unnest($1::uuid[], $2::int[]) as d(id, delta) where post_authors.id = d.id",
+                &ids,
+                &deltas
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl PostsProjection {
+    /// Applies a run of post events (no author event among them) set-based.
+    async fn apply_post_run(
+        &self,
+        conn: &mut PgConnection,
+        run: &[Applying<'_>],
+        effects: &mut Vec<PostEffect>,
+    ) -> Result<(), ProjectionError> {
+        let mut folded = PostRun::load(&mut *conn, run).await?;
+        for a in run {
+            a.span.in_scope(|| folded.apply(a.event, &a.decoded, effects))?;
+        }
+        folded.write(conn).await?;
         Ok(())
     }
 
@@ -320,36 +492,6 @@ impl PostsProjection {
     }
 }
 
-/// Keeps published-post counts of tags and authors: the difference between what the row counted
-/// for before (if it was published) and after.
-async fn update_counts(conn: &mut PgConnection, before: Option<&PostRow>, after: &PostRow) -> Result<(), sqlx::Error> {
-    let published = |r: &PostRow| r.status == "published";
-    let old: Vec<&TagRef> = before.filter(|r| published(r)).map(|r| r.tags.0.iter().collect()).unwrap_or_default();
-    let new: Vec<&TagRef> = if published(after) { after.tags.0.iter().collect() } else { Vec::new() };
-    for gone in old.iter().filter(|t| !new.iter().any(|n| n.slug == t.slug)) {
-        sqlx::query!("update tags set post_count = post_count - 1 where slug = $1", gone.slug)
-            .execute(&mut *conn)
-            .await?;
-    }
-    for added in new.iter().filter(|t| !old.iter().any(|o| o.slug == t.slug)) {
-        sqlx::query!(
-            "insert into tags (slug, name, post_count) values ($1, $2, 1)
-             on conflict (slug) do update set post_count = tags.post_count + 1",
-            added.slug,
-            added.name
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
-    let delta = i32::from(published(after)) - i32::from(before.is_some_and(published));
-    if delta != 0 {
-        sqlx::query!("update post_authors set post_count = post_count + $2 where id = $1", after.author_id, delta)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
 async fn load_author(conn: &mut PgConnection, id: Uuid) -> Result<Option<AuthorRef>, sqlx::Error> {
     sqlx::query_as!(AuthorRef, "select id, slug, name, avatar_url from post_authors where id = $1", id)
         .fetch_optional(conn)
@@ -379,13 +521,32 @@ impl Projection for PostsProjection {
         decoded: &DomainEvent,
         effects: &mut Vec<PostEffect>,
     ) -> Result<(), ProjectionError> {
-        match decoded {
-            e if e.is_post_event() => self.apply_post_event(conn, event, decoded, effects).await,
-            DomainEvent::AuthorRegistered(_) | DomainEvent::AuthorProfileUpdated(_) => {
-                self.apply_author_event(conn, event, decoded, effects).await
+        let one = [Applying { event, decoded: decoded.clone(), span: tracing::Span::current() }];
+        self.apply_all(conn, &one, effects).await
+    }
+
+    /// Runs of post events are folded and written set-based; author events, rare, apply one by one
+    /// between them (a rename updates every one of the author's posts in one statement).
+    async fn apply_all(
+        &self,
+        conn: &mut PgConnection,
+        batch: &[Applying<'_>],
+        effects: &mut Vec<PostEffect>,
+    ) -> Result<(), ProjectionError> {
+        let mut rest = batch;
+        while let Some(first) = rest.first() {
+            if first.decoded.is_post_event() {
+                let len = rest.iter().position(|a| !a.decoded.is_post_event()).unwrap_or(rest.len());
+                self.apply_post_run(&mut *conn, &rest[..len], effects).await?;
+                rest = &rest[len..];
+            } else {
+                self.apply_author_event(&mut *conn, first.event, &first.decoded, effects)
+                    .instrument(first.span.clone())
+                    .await?;
+                rest = &rest[1..];
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     async fn redo_effects(&self, since: LogPosition) -> bool {
