@@ -322,3 +322,77 @@ async fn a_rebuild_that_differs_from_live_is_aborted_and_live_kept_unless_change
     assert_eq!(served["title"], title.as_str());
     stack.stop().await;
 }
+
+/// Sends a command that must succeed; returns its body.
+async fn ok(
+    stack: &Stack,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+    if_match: Option<i64>,
+) -> Value {
+    let headers: Vec<(&str, String)> = if_match.map(|v| ("if-match", format!("\"{v}\""))).into_iter().collect();
+    let res = stack.command(method.clone(), path, Some(token), body, &headers).await;
+    assert!(res.status().is_success(), "{method} {path}: {}", res.status());
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn every_post_transition_and_an_author_rename_applied_in_one_batch_equal_a_rebuild() {
+    let mut stack = Stack::start(TestDb::fresh().await).await;
+    let (editor, token) = stack.token(Role::Editor).await;
+    stack.db.wait_projected().await;
+    // With the projector down, everything below lands in one batch when it comes back.
+    stack.kill_projector().await;
+    let post =
+        |title: &str, tags: &[&str]| json!({"title": title, "body_markdown": format!("{title} body"), "tags": tags});
+    let create = |body: Value| ok(&stack, Method::POST, "/v1/posts", &token, Some(body), None);
+    let one = create(post("Batch one", &["Rust", "Databases"])).await["id"].as_str().unwrap().to_string();
+    ok(&stack, Method::POST, &format!("/v1/posts/{one}/publish"), &token, None, None).await;
+    let edit = json!({"tags": ["Rust", "Operations"], "slug": "batch-one-renamed", "body_markdown": "new body"});
+    ok(&stack, Method::PATCH, &format!("/v1/posts/{one}"), &token, Some(edit), Some(2)).await;
+    ok(&stack, Method::POST, &format!("/v1/posts/{one}/unpublish"), &token, None, None).await;
+    ok(&stack, Method::POST, &format!("/v1/posts/{one}/publish"), &token, None, None).await;
+    let two = create(post("Batch two", &["Databases"])).await["id"].as_str().unwrap().to_string();
+    ok(&stack, Method::POST, &format!("/v1/posts/{two}/publish"), &token, None, None).await;
+    ok(&stack, Method::DELETE, &format!("/v1/posts/{two}"), &token, None, None).await;
+    let rename = json!({"name": "Renamed Mid-Batch"});
+    ok(&stack, Method::PATCH, &format!("/v1/authors/{editor}"), &token, Some(rename), None).await;
+    let three = create(post("Batch three", &["Databases"])).await["id"].as_str().unwrap().to_string();
+    ok(&stack, Method::POST, &format!("/v1/posts/{three}/publish"), &token, None, None).await;
+    let four = create(post("Batch four", &["Fleeting"])).await["id"].as_str().unwrap().to_string();
+    ok(&stack, Method::POST, &format!("/v1/posts/{four}/publish"), &token, None, None).await;
+    ok(&stack, Method::PATCH, &format!("/v1/posts/{four}"), &token, Some(json!({"tags": []})), Some(2)).await;
+    let _projector = stack.spawn_projector();
+    stack.db.wait_projected().await;
+
+    let tags: Vec<(String, i32)> = sqlx::query_as("select slug, post_count from read.tags order by slug")
+        .fetch_all(&stack.db.admin)
+        .await
+        .unwrap();
+    let expected = [("databases", 1), ("fleeting", 0), ("operations", 1), ("rust", 1)];
+    assert_eq!(tags, expected.map(|(s, n)| (s.to_string(), n)).to_vec());
+    let (count, name): (i32, String) = sqlx::query_as("select post_count, name from read.post_authors where id = $1")
+        .bind(editor)
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
+    assert_eq!((count, name.as_str()), (3, "Renamed Mid-Batch"));
+    let names: Vec<String> = sqlx::query_scalar("select author->>'name' from read.posts where author_id = $1")
+        .bind(editor)
+        .fetch_all(&stack.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(names, vec!["Renamed Mid-Batch"; 4]);
+    let res = stack.get_post("batch-one", None).await;
+    assert_eq!(res.status(), 301, "the old slug redirects");
+    let res = stack.get_post("batch-one-renamed", None).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.json::<Value>().await.unwrap()["body_html"].as_str().unwrap().contains("new body"));
+    assert_eq!(stack.get_post("batch-two", None).await.status(), 404);
+
+    let report = rebuild(&stack.db, &[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
+    assert_tables_identical(&report);
+    stack.stop().await;
+}
