@@ -72,6 +72,7 @@ impl From<WriteError> for ApiError {
             WriteError::VersionMismatch { expected, current } => ApiError::PreconditionFailed { expected, current },
             WriteError::Concurrent => ApiError::Conflict("a concurrent write changed this resource; retry".into()),
             WriteError::SlugTaken(slug) => ApiError::Conflict(format!("slug `{slug}` is already taken")),
+            WriteError::AuthorChanged => ApiError::Conflict("your account changed during this request; retry".into()),
             WriteError::EmailTaken => ApiError::Conflict("an author with this email already exists".into()),
             WriteError::Validation(errors) => ApiError::Validation(errors),
             WriteError::Database(e) => e.into(),

@@ -27,26 +27,100 @@ impl FromRequestParts<AppState> for CurrentAuthor {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .ok_or(ApiError::Unauthorized)?;
-        let claims = state.keys.verify(token.trim()).map_err(|_| ApiError::Unauthorized)?;
-        let mut conn = state.pool.acquire().await?;
-        let author = shared::metrics::timed_query(
-            "authors.load",
-            "primary",
-            shared::write::authors::load(&mut conn, claims.sub),
-        )
-        .await?;
-        let author = match author {
-            Some(a) if a.active => a,
-            _ => return Err(ApiError::Unauthorized),
-        };
+        let id = bearer_subject(parts, state)?;
+        let author = load_active(state, id).await?;
         state.limiter.check("writes", &author.id.to_string(), state.config.rate_limits.writes).await?;
         Ok(CurrentAuthor(author))
+    }
+}
+
+/// The author behind a valid Bearer token as this instance last read them (their stream's version
+/// included), without reading the store when it has them. Only for a command whose append is guarded
+/// by that version (a draft): if the author changed since, the append writes nothing and the command
+/// re-reads them with [`KnownAuthor::refresh`] — a deactivation still applies at the next request.
+pub struct KnownAuthor {
+    pub author: Author,
+    /// Read from the store for this request (not from the cache).
+    pub fresh: bool,
+}
+
+impl KnownAuthor {
+    pub fn actor(&self) -> Actor {
+        Actor { id: self.author.id, role: self.author.role }
+    }
+
+    /// Re-reads the author from their stream: 401 if they are gone or deactivated.
+    pub async fn refresh(&mut self, state: &AppState) -> Result<(), ApiError> {
+        self.author = load_active(state, self.author.id).await?;
+        self.fresh = true;
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for KnownAuthor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let id = bearer_subject(parts, state)?;
+        let known = match state.authors.get(id) {
+            Some(author) => KnownAuthor { author, fresh: false },
+            None => KnownAuthor { author: load_active(state, id).await?, fresh: true },
+        };
+        state.limiter.check("writes", &id.to_string(), state.config.rate_limits.writes).await?;
+        Ok(known)
+    }
+}
+
+/// The subject of the request's valid Bearer token.
+fn bearer_subject(parts: &Parts, state: &AppState) -> Result<uuid::Uuid, ApiError> {
+    let token = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(state.keys.verify(token.trim()).map_err(|_| ApiError::Unauthorized)?.sub)
+}
+
+/// Folds the author's stream; 401 unless they exist and are active. Remembers them for [`KnownAuthor`].
+async fn load_active(state: &AppState, id: uuid::Uuid) -> Result<Author, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let author =
+        shared::metrics::timed_query("authors.load", "primary", shared::write::authors::load(&mut conn, id)).await?;
+    match author {
+        Some(a) if a.active => {
+            state.authors.put(&a);
+            Ok(a)
+        }
+        _ => {
+            state.authors.forget(id);
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// Authors as this instance last read them, by id (bounded: cleared when it grows past 10,000).
+#[derive(Default)]
+pub struct AuthorCache(std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Author>>);
+
+impl AuthorCache {
+    fn get(&self, id: uuid::Uuid) -> Option<Author> {
+        self.0.lock().ok()?.get(&id).cloned()
+    }
+
+    fn put(&self, author: &Author) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= 10_000 {
+                map.clear();
+            }
+            map.insert(author.id, author.clone());
+        }
+    }
+
+    fn forget(&self, id: uuid::Uuid) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(&id);
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Wakes the projector (NOTIFY, coalesced) after a command committed events.
     pub appended: AppendSignal,
+    /// Authors as last read, for commands whose append re-checks the author's version.
+    pub authors: Arc<extract::AuthorCache>,
 }
 
 impl AppState {
@@ -44,7 +46,7 @@ impl AppState {
             })?;
         let limiter = Arc::new(RateLimiter::new(&config.redis_url, config.redis_keys.clone()));
         let appended = AppendSignal::new(pool.clone());
-        Ok(AppState { pool, keys, limiter, config: Arc::new(config), appended })
+        Ok(AppState { pool, keys, limiter, config: Arc::new(config), appended, authors: Default::default() })
     }
 }
 

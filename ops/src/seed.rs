@@ -275,7 +275,7 @@ fn field(e: FieldError) -> anyhow::Error {
 async fn seed_post(pool: &PgPool, actor: Actor, n: u32) -> anyhow::Result<uuid::Uuid> {
     let meta = Metadata::default();
     let draft = draft_post(actor, n)?;
-    let (post, _) = posts::create(pool, actor, CreatePost { draft, explicit_slug: false }, &meta).await?;
+    let (post, _) = posts::create(pool, actor, None, CreatePost { draft, explicit_slug: false }, &meta).await?;
     let publish = PostCommand::Publish { at: None, now: Utc::now() };
     posts::execute(pool, actor, post.id, Some(1), publish, &meta).await?;
     Ok(post.id)

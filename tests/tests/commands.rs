@@ -441,3 +441,30 @@ async fn the_sixth_comment_from_one_ip_within_a_minute_is_429_with_retry_after()
 fn rand_octet() -> u8 {
     (uuid::Uuid::now_v7().as_u128() % 250) as u8 + 1
 }
+
+#[tokio::test]
+async fn a_deactivated_authors_token_stops_drafting_at_the_next_request_though_the_instance_knew_them() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, admin) = stack.token(Role::Admin).await;
+    let (author, token) = stack.token(Role::Author).await;
+    // The command API has read (and remembered) the author: their drafts need no re-read.
+    for title in ["Known one", "Known two"] {
+        assert_eq!(stack.create_post(&token, json!({"title": title, "body_markdown": "b"})).await.status(), 201);
+    }
+    let res = stack.command(Method::POST, &format!("/v1/authors/{author}/deactivate"), Some(&admin), None, &[]).await;
+    assert_eq!(res.status(), 200);
+    let drafted = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from events where event_type = 'PostDrafted' and payload->>'author_id' = $1",
+        )
+        .bind(author.to_string())
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap()
+    };
+    assert_eq!(drafted().await, 2);
+    let res = stack.create_post(&token, json!({"title": "After deactivation", "body_markdown": "b"})).await;
+    assert_problem(res, 401).await;
+    assert_eq!(drafted().await, 2, "nothing was appended for the deactivated author");
+    stack.stop().await;
+}

@@ -12,11 +12,12 @@ use shared::domain::slug::{Slug, SlugError};
 use shared::domain::values::{parse_tags, BodyMarkdown, FieldError, HttpUrl, Summary, Title};
 use shared::http::{IdPath, JsonBody};
 use shared::write::posts::{self as post_writes, CreatePost};
+use shared::write::WriteError;
 use uuid::Uuid;
 
 use super::{committed, nullable, Checker};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{if_match, metadata, CurrentAuthor};
+use crate::extract::{if_match, metadata, CurrentAuthor, KnownAuthor};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -97,7 +98,7 @@ fn parse_slug(raw: &str) -> Result<Slug, FieldError> {
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
-    author: CurrentAuthor,
+    mut author: KnownAuthor,
     headers: HeaderMap,
     JsonBody(req): JsonBody<CreatePostRequest>,
 ) -> ApiResult<Response> {
@@ -120,14 +121,20 @@ pub async fn create(
     let (Some(title), Some(body_markdown), Some(tags), Some(slug)) = (title, body, tags, slug) else {
         return Err(ApiError::BadRequest("invalid post".into()));
     };
-    let draft = DraftPost { author_id: author.0.id, title, slug, body_markdown, summary, tags, cover_image_url: cover };
-    let meta = metadata(&headers, Some(author.0.id));
-    let (post, appended) = shared::metrics::timed_query(
-        "posts.create",
-        "primary",
-        post_writes::create(&state.pool, author.actor(), CreatePost { draft, explicit_slug: explicit }, &meta),
-    )
-    .await?;
+    let id = author.author.id;
+    let draft = DraftPost { author_id: id, title, slug, body_markdown, summary, tags, cover_image_url: cover };
+    let meta = metadata(&headers, Some(id));
+    let create = CreatePost { draft, explicit_slug: explicit };
+    // The append is guarded by the author's version as last read; if they changed since, read them
+    // again and decide again (once: a fresh read is current).
+    let (post, appended) = loop {
+        let write =
+            post_writes::create(&state.pool, author.actor(), Some(author.author.version), create.clone(), &meta);
+        match shared::metrics::timed_query("posts.create", "primary", write).await {
+            Err(WriteError::AuthorChanged) if !author.fresh => author.refresh(&state).await?,
+            result => break result?,
+        }
+    };
     let body = PostCreated {
         id: post.id,
         slug: post.slug,

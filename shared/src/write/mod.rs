@@ -21,6 +21,10 @@ pub enum WriteError {
     Concurrent,
     #[error("slug `{0}` is already taken")]
     SlugTaken(String),
+    /// The acting author's stream moved on since the caller read it (a deactivation, a role change):
+    /// re-read the author and decide again.
+    #[error("the acting author changed since they were read")]
+    AuthorChanged,
     #[error("email is already registered")]
     EmailTaken,
     #[error("invalid input")]

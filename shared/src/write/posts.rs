@@ -18,24 +18,37 @@ pub struct CreatePost {
 }
 
 /// Creates a draft. A generated slug that clashes gets `-2`, `-3`…; an explicit one is [`WriteError::SlugTaken`].
+///
+/// `actor_version` is the version of the actor's stream that `actor` (its role, its being active) was read
+/// at, when the caller read it earlier (a cache): the draft is appended only while the stream is still
+/// there, else [`WriteError::AuthorChanged`] and nothing is written. None when `actor` is not an author
+/// read from the store (the scheduler, seeds).
 pub async fn create(
     pool: &PgPool,
     actor: Actor,
+    actor_version: Option<i32>,
     mut create: CreatePost,
     metadata: &Metadata,
 ) -> Result<(Post, Appended), WriteError> {
     let id = Uuid::now_v7();
+    let guard = actor_version.map(|v| (actor.id, v));
     // Decide first (authorisation included), then try the one-round-trip path with the first candidate.
     let events = post::decide(None, actor, PostCommand::Draft(create.draft.clone()))?;
-    if let Some(appended) = claim_and_append(pool, id, &create.draft.slug, &events, metadata).await? {
+    if let Some(appended) = claim_and_append(pool, id, &create.draft.slug, &events, metadata, guard).await? {
         let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
         return Ok((state, appended));
+    }
+    // Nothing was appended: the slug is taken, or the actor changed.
+    let mut tx = pool.begin().await?;
+    if let Some((author, version)) = guard {
+        if event_store::stream_version(&mut tx, author).await? != version {
+            return Err(WriteError::AuthorChanged);
+        }
     }
     if create.explicit_slug {
         return Err(WriteError::SlugTaken(create.draft.slug.to_string()));
     }
     // The generated slug is taken: find the next free `-2`, `-3`… in a transaction.
-    let mut tx = pool.begin().await?;
     create.draft.slug = generate_slug(&mut tx, &create.draft.slug, id).await?;
     let events = post::decide(None, actor, PostCommand::Draft(create.draft))?;
     let appended =
@@ -46,19 +59,24 @@ pub async fn create(
 }
 
 /// Reserves `slug` and appends the new stream's first event in one statement (one round trip, atomic
-/// without an explicit transaction). None when the slug is already reserved.
+/// without an explicit transaction), only while the `guard` stream (the actor) is at its version. None
+/// when the slug is already reserved or the guard failed.
 async fn claim_and_append(
     pool: &PgPool,
     id: Uuid,
     slug: &Slug,
     events: &[crate::domain::DomainEvent],
     metadata: &Metadata,
+    guard: Option<(Uuid, i32)>,
 ) -> Result<Option<Appended>, WriteError> {
     let [first] = events else { return Ok(None) };
     let meta = serde_json::to_value(metadata).unwrap_or_default();
     let position = sqlx::query_scalar!(
         r#"with claimed as (
-               insert into slug_reservations (slug, post_id) values ($1, $2)
+               insert into slug_reservations (slug, post_id)
+               select $1, $2
+               where $8::uuid is null
+                  or (select coalesce(max(version), 0) from events where stream_id = $8) = $9::int
                on conflict (slug) do nothing returning post_id
            )
            insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
@@ -71,6 +89,8 @@ async fn claim_and_append(
         crate::domain::events::CURRENT_SCHEMA_VERSION,
         first.payload(),
         meta,
+        guard.map(|g| g.0) as Option<Uuid>,
+        guard.map(|g| g.1) as Option<i32>,
     )
     .fetch_optional(pool)
     .await?;
