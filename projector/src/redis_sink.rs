@@ -89,33 +89,32 @@ impl RedisSink {
         result.is_ok()
     }
 
+    /// One pipeline for the whole batch: the script (re)loaded, then each entry's compare-and-set and its
+    /// invalidation, then the list generation.
     async fn try_write_posts(&self, conn: &mut ConnectionManager, writes: Vec<PostWrite>) -> redis::RedisResult<()> {
         let keys = &self.inner.keys;
         let ns: Option<i64> = redis::cmd("GET").arg(keys.namespace()).query_async(conn).await?;
         let ns = ns.unwrap_or(0);
-        for (slug, tx, pos, entry) in writes {
+        let script = &self.inner.script;
+        let mut pipe = redis::pipe();
+        pipe.load_script(script).ignore();
+        let mut invocations = Vec::with_capacity(writes.len());
+        for (slug, tx, pos, entry) in &writes {
             let (body, ttl) = match entry {
                 Some(e) => {
-                    (serde_json::to_string(&e).unwrap_or_default(), 86_400 + rand::thread_rng().gen_range(0..3_600))
+                    (serde_json::to_string(e).unwrap_or_default(), 86_400 + rand::thread_rng().gen_range(0..3_600))
                 }
                 None => (String::new(), 3_600),
             };
-            let _: i32 = self
-                .inner
-                .script
-                .key(keys.post_by_slug(ns, &slug))
-                .arg(tx)
-                .arg(pos)
-                .arg(body)
-                .arg(ttl)
-                .invoke_async(conn)
-                .await?;
-            let _: i64 = redis::cmd("PUBLISH")
-                .arg(keys.invalidation_channel())
-                .arg(format!("slug:{slug}"))
-                .query_async(conn)
-                .await?;
+            let mut invocation = script.key(keys.post_by_slug(ns, slug));
+            invocation.arg(tx).arg(pos).arg(body).arg(ttl);
+            invocations.push((invocation, slug));
         }
+        for (invocation, slug) in &invocations {
+            pipe.invoke_script(invocation).ignore();
+            pipe.cmd("PUBLISH").arg(keys.invalidation_channel()).arg(format!("slug:{slug}")).ignore();
+        }
+        pipe.query_async::<()>(conn).await?;
         bump_lists(conn, keys).await
     }
 }

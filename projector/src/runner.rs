@@ -25,6 +25,10 @@ pub struct RunnerConfig {
 
 pub use shared::event_store::EVENTS_CHANNEL;
 
+/// After a batch that emptied the backlog, how long a leader waits before looking again: events that
+/// arrive meanwhile share one batch. The first event after a quiet spell is applied at once.
+pub const BATCH_LINGER: Duration = Duration::from_millis(10);
+
 /// Listens for event notifications and bumps `wake`; reconnects on failure until shutdown.
 pub async fn listen_for_events(direct_url: String, wake: watch::Sender<u64>, shutdown: CancellationToken) {
     loop {
@@ -153,6 +157,11 @@ async fn lead<P: Projection>(
                 status.set_state(name, "running", None);
                 limit = config.batch_size;
                 backoff = Duration::from_millis(500);
+                if (batch.events as i64) < limit {
+                    // Caught up with a trickle: let a few more events gather, so that a steady stream of
+                    // commands costs one batch (a dozen statements) per linger rather than per event.
+                    sleep_or_shutdown(BATCH_LINGER, shutdown).await;
+                }
             }
             Err(ProjectionError::Database(e)) if shared::db::is_unavailable(&e) => {
                 tracing::warn!(projection = name, error = %e, "database unavailable; retrying");
