@@ -483,11 +483,13 @@ async fn fold_log(
     skipped: &HashSet<i64>,
     progress: &dyn Progress,
 ) -> Result<(Fold, LogPosition), RebuildError> {
+    // The next chunk is read while this one is folded (PostgreSQL and the fold each keep a core busy).
+    let (chunks, mut incoming) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(read_log(pool.clone(), chunks));
     let mut fold = Fold::default();
     let mut at = LogPosition::START;
-    let mut conn = pool.acquire().await?;
-    loop {
-        let events = event_store::read_after(&mut conn, at, FOLD_CHUNK).await?;
+    while let Some(events) = incoming.recv().await {
+        let events = events?;
         let Some(last) = events.last().map(|e| e.log_position()) else { break };
         for event in &events {
             if skipped.contains(&event.global_position) || !crate::projections::posts::handles(&event.event_type) {
@@ -502,11 +504,35 @@ async fn fold_log(
         fold.events += events.len() as u64;
         progress.advance(events.len() as u64);
         at = last;
-        if (events.len() as i64) < FOLD_CHUNK {
-            break;
-        }
     }
     Ok((fold, at))
+}
+
+/// Sends the log in chunks of [`FOLD_CHUNK`] events, as far as it is safely ordered, until a short chunk,
+/// an error, or the receiver is gone.
+async fn read_log(pool: PgPool, chunks: tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, sqlx::Error>>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            let _ = chunks.send(Err(e)).await;
+            return;
+        }
+    };
+    let mut at = LogPosition::START;
+    loop {
+        let chunk = event_store::read_after(&mut conn, at, FOLD_CHUNK).await;
+        let next = match &chunk {
+            Ok(events) if events.len() as i64 == FOLD_CHUNK => events.last().map(|e| e.log_position()),
+            _ => None,
+        };
+        if chunks.send(chunk).await.is_err() {
+            return;
+        }
+        match next {
+            Some(last) => at = last,
+            None => return,
+        }
+    }
 }
 
 fn is_published(p: &Post) -> bool {

@@ -190,9 +190,12 @@ impl DomainEvent {
         if schema_version > CURRENT_SCHEMA_VERSION {
             return Err(DecodeError::FutureVersion { event_type: event_type.to_string(), version: schema_version });
         }
-        let payload = upcast(event_type, schema_version, payload.clone());
-        let tagged = serde_json::json!({ "event_type": event_type, "payload": payload });
-        serde_json::from_value(tagged).map_err(|source| {
+        let payload = upcast(event_type, schema_version, payload);
+        // The stored `{event_type, payload}` pair, read in place (no copy of the payload).
+        let tag = serde_json::Value::String(event_type.to_string());
+        let pairs = [("event_type", &tag), ("payload", payload.as_ref())];
+        let tagged = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(pairs.into_iter());
+        Self::deserialize(tagged).map_err(|source| {
             if KNOWN_TYPES.contains(&event_type) {
                 DecodeError::Payload { event_type: event_type.to_string(), source }
             } else {
@@ -222,8 +225,12 @@ pub const KNOWN_TYPES: &[&str] = &[
 
 /// Upcasters from older schema versions to the current one, keyed by (event type, version).
 /// v1 is the first version, so there is nothing to transform yet; a v2 adds its step here.
-fn upcast(_event_type: &str, _from_version: i16, payload: serde_json::Value) -> serde_json::Value {
-    payload
+fn upcast<'a>(
+    _event_type: &str,
+    _from_version: i16,
+    payload: &'a serde_json::Value,
+) -> std::borrow::Cow<'a, serde_json::Value> {
+    std::borrow::Cow::Borrowed(payload)
 }
 
 mod double_option {
