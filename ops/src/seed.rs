@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use shared::domain::comment::Moderation;
-use shared::domain::post::{self as post, Actor, DraftPost, PostCommand};
+use shared::domain::post::{self as post, Actor, DraftPost, EditPost, PostCommand};
 use shared::domain::role::Role;
 use shared::domain::slug::Slug;
 use shared::domain::values::{parse_tags, BodyMarkdown, Email, FieldError, Summary, Title};
@@ -37,6 +37,10 @@ pub struct SeedArgs {
     /// appends, decided by the same domain code) instead of one command at a time: for large benches.
     #[arg(long)]
     bulk: bool,
+    /// Edits per post before it is published, each a revised body (a post's drafts, as authors write
+    /// them): events per post become 2 + revisions.
+    #[arg(long, default_value_t = 0)]
+    revisions: u32,
 }
 
 /// Posts per transaction in `--bulk`.
@@ -83,12 +87,12 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let signal = AppendSignal::new(pool.clone());
     if args.bulk {
-        let ids = seed_bulk(pool, &writers, args.posts, &signal).await?;
+        let ids = seed_bulk(pool, &writers, args.posts, args.revisions, &signal).await?;
         println!(
             "seeded {} authors and {} published posts ({} events) in {:.1} s",
             writers.len(),
             ids.len(),
-            ids.len() * 2,
+            ids.len() * (2 + args.revisions as usize),
             started.elapsed().as_secs_f64()
         );
         seed_comments(pool, &ids, args.comments, args.concurrency, &signal).await?;
@@ -99,13 +103,14 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
     let workers = (0..args.concurrency.max(1)).map(|_| {
         let (pool, writers, next, total, created, signal) =
             (pool.clone(), writers.clone(), next.clone(), args.posts, created.clone(), signal.clone());
+        let revisions = args.revisions;
         tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= total {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let id = seed_post(&pool, writers[n as usize % writers.len()], n).await?;
+                let id = seed_post(&pool, writers[n as usize % writers.len()], n, revisions).await?;
                 signal.appended();
                 if let Ok(mut created) = created.lock() {
                     created.push(id);
@@ -138,6 +143,7 @@ async fn seed_bulk(
     pool: &PgPool,
     writers: &[Actor],
     total: u32,
+    revisions: u32,
     signal: &AppendSignal,
 ) -> anyhow::Result<Vec<uuid::Uuid>> {
     // Number after the posts that exist, so that a second bulk seed gets fresh slugs.
@@ -160,10 +166,15 @@ async fn seed_bulk(
             slugs.push(draft.slug.as_str().to_string());
             streams.push(id);
             let now = Utc::now();
-            let drafted = post::decide(None, actor, PostCommand::Draft(draft))?;
-            let state = drafted.iter().fold(None, |s, e| post::apply(s, id, e, now));
-            let published = post::decide(state.as_ref(), actor, PostCommand::Publish { at: None, now })?;
-            for (version, e) in drafted.iter().chain(&published).enumerate() {
+            let mut appended = post::decide(None, actor, PostCommand::Draft(draft))?;
+            let mut state = appended.iter().fold(None, |s, e| post::apply(s, id, e, now));
+            for r in 1..=revisions {
+                let edited = post::decide(state.as_ref(), actor, revision(offset + n, r)?)?;
+                state = edited.iter().fold(state, |s, e| post::apply(s, id, e, now));
+                appended.extend(edited);
+            }
+            appended.extend(post::decide(state.as_ref(), actor, PostCommand::Publish { at: None, now })?);
+            for (version, e) in appended.iter().enumerate() {
                 events.push((id, version as i32 + 1, e.event_type(), e.payload()));
             }
         }
@@ -272,19 +283,32 @@ fn field(e: FieldError) -> anyhow::Error {
 }
 
 /// One published post with a realistic Markdown body; returns its id.
-async fn seed_post(pool: &PgPool, actor: Actor, n: u32) -> anyhow::Result<uuid::Uuid> {
+async fn seed_post(pool: &PgPool, actor: Actor, n: u32, revisions: u32) -> anyhow::Result<uuid::Uuid> {
     let meta = Metadata::default();
     let draft = draft_post(actor, n)?;
     let (post, _) = posts::create(pool, actor, None, CreatePost { draft, explicit_slug: false }, &meta).await?;
+    for r in 1..=revisions {
+        posts::execute(pool, actor, post.id, Some(r as i32), revision(n, r)?, &meta).await?;
+    }
     let publish = PostCommand::Publish { at: None, now: Utc::now() };
-    posts::execute(pool, actor, post.id, Some(1), publish, &meta).await?;
+    posts::execute(pool, actor, post.id, Some(revisions as i32 + 1), publish, &meta).await?;
     Ok(post.id)
 }
 
-/// The n-th seed draft: a realistic Markdown body (heading, paragraphs, list, code block) and two tags.
-fn draft_post(actor: Actor, n: u32) -> anyhow::Result<DraftPost> {
+/// The r-th revision of the n-th seed post: its body, rewritten and grown by a paragraph per revision.
+fn revision(n: u32, r: u32) -> anyhow::Result<PostCommand> {
+    let mut body = draft_body(n);
+    for p in 0..r {
+        let words: Vec<&str> = (0..30u32).map(|w| WORDS[((n + r * 11 + p * 5 + w) as usize) % WORDS.len()]).collect();
+        body.push_str(&format!("\n\n_Revision {}:_ {}.", p + 1, words.join(" ")));
+    }
+    let body = BodyMarkdown::parse("body", body).map_err(field)?;
+    Ok(PostCommand::Edit(EditPost { body_markdown: Some(body), ..EditPost::default() }))
+}
+
+/// The n-th seed post's first body: heading, paragraphs, a list and a code block.
+fn draft_body(n: u32) -> String {
     let topic = TOPICS[n as usize % TOPICS.len()];
-    let title = format!("{topic} notes #{}", n + 1);
     let mut body = format!("## {topic}\n\nThis is post number {} about **{topic}**.\n\n", n + 1);
     for p in 0..4u32 {
         let words: Vec<&str> = (0..40u32).map(|w| WORDS[((n + p * 7 + w * 3) as usize) % WORDS.len()]).collect();
@@ -292,6 +316,14 @@ fn draft_post(actor: Actor, n: u32) -> anyhow::Result<DraftPost> {
         body.push_str(".\n\n");
     }
     body.push_str("- event sourced\n- projected\n- served from a replica\n\n```rust\nfn main() {}\n```\n");
+    body
+}
+
+/// The n-th seed draft: a realistic Markdown body (heading, paragraphs, list, code block) and two tags.
+fn draft_post(actor: Actor, n: u32) -> anyhow::Result<DraftPost> {
+    let topic = TOPICS[n as usize % TOPICS.len()];
+    let title = format!("{topic} notes #{}", n + 1);
+    let body = draft_body(n);
     let second_tag = TOPICS[(n as usize / 3 + 1) % TOPICS.len()];
     let draft = DraftPost {
         author_id: actor.id,
