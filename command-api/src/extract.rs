@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header::{AUTHORIZATION, IF_MATCH};
+use axum::http::header::IF_MATCH;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use shared::domain::author::Author;
@@ -73,13 +73,8 @@ impl FromRequestParts<AppState> for KnownAuthor {
 
 /// The subject of the request's valid Bearer token.
 fn bearer_subject(parts: &Parts, state: &AppState) -> Result<uuid::Uuid, ApiError> {
-    let token = parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or(ApiError::Unauthorized)?;
-    Ok(state.keys.verify(token.trim()).map_err(|_| ApiError::Unauthorized)?.sub)
+    let token = shared::auth::bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+    Ok(state.keys.verify(token).map_err(|_| ApiError::Unauthorized)?.sub)
 }
 
 /// Folds the author's stream; 401 unless they exist and are active. Remembers them for [`KnownAuthor`].

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -76,12 +76,7 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
 }
 
 fn principal(state: &AppState, req: &Request) -> String {
-    let claims = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| state.keys.verify(t.trim()).ok());
+    let claims = shared::auth::bearer_token(req.headers()).and_then(|t| state.keys.verify(t).ok());
     match claims {
         Some(c) => format!("author:{}", c.sub),
         None => {

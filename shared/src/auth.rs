@@ -10,6 +10,14 @@ use uuid::Uuid;
 
 use crate::domain::role::Role;
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme is matched case-insensitively
+/// (RFC 7235). None when the header is absent, not ASCII, or another scheme.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
 pub const ISSUER: &str = "pressroom";
 pub const AUDIENCE: &str = "pressroom";
 pub const TOKEN_TTL: Duration = Duration::hours(1);
@@ -153,5 +161,20 @@ mod tests {
             }
             out
         }
+    }
+
+    #[test]
+    fn bearer_tokens_are_found_whatever_the_scheme_case() {
+        let header = |v: &'static str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(axum::http::header::AUTHORIZATION, axum::http::HeaderValue::from_static(v));
+            h
+        };
+        assert_eq!(bearer_token(&header("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&header("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer_token(&header("BEARER abc")), Some("abc"));
+        assert_eq!(bearer_token(&header("Basic abc")), None);
+        assert_eq!(bearer_token(&header("Bearer ")), None);
+        assert_eq!(bearer_token(&axum::http::HeaderMap::new()), None);
     }
 }

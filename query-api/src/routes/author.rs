@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -41,13 +40,8 @@ impl FromRequestParts<AppState> for Reader {
     type Rejection = ReadError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ReadError::Unauthorized)?;
-        let claims = state.keys.verify(token.trim()).map_err(|_| ReadError::Unauthorized)?;
+        let token = shared::auth::bearer_token(&parts.headers).ok_or(ReadError::Unauthorized)?;
+        let claims = state.keys.verify(token).map_err(|_| ReadError::Unauthorized)?;
         let mut conn = state.reads.primary.acquire().await?;
         match authors::load(&mut conn, claims.sub).await? {
             Some(a) if a.active => Ok(Reader(a)),
