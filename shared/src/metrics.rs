@@ -77,26 +77,47 @@ impl Drop for InFlight {
     }
 }
 
-/// The counter and histogram of one (method, route, status), registered once: looking a metric up in the
-/// recorder hashes its whole key, which on the hottest reads costs more than the handler.
-fn handles(method: &'static str, route: &'static str, status: &'static str) -> Handles {
-    type Key = (usize, usize, usize);
-    static CACHE: std::sync::RwLock<Vec<(Key, Handles)>> = std::sync::RwLock::new(Vec::new());
-    // Interned strings compare by address.
-    let key = (method.as_ptr() as usize, route.as_ptr() as usize, status.as_ptr() as usize);
-    if let Some(found) = CACHE.read().ok().and_then(|c| c.iter().find(|(k, _)| *k == key).map(|(_, h)| h.clone())) {
-        return found;
+/// Metric handles registered once per key of `'static` label values, compared by address and length:
+/// looking a metric up in the recorder hashes its whole key, which on the hottest reads costs more than
+/// the handler. Bounded (4,096 keys); past that, lookups go to the recorder.
+struct HandleCache<const N: usize, H> {
+    entries: std::sync::RwLock<Vec<(LabelKey<N>, H)>>,
+}
+
+/// Each label value's address and length.
+type LabelKey<const N: usize> = [(usize, usize); N];
+
+impl<const N: usize, H: Clone> HandleCache<N, H> {
+    const fn new() -> Self {
+        HandleCache { entries: std::sync::RwLock::new(Vec::new()) }
     }
-    let made = (
-        metrics::counter!("pressroom_http_requests_total", "method" => method, "route" => route, "status" => status),
-        metrics::histogram!("pressroom_http_request_duration_seconds", "method" => method, "route" => route),
-    );
-    if let Ok(mut cache) = CACHE.write() {
-        if cache.len() < 4096 {
-            cache.push((key, made.clone()));
+
+    fn get(&self, labels: [&'static str; N], make: impl FnOnce() -> H) -> H {
+        let key = labels.map(|l| (l.as_ptr() as usize, l.len()));
+        if let Some(found) =
+            self.entries.read().ok().and_then(|c| c.iter().find(|(k, _)| *k == key).map(|e| e.1.clone()))
+        {
+            return found;
         }
+        let made = make();
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() < 4096 {
+                entries.push((key, made.clone()));
+            }
+        }
+        made
     }
-    made
+}
+
+/// The counter and histogram of one (method, route, status); the labels are interned.
+fn handles(method: &'static str, route: &'static str, status: &'static str) -> Handles {
+    static CACHE: HandleCache<3, Handles> = HandleCache::new();
+    CACHE.get([method, route, status], || {
+        (
+            metrics::counter!("pressroom_http_requests_total", "method" => method, "route" => route, "status" => status),
+            metrics::histogram!("pressroom_http_request_duration_seconds", "method" => method, "route" => route),
+        )
+    })
 }
 
 /// Route templates, methods and statuses are few: keep one `'static` copy of each so that labelling a
@@ -127,8 +148,12 @@ pub async fn timed_query<T>(
 ) -> T {
     let started = Instant::now();
     let out = query.await;
-    metrics::histogram!("pressroom_db_query_duration_seconds", "operation" => operation, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    static CACHE: HandleCache<2, metrics::Histogram> = HandleCache::new();
+    let histogram = CACHE.get(
+        [operation, route],
+        || metrics::histogram!("pressroom_db_query_duration_seconds", "operation" => operation, "route" => route),
+    );
+    histogram.record(started.elapsed().as_secs_f64());
     out
 }
 
