@@ -137,8 +137,8 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
     notify_appended(pool).await.map_err(Into::into)
 }
 
-/// `--bulk`: each batch claims its slugs and appends every post's PostDrafted and PostPublished in one
-/// transaction. A slug someone already holds drops that post from the batch. Returns the new post ids.
+/// `--bulk`: each batch claims its slugs and appends every post's PostDrafted, its PostEdited revisions and
+/// its PostPublished in one transaction. A slug someone already holds drops that post from the batch. Returns the new post ids.
 async fn seed_bulk(
     pool: &PgPool,
     writers: &[Actor],
@@ -286,7 +286,7 @@ fn field(e: FieldError) -> anyhow::Error {
 async fn seed_post(pool: &PgPool, actor: Actor, n: u32, revisions: u32) -> anyhow::Result<uuid::Uuid> {
     let meta = Metadata::default();
     let draft = draft_post(actor, n)?;
-    let (post, _) = posts::create(pool, actor, None, CreatePost { draft, explicit_slug: false }, &meta).await?;
+    let (post, _) = posts::create(pool, actor, None, &CreatePost { draft, explicit_slug: false }, &meta).await?;
     for r in 1..=revisions {
         posts::execute(pool, actor, post.id, Some(r as i32), revision(n, r)?, &meta).await?;
     }

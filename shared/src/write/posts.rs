@@ -27,7 +27,7 @@ pub async fn create(
     pool: &PgPool,
     actor: Actor,
     actor_version: Option<i32>,
-    mut create: CreatePost,
+    create: &CreatePost,
     metadata: &Metadata,
 ) -> Result<(Post, Appended), WriteError> {
     let id = Uuid::now_v7();
@@ -38,10 +38,10 @@ pub async fn create(
         let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
         return Ok((state, appended));
     }
-    // Nothing was appended: the slug is taken, or the actor changed.
-    let mut tx = pool.begin().await?;
+    // Nothing was appended: the actor changed, or the slug is taken.
     if let Some((author, version)) = guard {
-        if event_store::stream_version(&mut tx, author).await? != version {
+        let mut conn = pool.acquire().await?;
+        if event_store::stream_version(&mut conn, author).await? != version {
             return Err(WriteError::AuthorChanged);
         }
     }
@@ -49,8 +49,10 @@ pub async fn create(
         return Err(WriteError::SlugTaken(create.draft.slug.to_string()));
     }
     // The generated slug is taken: find the next free `-2`, `-3`… in a transaction.
-    create.draft.slug = generate_slug(&mut tx, &create.draft.slug, id).await?;
-    let events = post::decide(None, actor, PostCommand::Draft(create.draft))?;
+    let mut tx = pool.begin().await?;
+    let mut draft = create.draft.clone();
+    draft.slug = generate_slug(&mut tx, &draft.slug, id).await?;
+    let events = post::decide(None, actor, PostCommand::Draft(draft))?;
     let appended =
         event_store::append(&mut tx, id, StreamType::Post, ExpectedVersion::NoStream, &events, metadata).await?;
     tx.commit().await?;
