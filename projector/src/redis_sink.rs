@@ -98,20 +98,14 @@ impl RedisSink {
         let script = &self.inner.script;
         let mut pipe = redis::pipe();
         pipe.load_script(script).ignore();
-        let mut invocations = Vec::with_capacity(writes.len());
-        for (slug, tx, pos, entry) in &writes {
+        for (slug, tx, pos, entry) in writes {
             let (body, ttl) = match entry {
                 Some(e) => {
-                    (serde_json::to_string(e).unwrap_or_default(), 86_400 + rand::thread_rng().gen_range(0..3_600))
+                    (serde_json::to_string(&e).unwrap_or_default(), 86_400 + rand::thread_rng().gen_range(0..3_600))
                 }
                 None => (String::new(), 3_600),
             };
-            let mut invocation = script.key(keys.post_by_slug(ns, slug));
-            invocation.arg(tx).arg(pos).arg(body).arg(ttl);
-            invocations.push((invocation, slug));
-        }
-        for (invocation, slug) in &invocations {
-            pipe.invoke_script(invocation).ignore();
+            pipe.invoke_script(script.key(keys.post_by_slug(ns, &slug)).arg(tx).arg(pos).arg(body).arg(ttl)).ignore();
             pipe.cmd("PUBLISH").arg(keys.invalidation_channel()).arg(format!("slug:{slug}")).ignore();
         }
         pipe.query_async::<()>(conn).await?;

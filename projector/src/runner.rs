@@ -23,7 +23,7 @@ pub struct RunnerConfig {
     pub poll_interval: Duration,
 }
 
-pub use shared::event_store::EVENTS_CHANNEL;
+use shared::event_store::EVENTS_CHANNEL;
 
 /// After a batch that emptied the backlog, how long a leader waits before looking again: events that
 /// arrive meanwhile share one batch. The first event after a quiet spell is applied at once.

@@ -250,9 +250,8 @@ pub const EVENTS_CHANNEL: &str = "pressroom_events";
 /// inserts/s without it, 1,982 with it). Nothing is lost if this fails: listeners also poll.
 pub async fn notify_appended(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     // The notification needs a transaction id; its commit need not wait for the disk.
-    sqlx::raw_sql("begin; set local synchronous_commit = off; select pg_notify('pressroom_events', ''); commit")
-        .execute(pool)
-        .await?;
+    let sql = format!("begin; set local synchronous_commit = off; select pg_notify('{EVENTS_CHANNEL}', ''); commit");
+    sqlx::raw_sql(&sql).execute(pool).await?;
     Ok(())
 }
 
