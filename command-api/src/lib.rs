@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use shared::auth::JwtKeys;
 use shared::config::Config;
+use shared::db::StatementConnections;
 use shared::event_store::AppendSignal;
 use shared::rate_limit::RateLimiter;
 use sqlx::PgPool;
@@ -25,6 +26,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Connections for the one-statement draft append (no release ping), beside the pool.
+    pub statements: StatementConnections,
     pub keys: Arc<JwtKeys>,
     pub limiter: Arc<RateLimiter>,
     pub config: Arc<Config>,
@@ -46,7 +49,16 @@ impl AppState {
             })?;
         let limiter = Arc::new(RateLimiter::new(&config.redis_url, config.redis_keys.clone()));
         let appended = AppendSignal::new(pool.clone());
-        Ok(AppState { pool, keys, limiter, config: Arc::new(config), appended, authors: Default::default() })
+        let statements = StatementConnections::new(pool.clone(), config.db_pool_size);
+        Ok(AppState {
+            pool,
+            statements,
+            keys,
+            limiter,
+            config: Arc::new(config),
+            appended,
+            authors: Default::default(),
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
+use shared::db::StatementConnections;
 use shared::domain::comment::Moderation;
 use shared::domain::post::{self as post, Actor, DraftPost, EditPost, PostCommand};
 use shared::domain::role::Role;
@@ -100,9 +101,17 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
     }
     let created = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.posts as usize)));
     let next = Arc::new(AtomicU32::new(0));
+    let statements = StatementConnections::new(pool.clone(), args.concurrency.max(1));
     let workers = (0..args.concurrency.max(1)).map(|_| {
-        let (pool, writers, next, total, created, signal) =
-            (pool.clone(), writers.clone(), next.clone(), args.posts, created.clone(), signal.clone());
+        let (pool, statements, writers, next, total, created, signal) = (
+            pool.clone(),
+            statements.clone(),
+            writers.clone(),
+            next.clone(),
+            args.posts,
+            created.clone(),
+            signal.clone(),
+        );
         let revisions = args.revisions;
         tokio::spawn(async move {
             loop {
@@ -110,7 +119,7 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
                 if n >= total {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let id = seed_post(&pool, writers[n as usize % writers.len()], n, revisions).await?;
+                let id = seed_post(&pool, &statements, writers[n as usize % writers.len()], n, revisions).await?;
                 signal.appended();
                 if let Ok(mut created) = created.lock() {
                     created.push(id);
@@ -283,10 +292,17 @@ fn field(e: FieldError) -> anyhow::Error {
 }
 
 /// One published post with a realistic Markdown body; returns its id.
-async fn seed_post(pool: &PgPool, actor: Actor, n: u32, revisions: u32) -> anyhow::Result<uuid::Uuid> {
+async fn seed_post(
+    pool: &PgPool,
+    statements: &StatementConnections,
+    actor: Actor,
+    n: u32,
+    revisions: u32,
+) -> anyhow::Result<uuid::Uuid> {
     let meta = Metadata::default();
     let draft = draft_post(actor, n)?;
-    let (post, _) = posts::create(pool, actor, None, &CreatePost { draft, explicit_slug: false }, &meta).await?;
+    let (post, _) =
+        posts::create(pool, statements, actor, None, &CreatePost { draft, explicit_slug: false }, &meta).await?;
     for r in 1..=revisions {
         posts::execute(pool, actor, post.id, Some(r as i32), revision(n, r)?, &meta).await?;
     }

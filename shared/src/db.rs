@@ -34,7 +34,17 @@ impl ReadSource {
     }
 }
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+/// A connection idle for longer than this is closed instead of handed out.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A lazily connecting pool: services start (and report not-ready) while the database is down.
+///
+/// sqlx pings every connection when it goes back to the pool and, by default, again when it is taken
+/// out: two extra round trips (through PgBouncer, two extra transactions) per checkout. The release
+/// ping stays (it flushes an abandoned transaction's rollback and drops broken connections); the
+/// acquire ping is kept only for connections that sat idle long enough to have gone stale.
 pub fn pool(url: &str, max_connections: u32, application_name: &str) -> Result<PgPool, sqlx::Error> {
     let opts: PgConnectOptions = url
         .parse::<PgConnectOptions>()?
@@ -44,8 +54,93 @@ pub fn pool(url: &str, max_connections: u32, application_name: &str) -> Result<P
         .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
-        .idle_timeout(Duration::from_secs(300))
+        .idle_timeout(IDLE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(opts))
+}
+
+/// Connections for single statements run outside a transaction, on the hottest write path (a draft's
+/// one-statement claim and append). A connection goes back to the set as soon as its statement has
+/// answered, without the ping sqlx's pool sends on every release: through PgBouncer that ping is a
+/// transaction of its own, as costly as half the append. A connection whose statement was cancelled or
+/// failed on the wire is dropped, never reused; one idle for a while is pinged before it is handed out.
+/// New connections come from `pool` (its options and timeouts) and are detached from it; `max` bounds
+/// how many exist at once, apart from the pool's own.
+#[derive(Clone)]
+pub struct StatementConnections {
+    inner: std::sync::Arc<StatementInner>,
+}
+
+struct StatementInner {
+    pool: PgPool,
+    idle: std::sync::Mutex<Vec<(sqlx::PgConnection, std::time::Instant)>>,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// A connection of a [`StatementConnections`] set. [`Lease::release`] hands it back after a statement
+/// that answered; dropped without that, the connection is closed.
+pub struct Lease {
+    conn: Option<sqlx::PgConnection>,
+    inner: std::sync::Arc<StatementInner>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl StatementConnections {
+    pub fn new(pool: PgPool, max: u32) -> Self {
+        let inner = StatementInner {
+            pool,
+            idle: std::sync::Mutex::new(Vec::new()),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max.max(1) as usize)),
+        };
+        StatementConnections { inner: std::sync::Arc::new(inner) }
+    }
+
+    /// A connection: an idle one, or a new one. Waits as long as the pool would (then `PoolTimedOut`).
+    pub async fn acquire(&self) -> Result<Lease, sqlx::Error> {
+        let inner = &self.inner;
+        let wait = inner.pool.options().get_acquire_timeout();
+        let permit = tokio::time::timeout(wait, inner.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        loop {
+            let popped = inner.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some((mut conn, since)) = popped else { break };
+            if since.elapsed() > IDLE_TIMEOUT {
+                continue; // dropped: as the pool closes connections idle this long
+            }
+            if since.elapsed() <= PING_IF_IDLE_FOR || sqlx::Connection::ping(&mut conn).await.is_ok() {
+                return Ok(Lease { conn: Some(conn), inner: inner.clone(), _permit: permit });
+            }
+        }
+        let conn = inner.pool.acquire().await?.detach();
+        Ok(Lease { conn: Some(conn), inner: inner.clone(), _permit: permit })
+    }
+}
+
+impl Lease {
+    /// The connection, for one statement.
+    pub fn conn(&mut self) -> &mut sqlx::PgConnection {
+        // Only `release` (which consumes the lease) takes the connection out.
+        self.conn.as_mut().unwrap_or_else(|| unreachable!("a lease holds its connection until released"))
+    }
+
+    /// Hands the connection back after a statement that answered (successfully, or with an error the
+    /// server sent: the connection is in a clean state either way outside a transaction).
+    pub fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.push((conn, std::time::Instant::now()));
+        }
+    }
 }
 
 /// True when `e` means the database could not be reached (maps to 503, never 500).

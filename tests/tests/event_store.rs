@@ -211,3 +211,76 @@ async fn an_append_held_open_is_never_skipped_while_a_thousand_later_events_comm
         .unwrap();
     assert!(got, "the late-committing event was projected");
 }
+
+/// A TCP relay to the primary that counts the bytes its clients send; returns its port and the count.
+async fn counting_relay(db: &TestDb) -> (u16, Arc<std::sync::atomic::AtomicU64>) {
+    let primary: std::net::SocketAddr = {
+        let opts: sqlx::postgres::PgConnectOptions = db.direct_url.parse().unwrap();
+        format!("127.0.0.1:{}", opts.get_port()).parse().unwrap()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(primary).await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream = async {
+                    let mut buf = vec![0u8; 8192];
+                    while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                        counter.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let downstream = tokio::io::copy(&mut server_read, &mut client_write);
+                let _ = tokio::join!(upstream, downstream);
+            });
+        }
+    });
+    (port, sent)
+}
+
+#[tokio::test]
+async fn a_statement_connection_goes_back_without_another_round_trip_and_is_reused() {
+    let db = TestDb::fresh().await;
+    let (port, sent) = counting_relay(&db).await;
+    let url = format!("postgres://pressroom_app@127.0.0.1:{port}/{}", db.name);
+    let pool = shared::db::pool(&url, 4, "pressroom-tests").unwrap();
+    let statements = shared::db::StatementConnections::new(pool, 4);
+    let mut lease = statements.acquire().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(lease.conn()).await.unwrap();
+    let after_statement = sent.load(std::sync::atomic::Ordering::SeqCst);
+    lease.release();
+    // sqlx's pool would ping here: another message to the server after the answer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), after_statement, "nothing sent on release");
+
+    let mut again = statements.acquire().await.unwrap();
+    let second: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(again.conn()).await.unwrap();
+    assert_eq!(second, pid, "the released connection is handed out again");
+    again.release();
+}
+
+#[tokio::test]
+async fn a_statement_connection_whose_statement_was_cancelled_is_never_handed_out_again() {
+    let db = TestDb::fresh().await;
+    let pool = shared::db::pool(&db.direct_url, 4, "pressroom-tests").unwrap();
+    let statements = shared::db::StatementConnections::new(pool, 4);
+    let mut lease = statements.acquire().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(lease.conn()).await.unwrap();
+    let slow = sqlx::query("select pg_sleep(2)").execute(lease.conn());
+    assert!(tokio::time::timeout(Duration::from_millis(200), slow).await.is_err(), "the statement was cut off");
+    drop(lease);
+
+    let mut next = statements.acquire().await.unwrap();
+    let other: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(next.conn()).await.unwrap();
+    assert_ne!(other, pid, "a connection left mid-statement is closed, not reused");
+    next.release();
+}

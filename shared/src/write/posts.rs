@@ -5,6 +5,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::WriteError;
+use crate::db::StatementConnections;
 use crate::domain::post::{self, Actor, DraftPost, EditPost, Post, PostCommand};
 use crate::domain::slug::Slug;
 use crate::domain::StreamType;
@@ -25,6 +26,7 @@ pub struct CreatePost {
 /// read from the store (the scheduler, seeds).
 pub async fn create(
     pool: &PgPool,
+    statements: &StatementConnections,
     actor: Actor,
     actor_version: Option<i32>,
     create: &CreatePost,
@@ -34,7 +36,7 @@ pub async fn create(
     let guard = actor_version.map(|v| (actor.id, v));
     // Decide first (authorisation included), then try the one-round-trip path with the first candidate.
     let events = post::decide(None, actor, PostCommand::Draft(create.draft.clone()))?;
-    if let Some(appended) = claim_and_append(pool, id, &create.draft.slug, &events, metadata, guard).await? {
+    if let Some(appended) = claim_and_append(statements, id, &create.draft.slug, &events, metadata, guard).await? {
         let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
         return Ok((state, appended));
     }
@@ -64,7 +66,7 @@ pub async fn create(
 /// without an explicit transaction), only while the `guard` stream (the actor) is at its version. None
 /// when the slug is already reserved or the guard failed.
 async fn claim_and_append(
-    pool: &PgPool,
+    statements: &StatementConnections,
     id: Uuid,
     slug: &Slug,
     events: &[crate::domain::DomainEvent],
@@ -73,6 +75,7 @@ async fn claim_and_append(
 ) -> Result<Option<Appended>, WriteError> {
     let [first] = events else { return Ok(None) };
     let meta = serde_json::to_value(metadata).unwrap_or_default();
+    let mut lease = statements.acquire().await?;
     let position = sqlx::query_scalar!(
         r#"with claimed as (
                insert into slug_reservations (slug, post_id)
@@ -94,8 +97,12 @@ async fn claim_and_append(
         guard.map(|g| g.0) as Option<Uuid>,
         guard.map(|g| g.1) as Option<i32>,
     )
-    .fetch_optional(pool)
-    .await?;
+    .fetch_optional(lease.conn())
+    .await;
+    if matches!(&position, Ok(_) | Err(sqlx::Error::Database(_))) {
+        lease.release();
+    }
+    let position = position?;
     Ok(position.map(|position| Appended { version: 1, position }))
 }
 
