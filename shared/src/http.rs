@@ -34,42 +34,41 @@ pub async fn serve_on(
         .await
 }
 
-/// The middleware every service shares: request ids, a tracing span per request, a timeout.
+/// The middleware every service shares: request ids, a tracing span per request, a timeout, compression.
+/// They go on as one layer: axum boxes (and clones, per request) every route once per `layer` call.
 pub fn standard_layers(router: Router, timeout: Duration) -> Router {
     use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
     use tower_http::trace::TraceLayer;
     let header = HeaderName::from_static(REQUEST_ID_HEADER);
     crate::metrics::install();
+    let stack = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(header.clone(), FastRequestId))
+        .layer(PropagateRequestIdLayer::new(header))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> tracing::Span))
+        .layer(crate::middleware::LazyTimeoutLayer::new(timeout))
+        .layer(crate::middleware::CompressWhenAcceptedLayer);
     router
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
-        .layer(tower_http::compression::CompressionLayer::new())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            // Nothing to build (the route below allocates) when no subscriber takes info spans.
-            if !tracing::level_enabled!(tracing::Level::INFO) {
-                return tracing::Span::none();
-            }
-            let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let route = req
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| req.uri().path().to_string());
-            let span = tracing::info_span!(
-                "request",
-                method = %req.method(),
-                route,
-                request_id = id,
-                trace_id = tracing::field::Empty
-            );
-            if let Some(trace_id) = crate::telemetry::trace_id(&span) {
-                span.record("trace_id", trace_id);
-            }
-            span
-        }))
-        .layer(PropagateRequestIdLayer::new(header.clone()))
-        .layer(SetRequestIdLayer::new(header, FastRequestId))
+        .layer(stack)
+}
+
+/// The span a request runs in (none when no subscriber takes info spans: the route would allocate).
+fn request_span(req: &Request) -> tracing::Span {
+    if !tracing::level_enabled!(tracing::Level::INFO) {
+        return tracing::Span::none();
+    }
+    let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let span = tracing::info_span!("request", method = %req.method(), route, request_id = id, trace_id = tracing::field::Empty);
+    if let Some(trace_id) = crate::telemetry::trace_id(&span) {
+        span.record("trace_id", trace_id);
+    }
+    span
 }
 
 /// Request ids as random UUIDs from the thread's userspace generator: `MakeRequestUuid` asks the kernel

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod event_store;
 pub mod http;
 pub mod metrics;
+pub mod middleware;
 pub mod position;
 pub mod problem;
 pub mod projections;

@@ -1,6 +1,7 @@
 //! Positions in projection order. A client sees only `global_position`; the server compares positions
 //! by (transaction_id, global_position), the order in which projections apply events.
 
+use axum::http::HeaderName;
 use serde::{Deserialize, Serialize};
 
 /// A point in the log in projection order. The derived ordering is lexicographic: transaction first.
@@ -24,12 +25,12 @@ impl LogPosition {
     }
 }
 
-/// The `Pressroom-Position` header: the consistency token of a write or of the data a read served.
-pub const POSITION_HEADER: &str = "pressroom-position";
+/// The `Pressroom-Position` header (names as constants: a `&str` name is parsed on every insert): the consistency token of a write or of the data a read served.
+pub const POSITION_HEADER: HeaderName = HeaderName::from_static("pressroom-position");
 /// The `Pressroom-Min-Position` request header: read-your-writes.
-pub const MIN_POSITION_HEADER: &str = "pressroom-min-position";
+pub const MIN_POSITION_HEADER: HeaderName = HeaderName::from_static("pressroom-min-position");
 /// The `Pressroom-Read-Source` response header: cache, replica, primary or events.
-pub const READ_SOURCE_HEADER: &str = "pressroom-read-source";
+pub const READ_SOURCE_HEADER: HeaderName = HeaderName::from_static("pressroom-read-source");
 
 #[cfg(test)]
 mod tests {
