@@ -20,7 +20,7 @@ use uuid::Uuid;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shared::position::LogPosition;
+use shared::position::{LogPosition, MIN_POSITION_HEADER};
 use sqlx::PgPool;
 
 use crate::cache::{PostEntry, SlugEntry};
@@ -323,7 +323,12 @@ pub async fn by_slug(
     headers: HeaderMap,
     Path(slug): Path<String>,
 ) -> ReadResult<Response> {
-    let token = min_position(&state, &headers).await?;
+    // Every path but the common one (no token, a process-cache hit) is boxed: this future is moved whole
+    // on every request, and the database paths inline would make it kilobytes.
+    let token = match headers.contains_key(MIN_POSITION_HEADER) {
+        true => Box::pin(min_position(&state, &headers)).await?,
+        false => None,
+    };
     let Some(token) = token else {
         let hit = state.cache.posts.get(&slug).await;
         crate::cache::count("process", hit.is_some());
@@ -331,24 +336,29 @@ pub async fn by_slug(
             return Ok(viewed(&state, &hit, &headers, Some(ReadSource::Cache)));
         }
         // Single flight: concurrent misses for one slug share one load.
-        let entry = state.cache.posts.try_get_with(slug.clone(), load_slug(&state, &slug)).await?;
+        let entry = Box::pin(state.cache.posts.try_get_with(slug.clone(), load_slug(&state, &slug))).await?;
         return Ok(viewed(&state, &entry, &headers, None));
     };
-    // Read-your-writes: a cache entry that is not known to include the token is skipped.
-    if let Some(hit) = state.cache.posts.get(&slug).await {
+    Box::pin(by_slug_at(&state, &headers, &slug, token)).await
+}
+
+/// A read that must include the event at `token` (read-your-writes).
+async fn by_slug_at(state: &AppState, headers: &HeaderMap, slug: &str, token: LogPosition) -> ReadResult<Response> {
+    // A cache entry that is not known to include the token is skipped.
+    if let Some(hit) = state.cache.posts.get(slug).await {
         if let SlugEntry::Post(p) = hit.as_ref() {
             if p.valid_through.reached(&token) {
-                return Ok(viewed(&state, &hit, &headers, Some(ReadSource::Cache)));
+                return Ok(viewed(state, &hit, headers, Some(ReadSource::Cache)));
             }
         }
     }
     let chosen = state.reads.choose(ReadRoute::Replica, PROJECTIONS, Some(token)).await?;
     if !chosen.reached {
         // Even the primary's projection is behind the token: fold the post from the event store.
-        return from_events(&state, &slug, token.global_position).await;
+        return from_events(state, slug, token.global_position).await;
     }
-    let (entry, _) = load_from(&chosen.pool, chosen.source, &slug).await?;
-    Ok(viewed(&state, &entry, &headers, Some(chosen.source)))
+    let (entry, _) = load_from(&chosen.pool, chosen.source, slug).await?;
+    Ok(viewed(state, &entry, headers, Some(chosen.source)))
 }
 
 /// Counts a public view of a post (for trending), then responds.
