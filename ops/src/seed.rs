@@ -301,8 +301,7 @@ async fn seed_post(
 ) -> anyhow::Result<uuid::Uuid> {
     let meta = Metadata::default();
     let draft = draft_post(actor, n)?;
-    let (post, _) =
-        posts::create(pool, statements, actor, None, &CreatePost { draft, explicit_slug: false }, &meta).await?;
+    let (post, _) = posts::create(statements, actor, None, &CreatePost { draft, explicit_slug: false }, &meta).await?;
     for r in 1..=revisions {
         posts::execute(pool, actor, post.id, Some(r as i32), revision(n, r)?, &meta).await?;
     }

@@ -58,13 +58,19 @@ pub fn pool(url: &str, max_connections: u32, application_name: &str) -> Result<P
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
-                if meta.idle_for > PING_IF_IDLE_FOR {
-                    sqlx::Connection::ping(conn).await?;
-                }
+                ping_if_idle(conn, meta.idle_for).await?;
                 Ok(true)
             })
         })
         .connect_lazy_with(opts))
+}
+
+/// Pings `conn` when it has been idle for longer than [`PING_IF_IDLE_FOR`]; an error means it is gone.
+async fn ping_if_idle(conn: &mut sqlx::PgConnection, idle_for: Duration) -> Result<(), sqlx::Error> {
+    if idle_for > PING_IF_IDLE_FOR {
+        sqlx::Connection::ping(conn).await?;
+    }
+    Ok(())
 }
 
 /// Connections for single statements run outside a transaction, on the hottest write path (a draft's
@@ -85,7 +91,7 @@ struct StatementInner {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-/// A connection of a [`StatementConnections`] set. [`Lease::release`] hands it back after a statement
+/// A connection of a [`StatementConnections`] set. [`Lease::settle`] hands it back after a statement
 /// that answered; dropped without that, the connection is closed.
 pub struct Lease {
     conn: Option<sqlx::PgConnection>,
@@ -103,6 +109,11 @@ impl StatementConnections {
         StatementConnections { inner: std::sync::Arc::new(inner) }
     }
 
+    /// The pool the connections come from, for work that needs a transaction or several statements.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
     /// A connection: an idle one, or a new one. Waits as long as the pool would (then `PoolTimedOut`).
     pub async fn acquire(&self) -> Result<Lease, sqlx::Error> {
         let inner = &self.inner;
@@ -114,10 +125,11 @@ impl StatementConnections {
         loop {
             let popped = inner.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let Some((mut conn, since)) = popped else { break };
-            if since.elapsed() > IDLE_TIMEOUT {
+            let idle_for = since.elapsed();
+            if idle_for > IDLE_TIMEOUT {
                 continue; // dropped: as the pool closes connections idle this long
             }
-            if since.elapsed() <= PING_IF_IDLE_FOR || sqlx::Connection::ping(&mut conn).await.is_ok() {
+            if ping_if_idle(&mut conn, idle_for).await.is_ok() {
                 return Ok(Lease { conn: Some(conn), inner: inner.clone(), _permit: permit });
             }
         }
@@ -129,13 +141,17 @@ impl StatementConnections {
 impl Lease {
     /// The connection, for one statement.
     pub fn conn(&mut self) -> &mut sqlx::PgConnection {
-        // Only `release` (which consumes the lease) takes the connection out.
+        // Only `settle` (which consumes the lease) takes the connection out.
         self.conn.as_mut().unwrap_or_else(|| unreachable!("a lease holds its connection until released"))
     }
 
-    /// Hands the connection back after a statement that answered (successfully, or with an error the
-    /// server sent: the connection is in a clean state either way outside a transaction).
-    pub fn release(mut self) {
+    /// Ends the lease after a statement with this `outcome`: the connection goes back when the server
+    /// answered (successfully, or with an error it sent: outside a transaction the connection is clean
+    /// either way) and is closed after anything else (an I/O or protocol error).
+    pub fn settle<T>(mut self, outcome: &Result<T, sqlx::Error>) {
+        if !matches!(outcome, Ok(_) | Err(sqlx::Error::Database(_))) {
+            return;
+        }
         if let Some(conn) = self.conn.take() {
             let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
             idle.push((conn, std::time::Instant::now()));

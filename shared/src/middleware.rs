@@ -37,6 +37,7 @@ pub struct CompressWhenAccepted<S> {
 }
 
 type Compressed = Result<Response<CompressionBody<Body>>, Infallible>;
+type Boxing = fn(Compressed) -> Result<Response, Infallible>;
 
 fn boxed(res: Compressed) -> Result<Response, Infallible> {
     res.map(|r| r.map(Body::new))
@@ -48,10 +49,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<
-        S::Future,
-        Map<<Compression<S> as Service<Request>>::Future, fn(Compressed) -> Result<Response, Infallible>>,
-    >;
+    type Future = Either<S::Future, Map<<Compression<S> as Service<Request>>::Future, Boxing>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.compressing.poll_ready(cx)
@@ -59,7 +57,7 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         if req.headers().contains_key(header::ACCEPT_ENCODING) {
-            Either::Right(self.compressing.call(req).map(boxed as fn(Compressed) -> Result<Response, Infallible>))
+            Either::Right(self.compressing.call(req).map(boxed as Boxing))
         } else {
             Either::Left(self.compressing.get_mut().call(req))
         }

@@ -25,7 +25,9 @@ impl LogPosition {
     }
 }
 
-/// The `Pressroom-Position` header (names as constants: a `&str` name is parsed on every insert): the consistency token of a write or of the data a read served.
+// Header names as `HeaderName` constants: a `&str` name is parsed again on every insert.
+
+/// The `Pressroom-Position` header: the consistency token of a write or of the data a read served.
 pub const POSITION_HEADER: HeaderName = HeaderName::from_static("pressroom-position");
 /// The `Pressroom-Min-Position` request header: read-your-writes.
 pub const MIN_POSITION_HEADER: HeaderName = HeaderName::from_static("pressroom-min-position");

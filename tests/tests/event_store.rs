@@ -247,6 +247,14 @@ async fn counting_relay(db: &TestDb) -> (u16, Arc<std::sync::atomic::AtomicU64>)
     (port, sent)
 }
 
+/// The backend behind a leased connection, asked in one statement; the lease is settled with the outcome,
+/// as the draft path settles it.
+async fn backend_pid(mut lease: shared::db::Lease) -> i32 {
+    let pid = sqlx::query_scalar("select pg_backend_pid()").fetch_one(lease.conn()).await;
+    lease.settle(&pid);
+    pid.unwrap()
+}
+
 #[tokio::test]
 async fn a_statement_connection_goes_back_without_another_round_trip_and_is_reused() {
     let db = TestDb::fresh().await;
@@ -254,18 +262,14 @@ async fn a_statement_connection_goes_back_without_another_round_trip_and_is_reus
     let url = format!("postgres://pressroom_app@127.0.0.1:{port}/{}", db.name);
     let pool = shared::db::pool(&url, 4, "pressroom-tests").unwrap();
     let statements = shared::db::StatementConnections::new(pool, 4);
-    let mut lease = statements.acquire().await.unwrap();
-    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(lease.conn()).await.unwrap();
+    let pid = backend_pid(statements.acquire().await.unwrap()).await;
     let after_statement = sent.load(std::sync::atomic::Ordering::SeqCst);
-    lease.release();
     // sqlx's pool would ping here: another message to the server after the answer.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), after_statement, "nothing sent on release");
 
-    let mut again = statements.acquire().await.unwrap();
-    let second: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(again.conn()).await.unwrap();
+    let second = backend_pid(statements.acquire().await.unwrap()).await;
     assert_eq!(second, pid, "the released connection is handed out again");
-    again.release();
 }
 
 #[tokio::test]
@@ -279,8 +283,6 @@ async fn a_statement_connection_whose_statement_was_cancelled_is_never_handed_ou
     assert!(tokio::time::timeout(Duration::from_millis(200), slow).await.is_err(), "the statement was cut off");
     drop(lease);
 
-    let mut next = statements.acquire().await.unwrap();
-    let other: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(next.conn()).await.unwrap();
+    let other = backend_pid(statements.acquire().await.unwrap()).await;
     assert_ne!(other, pid, "a connection left mid-statement is closed, not reused");
-    next.release();
 }

@@ -25,13 +25,13 @@ pub struct CreatePost {
 /// there, else [`WriteError::AuthorChanged`] and nothing is written. None when `actor` is not an author
 /// read from the store (the scheduler, seeds).
 pub async fn create(
-    pool: &PgPool,
     statements: &StatementConnections,
     actor: Actor,
     actor_version: Option<i32>,
     create: &CreatePost,
     metadata: &Metadata,
 ) -> Result<(Post, Appended), WriteError> {
+    let pool = statements.pool();
     let id = Uuid::now_v7();
     let guard = actor_version.map(|v| (actor.id, v));
     // Decide first (authorisation included), then try the one-round-trip path with the first candidate.
@@ -99,9 +99,7 @@ async fn claim_and_append(
     )
     .fetch_optional(lease.conn())
     .await;
-    if matches!(&position, Ok(_) | Err(sqlx::Error::Database(_))) {
-        lease.release();
-    }
+    lease.settle(&position);
     let position = position?;
     Ok(position.map(|position| Appended { version: 1, position }))
 }
