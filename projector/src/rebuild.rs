@@ -12,6 +12,7 @@
 //! Readers never see an empty or partial table: until the swap they read the live tables, after it the
 //! complete new ones. Only `posts` can be rebuilt this way today.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -340,14 +341,20 @@ async fn create_shadow(pool: &PgPool, shadow: &str) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
+/// Memory each index build may use (PostgreSQL's default of 64 MB makes the GIN builds spill and merge).
+const INDEX_BUILD_MEMORY: &str = "256MB";
+
 /// The live tables' indexes and the constraints they back, recreated on the shadow tables under the
-/// same names (which the swap then carries into `read`).
+/// same names (which the swap then carries into `read`). The builds run on one connection per core,
+/// largest first; the constraints are attached and the tables analysed once all are built.
 async fn create_indexes(pool: &PgPool, shadow: &str) -> Result<(), sqlx::Error> {
+    let mut builds = Vec::new();
+    let mut constraints = Vec::new();
     for table in POSTS_TABLES {
         let qualified = format!("{LIVE_SCHEMA}.{table}");
         let indexes = sqlx::query!(
             r#"select c.relname as "index!", pg_get_indexdef(i.indexrelid) as "def!", k.conname as "constraint?",
-                      k.contype as "kind?"
+                      k.contype as "kind?", pg_relation_size(i.indexrelid) as "size!"
                from pg_index i join pg_class c on c.oid = i.indexrelid
                left join pg_constraint k on k.conindid = i.indexrelid and k.conrelid = i.indrelid
                where i.indrelid = $1::text::regclass
@@ -358,20 +365,41 @@ async fn create_indexes(pool: &PgPool, shadow: &str) -> Result<(), sqlx::Error> 
         .await?;
         for index in indexes {
             let def = index.def.replacen(&format!(" ON {qualified} "), &format!(" ON {shadow}.{table} "), 1);
-            sqlx::query(&def).execute(pool).await?;
+            builds.push((index.size, def));
             if let (Some(constraint), Some(kind)) = (index.constraint, index.kind) {
                 let kind = if kind == b'p' as i8 { "primary key" } else { "unique" };
-                sqlx::query(&format!(
+                constraints.push(format!(
                     "alter table {shadow}.{table} add constraint {constraint} {kind} using index {}",
                     index.index
-                ))
-                .execute(pool)
-                .await?;
+                ));
             }
         }
+    }
+    builds.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
+    let queue = std::sync::Mutex::new(builds.into_iter().map(|(_, def)| def));
+    let next = || -> Option<String> { queue.lock().ok()?.next() };
+    let builder = || async {
+        let mut conn = pool.acquire().await?;
+        sqlx::query(&format!("set maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")).execute(&mut *conn).await?;
+        while let Some(def) = next() {
+            sqlx::query(&def).execute(&mut *conn).await?;
+        }
+        sqlx::query("reset maintenance_work_mem").execute(&mut *conn).await?;
+        Ok::<_, sqlx::Error>(())
+    };
+    futures::future::try_join_all((0..parallelism()).map(|_| builder())).await?;
+    for constraint in constraints {
+        sqlx::query(&constraint).execute(pool).await?;
+    }
+    for table in POSTS_TABLES {
         sqlx::query(&format!("analyze {shadow}.{table}")).execute(pool).await?;
     }
     Ok(())
+}
+
+/// Connections to keep PostgreSQL busy on: one per core, at least two.
+fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
 }
 
 async fn skipped_positions(pool: &PgPool, name: &str) -> Result<std::sync::Arc<HashSet<i64>>, sqlx::Error> {
@@ -392,8 +420,9 @@ async fn shadow_checkpoint(conn: &mut PgConnection, shadow: &str, name: &str) ->
     Ok(LogPosition::new(tx, pos))
 }
 
-/// Row count and an md5 over every row in primary-key order, leaving out columns other projections keep
-/// and generated columns (derived from the others: the search vector).
+/// Row count and a checksum of every row (the sum of 64-bit row hashes: independent of row order, so
+/// nothing is sorted), leaving out columns other projections keep and generated columns (derived from
+/// the others: the search vector).
 async fn checksum(conn: &mut PgConnection, schema: &str, table: &str) -> Result<(i64, String), sqlx::Error> {
     let qualified = format!("{schema}.{table}");
     let columns = sqlx::query_scalar!(
@@ -409,21 +438,13 @@ async fn checksum(conn: &mut PgConnection, schema: &str, table: &str) -> Result<
         .filter(|c| !FOREIGN_COLUMNS.iter().any(|(t, fc)| *t == table && fc == c))
         .map(|c| format!("t.{c}"))
         .collect();
-    let key = sqlx::query_scalar!(
-        r#"select string_agg('t.' || a.attname, ', ' order by array_position(i.indkey::int2[], a.attnum)) as "key!"
-           from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
-           where i.indrelid = $1::text::regclass and i.indisprimary"#,
-        format!("{LIVE_SCHEMA}.{table}")
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let (rows, sum): (i64, Option<String>) = sqlx::query_as(&format!(
-        "select count(*), md5(string_agg(md5(row({})::text), '' order by {key})) from {qualified} t",
+    let (rows, sum): (i64, String) = sqlx::query_as(&format!(
+        "select count(*), coalesce(sum(hash_record_extended(row({}), 0)::numeric), 0)::text from {qualified} t",
         columns.join(", ")
     ))
     .fetch_one(&mut *conn)
     .await?;
-    Ok((rows, sum.unwrap_or_default()))
+    Ok((rows, sum))
 }
 
 async fn bump_namespace(redis_url: &str, keys: &shared::redis_keys::RedisKeys) -> Option<i64> {
@@ -643,7 +664,7 @@ async fn write_fold(
     progress: &dyn Progress,
 ) -> Result<(), sqlx::Error> {
     // Posts on one connection per core: PostgreSQL computes each row's search vector, the costliest part.
-    let writers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let writers = parallelism();
     let mut parts: Vec<Vec<Vec<FoldedPost>>> = (0..writers).map(|_| Vec::new()).collect();
     let mut posts = fold.posts.into_values().peekable();
     let mut i = 0;
@@ -730,34 +751,36 @@ fn render(chunk: &[FoldedPost]) -> Vec<(String, i32)> {
 }
 
 /// Writes a chunk of posts with COPY (text format) into the `posts` table the search path finds.
-async fn insert_posts(
+async fn insert_posts<'a>(
     conn: &mut PgConnection,
-    chunk: &[FoldedPost],
+    chunk: &'a [FoldedPost],
     rendered: Vec<(String, i32)>,
 ) -> Result<(), sqlx::Error> {
     let mut rows = String::with_capacity(chunk.len() * 4096);
     for (p, (html, reading)) in chunk.iter().zip(rendered) {
-        let fields: [Option<String>; 20] = [
-            Some(p.post.id.to_string()),
-            Some(p.post.slug.clone()),
-            Some(p.post.status.as_str().to_string()),
-            Some(p.post.title.clone()),
-            p.post.summary.clone(),
-            Some(p.post.body_markdown.clone()),
-            Some(html),
-            p.post.cover_image_url.clone(),
-            Some(serde_json::to_string(&tag_refs(&p.post.tags)).unwrap_or_default()),
-            Some(p.post.author_id.to_string()),
-            Some(serde_json::to_string(&p.author).unwrap_or_default()),
-            Some(reading.to_string()),
-            Some("0".to_string()),
-            Some(p.post.version.to_string()),
-            Some(copy_time(p.post.created_at)),
-            Some(copy_time(p.post.updated_at)),
-            p.post.published_at.map(copy_time),
-            p.post.scheduled_at.map(copy_time),
-            Some(p.last.transaction_id.to_string()),
-            Some(p.last.global_position.to_string()),
+        let owned = |v: String| Some(Cow::Owned(v));
+        let borrowed = |v: &'a str| Some(Cow::Borrowed(v));
+        let fields: [Option<Cow<'a, str>>; 20] = [
+            owned(p.post.id.to_string()),
+            borrowed(p.post.slug.as_str()),
+            borrowed(p.post.status.as_str()),
+            borrowed(p.post.title.as_str()),
+            p.post.summary.as_deref().map(Cow::Borrowed),
+            borrowed(p.post.body_markdown.as_str()),
+            owned(html),
+            p.post.cover_image_url.as_deref().map(Cow::Borrowed),
+            owned(serde_json::to_string(&tag_refs(&p.post.tags)).unwrap_or_default()),
+            owned(p.post.author_id.to_string()),
+            owned(serde_json::to_string(&p.author).unwrap_or_default()),
+            owned(reading.to_string()),
+            borrowed("0"),
+            owned(p.post.version.to_string()),
+            owned(copy_time(p.post.created_at)),
+            owned(copy_time(p.post.updated_at)),
+            p.post.published_at.map(copy_time).map(Cow::Owned),
+            p.post.scheduled_at.map(copy_time).map(Cow::Owned),
+            owned(p.last.transaction_id.to_string()),
+            owned(p.last.global_position.to_string()),
         ];
         for (i, field) in fields.iter().enumerate() {
             if i > 0 {
@@ -790,13 +813,34 @@ fn copy_time(t: DateTime<Utc>) -> String {
 
 /// Appends `value` in COPY text format: backslash, tab, newline and carriage return escaped.
 fn copy_escape(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
+    let mut plain = 0;
+    for (i, b) in value.bytes().enumerate() {
+        let escaped = match b {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => continue,
+        };
+        // ASCII bytes never occur inside a multi-byte character: `i` is a character boundary.
+        out.push_str(&value[plain..i]);
+        out.push_str(escaped);
+        plain = i + 1;
+    }
+    out.push_str(&value[plain..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_escape;
+
+    #[test]
+    fn copy_escape_escapes_only_copy_specials_and_keeps_multibyte_text_whole() {
+        let mut out = String::from("x\t");
+        copy_escape(&mut out, "é\\\tñ\n—\r");
+        assert_eq!(out, "x\té\\\\\\tñ\\n—\\r");
+        let mut plain = String::new();
+        copy_escape(&mut plain, "Éclair — no specials");
+        assert_eq!(plain, "Éclair — no specials");
     }
 }
