@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sqlx::types::Json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -65,7 +67,7 @@ pub struct Appended {
 }
 
 /// An event as stored, with its place in the log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RecordedEvent {
     pub global_position: i64,
     pub transaction_id: i64,
@@ -75,7 +77,8 @@ pub struct RecordedEvent {
     pub version: i32,
     pub event_type: String,
     pub schema_version: i16,
-    pub payload: serde_json::Value,
+    /// As stored, unparsed until [`RecordedEvent::decode`].
+    pub payload: Json<Box<RawValue>>,
     pub metadata: serde_json::Value,
     pub recorded_at: DateTime<Utc>,
 }
@@ -83,7 +86,7 @@ pub struct RecordedEvent {
 impl RecordedEvent {
     /// The event's domain form, upcast to the current schema.
     pub fn decode(&self) -> Result<DomainEvent, DecodeError> {
-        DomainEvent::decode(&self.event_type, self.schema_version, &self.payload)
+        DomainEvent::decode(&self.event_type, self.schema_version, &self.payload.0)
     }
 
     pub fn log_position(&self) -> LogPosition {
@@ -185,7 +188,7 @@ pub async fn read_stream(
     sqlx::query_as!(
         RecordedEvent,
         r#"select global_position, transaction_id::text::bigint as "transaction_id!", event_id, stream_id, stream_type,
-                  version, event_type, schema_version, payload, metadata, recorded_at
+                  version, event_type, schema_version, payload as "payload: Json<Box<RawValue>>", metadata, recorded_at
            from events where stream_id = $1 and version <= coalesce($2, 2147483647)
            order by version"#,
         stream_id,
@@ -206,7 +209,7 @@ pub async fn read_after(
     sqlx::query_as!(
         RecordedEvent,
         r#"select global_position, transaction_id::text::bigint as "transaction_id!", event_id, stream_id, stream_type,
-                  version, event_type, schema_version, payload, metadata, recorded_at
+                  version, event_type, schema_version, payload as "payload: Json<Box<RawValue>>", metadata, recorded_at
            from events
            where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
              and (transaction_id, global_position) > ($1::bigint::text::xid8, $2)

@@ -185,23 +185,35 @@ impl DomainEvent {
         }
     }
 
-    /// Decodes a stored event, upcasting older schema versions first.
-    pub fn decode(event_type: &str, schema_version: i16, payload: &serde_json::Value) -> Result<Self, DecodeError> {
+    /// Decodes a stored event (its payload as stored, unparsed), upcasting older schema versions first.
+    /// The current version is parsed once, straight into the typed event.
+    pub fn decode(
+        event_type: &str,
+        schema_version: i16,
+        payload: &serde_json::value::RawValue,
+    ) -> Result<Self, DecodeError> {
         if schema_version > CURRENT_SCHEMA_VERSION {
             return Err(DecodeError::FutureVersion { event_type: event_type.to_string(), version: schema_version });
         }
-        let payload = upcast(event_type, schema_version, payload);
-        // The stored `{event_type, payload}` pair, read in place (no copy of the payload).
-        let tag = serde_json::Value::String(event_type.to_string());
-        let pairs = [("event_type", &tag), ("payload", payload.as_ref())];
-        let tagged = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(pairs.into_iter());
-        Self::deserialize(tagged).map_err(|source| {
+        let payload_error = |source| {
             if KNOWN_TYPES.contains(&event_type) {
                 DecodeError::Payload { event_type: event_type.to_string(), source }
             } else {
                 DecodeError::UnknownType(event_type.to_string())
             }
-        })
+        };
+        let upcast_payload;
+        let payload = if schema_version < CURRENT_SCHEMA_VERSION {
+            let stored: serde_json::Value = serde_json::from_str(payload.get()).map_err(payload_error)?;
+            upcast_payload = upcast(event_type, schema_version, stored).to_string();
+            upcast_payload.as_str()
+        } else {
+            payload.get()
+        };
+        // The stored `{event_type, payload}` pair, tag first so the payload is read once, in place.
+        let tag = serde_json::to_string(event_type).map_err(payload_error)?;
+        let tagged = format!(r#"{{"event_type":{tag},"payload":{payload}}}"#);
+        serde_json::from_str(&tagged).map_err(payload_error)
     }
 }
 
@@ -225,12 +237,8 @@ pub const KNOWN_TYPES: &[&str] = &[
 
 /// Upcasters from older schema versions to the current one, keyed by (event type, version).
 /// v1 is the first version, so there is nothing to transform yet; a v2 adds its step here.
-fn upcast<'a>(
-    _event_type: &str,
-    _from_version: i16,
-    payload: &'a serde_json::Value,
-) -> std::borrow::Cow<'a, serde_json::Value> {
-    std::borrow::Cow::Borrowed(payload)
+fn upcast(_event_type: &str, _from_version: i16, payload: serde_json::Value) -> serde_json::Value {
+    payload
 }
 
 mod double_option {
@@ -252,21 +260,25 @@ mod double_option {
 mod tests {
     use super::*;
 
+    fn raw(payload: serde_json::Value) -> Box<serde_json::value::RawValue> {
+        serde_json::value::to_raw_value(&payload).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn events_round_trip_through_their_stored_form() {
         let e =
             DomainEvent::PostEdited(PostEdited { title: Some("T".into()), summary: Some(None), ..Default::default() });
-        let back = DomainEvent::decode(e.event_type(), CURRENT_SCHEMA_VERSION, &e.payload());
+        let back = DomainEvent::decode(e.event_type(), CURRENT_SCHEMA_VERSION, &raw(e.payload()));
         assert_eq!(back.ok(), Some(e));
     }
 
     #[test]
     fn unknown_types_and_bad_payloads_are_typed_decode_errors() {
-        let r = DomainEvent::decode("Nope", 1, &serde_json::json!({}));
+        let r = DomainEvent::decode("Nope", 1, &raw(serde_json::json!({})));
         assert!(matches!(r, Err(DecodeError::UnknownType(_))));
-        let r = DomainEvent::decode("PostPublished", 1, &serde_json::json!({"x": 1}));
+        let r = DomainEvent::decode("PostPublished", 1, &raw(serde_json::json!({"x": 1})));
         assert!(matches!(r, Err(DecodeError::Payload { .. })));
-        let r = DomainEvent::decode("PostPublished", 9, &serde_json::json!({}));
+        let r = DomainEvent::decode("PostPublished", 9, &raw(serde_json::json!({})));
         assert!(matches!(r, Err(DecodeError::FutureVersion { .. })));
     }
 }
