@@ -18,15 +18,18 @@ pub struct ProjectionStatus {
     pub leader: Option<String>,
 }
 
-/// Every projection with a checkpoint, by name.
+/// Every projection with a checkpoint, by name. The lag in seconds is the age of the next event to apply
+/// (the first after the checkpoint in projection order, found through the position index: a `min()` over
+/// the events after it was a sequential scan of the whole log for each projection, every 5 s).
 pub async fn status(pool: &PgPool) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"select c.name, c.global_position, c.state, c.error,
                   (select coalesce(max(global_position), 0) from events) as "head!",
                   (select count(*) from events e
                     where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)) as "lag_events!",
-                  coalesce(extract(epoch from now() - (select min(e.recorded_at) from events e
-                    where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))), 0)::float8 as "lag_seconds!",
+                  coalesce(extract(epoch from now() - (select e.recorded_at from events e
+                    where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)
+                    order by e.transaction_id, e.global_position limit 1)), 0)::float8 as "lag_seconds!",
                   (select 'pid ' || l.pid from pg_locks l
                     where l.locktype = 'advisory' and l.granted and l.objsubid = 1
                       and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('pressroom:projection:' || c.name, 0)

@@ -62,6 +62,9 @@ async fn a_poison_event_halts_only_its_projection_until_an_operator_skips_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(stack.get_post(&after_slug, None).await.status(), 404, "posts after the poison wait");
+    let halted = posts_status(&stack).await;
+    assert!(halted["lag_events"].as_i64().is_some_and(|n| n >= 2), "the poison and the post after it: {halted}");
+    assert!(halted["lag_seconds"].as_f64().is_some_and(|s| s > 0.0), "the poison has been waiting: {halted}");
 
     let out = stack
         .db
@@ -78,12 +81,17 @@ async fn a_poison_event_halts_only_its_projection_until_an_operator_skips_it() {
     assert_eq!(recorded, ("malformed test event".to_string(), poison));
     assert_eq!(stack.get_post(&after_slug, Some(after)).await.status(), 200, "the projection moved on");
     assert_eq!(checkpoint(&stack, "posts").await.1, "running");
-    let status = stack.db.ops(&["projections", "status", "--json"]).output().await.unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let posts = status["projections"].as_array().unwrap().iter().find(|p| p["name"] == "posts").unwrap().clone();
+    let posts = posts_status(&stack).await;
     for field in ["position", "head", "lag_events", "lag_seconds", "state"] {
         assert!(posts.get(field).is_some(), "{field} missing in {posts}");
     }
     assert!(posts["leader"].as_str().is_some_and(|l| l.starts_with("pid ")), "a running projector leads: {posts}");
     stack.stop().await;
+}
+
+/// The `posts` entry of `pressroom-ops projections status --json`.
+async fn posts_status(stack: &Stack) -> serde_json::Value {
+    let status = stack.db.ops(&["projections", "status", "--json"]).output().await.unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    status["projections"].as_array().unwrap().iter().find(|p| p["name"] == "posts").unwrap().clone()
 }
