@@ -210,7 +210,8 @@ impl DomainEvent {
         } else {
             payload.get()
         };
-        // The stored `{event_type, payload}` pair, tag first so the payload is read once, in place.
+        // The stored `{event_type, payload}` pair as one document, tag first: serde then reads the payload
+        // straight into its variant (one copy of the text, one parse; no buffering of an untagged payload).
         let tag = serde_json::to_string(event_type).map_err(payload_error)?;
         let tagged = format!(r#"{{"event_type":{tag},"payload":{payload}}}"#);
         serde_json::from_str(&tagged).map_err(payload_error)
