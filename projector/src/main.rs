@@ -8,7 +8,11 @@ async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("pressroom-projector");
     shared::metrics::install();
     let config = Config::from_env()?;
-    let pool = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-projector")?;
+    // Straight to the primary, not through PgBouncer: the projector is a singleton leader with a few
+    // long-lived sessions (pooling gains nothing), and its batches would otherwise take turns with the
+    // command API's statements on PgBouncer's server connections, each switch costing the next client a
+    // `SET application_name` round trip.
+    let pool = shared::db::pool(&config.database_primary_direct_url, config.db_pool_size, "pressroom-projector")?;
     let shutdown = shared::shutdown::on_signal();
     let status = StatusBoard::default();
     tokio::spawn(shared::metrics::watch_pool("primary".into(), pool.clone(), shutdown.clone()));

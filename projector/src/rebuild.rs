@@ -626,8 +626,10 @@ impl Fold {
                 a.author.clone()
             }
         };
-        if before.as_ref().is_none_or(|b| b.slug != folded.slug) {
-            self.slug_history.insert(folded.slug.clone(), id);
+        // As the live projection: the history keeps the slugs a post no longer has.
+        if let Some(old) = before.as_ref().filter(|b| b.slug != folded.slug) {
+            self.slug_history.insert(old.slug.clone(), id);
+            self.slug_history.remove(&folded.slug);
         }
         self.count(before.as_ref(), &folded);
         self.posts.insert(id, FoldedPost { post: folded, author, last: at });

@@ -396,3 +396,96 @@ async fn every_post_transition_and_an_author_rename_applied_in_one_batch_equal_a
     assert_tables_identical(&report);
     stack.stop().await;
 }
+
+/// The Redis entry of `slug` ((tx, pos) as stored) and the list generation, as the projector left them.
+async fn redis_state(stack: &Stack, slug: &str) -> (Option<i64>, Option<i64>) {
+    let client = redis::Client::open(stack.db.redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = &stack.db.name;
+    let ns: Option<i64> = redis::cmd("GET").arg(format!("{prefix}:ns")).query_async(&mut redis).await.unwrap();
+    let key = format!("{prefix}:{}:post:slug:{slug}", ns.unwrap_or(0));
+    let pos: Option<i64> = redis::cmd("HGET").arg(key).arg("pos").query_async(&mut redis).await.unwrap();
+    let generation: Option<i64> =
+        redis::cmd("GET").arg(format!("{prefix}:lists:generation")).query_async(&mut redis).await.unwrap();
+    (pos, generation)
+}
+
+async fn has_search_vector(db: &TestDb, id: &str) -> bool {
+    sqlx::query_scalar("select search is not null from read.posts where id = $1::uuid")
+        .bind(id)
+        .fetch_one(&db.admin)
+        .await
+        .unwrap()
+}
+
+async fn slug_history(db: &TestDb) -> Vec<String> {
+    sqlx::query_scalar("select slug from read.slug_history order by slug").fetch_all(&db.admin).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_new_draft_costs_no_redis_write_list_generation_or_search_vector_until_it_is_published() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    stack.published_post(&token, "Already out").await;
+    stack.db.wait_projected().await;
+    let (_, generation_before) = redis_state(&stack, "already-out").await;
+    assert!(generation_before.is_some(), "publishing bumped the list generation");
+
+    let body = json!({"title": "Quiet draft", "body_markdown": "Searchable words about replication"});
+    let created: Value = stack.create_post(&token, body).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    stack.db.wait_projected().await;
+    assert!(!has_search_vector(&stack.db, &id).await, "a draft has no search vector");
+    assert_eq!(redis_state(&stack, "quiet-draft").await, (None, generation_before), "a draft touches no cache");
+    assert_eq!(stack.get_post("quiet-draft", Some(created["position"].as_i64().unwrap())).await.status(), 404);
+
+    let published = stack.publish(&token, &id).await;
+    assert_eq!(published.status(), 200);
+    let at: i64 = published.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+    stack.db.wait_projected().await;
+    assert!(has_search_vector(&stack.db, &id).await, "a published post has its search vector");
+    let (pos, generation) = redis_state(&stack, "quiet-draft").await;
+    assert_eq!(pos, Some(at), "the published post is written through at its position");
+    assert!(generation > generation_before, "publishing retires cached list pages");
+    let found: Value = stack
+        .http
+        .get(format!("{}/v1/search?q=replication", stack.query))
+        .header("pressroom-min-position", at)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["results"][0]["title"], "Quiet draft", "{found}");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_slug_history_keeps_only_slugs_a_post_left_even_when_it_returns_to_one_and_a_rebuild_agrees() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Editor).await;
+    let (id, slug, _) = stack.published_post(&token, "Round trip").await;
+    stack.db.wait_projected().await;
+    assert!(slug_history(&stack.db).await.is_empty(), "a post's current slug is not history");
+    let path = format!("/v1/posts/{id}");
+    ok(&stack, Method::PATCH, &path, &token, Some(json!({"slug": "round-trip-away"})), Some(2)).await;
+    stack.db.wait_projected().await;
+    assert_eq!(slug_history(&stack.db).await, vec![slug.clone()]);
+    let back = ok(&stack, Method::PATCH, &path, &token, Some(json!({"slug": slug})), Some(3)).await;
+    stack.db.wait_projected().await;
+    assert_eq!(
+        slug_history(&stack.db).await,
+        vec!["round-trip-away".to_string()],
+        "back on its first slug, the other is history"
+    );
+    let at = back["position"].as_i64().unwrap();
+    let moved = stack.get_post("round-trip-away", Some(at)).await;
+    assert_eq!(moved.status(), 301);
+    assert_eq!(moved.headers()["location"], format!("/v1/posts/{slug}"));
+    assert_eq!(stack.get_post(&slug, Some(at)).await.status(), 200);
+
+    let report = rebuild(&stack.db, &[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
+    assert_tables_identical(&report);
+    stack.stop().await;
+}

@@ -223,7 +223,9 @@ struct PostRun {
     rows: HashMap<Uuid, PostRow>,
     authors: HashMap<Uuid, AuthorRef>,
     changed: Vec<Uuid>,
-    history: BTreeMap<String, Uuid>,
+    /// Slug history changes: an old slug now pointing at its post (Some), or a slug leaving the history
+    /// because its post has it again (None).
+    history: BTreeMap<String, Option<Uuid>>,
     tags: BTreeMap<String, TagDelta>,
     author_counts: BTreeMap<Uuid, i32>,
 }
@@ -316,8 +318,10 @@ impl PostRun {
             last_transaction_id: event.transaction_id,
             last_position: event.global_position,
         };
-        if existing.is_none_or(|r| r.slug != row.slug) {
-            self.history.insert(row.slug.clone(), id);
+        // The history keeps the slugs a post no longer has (its current one is in `posts`).
+        if let Some(old) = existing.filter(|r| r.slug != row.slug) {
+            self.history.insert(old.slug.clone(), Some(id));
+            self.history.insert(row.slug.clone(), None);
         }
         let published = |r: &PostRow| r.status == "published";
         let change =
@@ -340,7 +344,11 @@ impl PostRun {
                 position: event.global_position,
             });
         }
-        effects.push(PostEffect::Changed(id));
+        // A post that had no row before is a new draft (or published within this batch): its slug was
+        // never public, so no cache entry or list page can hold it. Redis hears of it once it is published.
+        if existing.is_some() || published(&row) {
+            effects.push(PostEffect::Changed(id));
+        }
         self.rows.insert(id, row);
         if !self.changed.contains(&id) {
             self.changed.push(id);
@@ -351,8 +359,14 @@ impl PostRun {
     async fn write(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         let rows: Vec<&PostRow> = self.changed.iter().filter_map(|id| self.rows.get(id)).collect();
         save_rows(&mut *conn, &rows).await?;
-        if !self.history.is_empty() {
-            let (slugs, ids): (Vec<String>, Vec<Uuid>) = self.history.into_iter().unzip();
+        let (retired, current): (Vec<_>, Vec<_>) = self.history.into_iter().partition(|(_, id)| id.is_some());
+        if !current.is_empty() {
+            let slugs: Vec<String> = current.into_iter().map(|(slug, _)| slug).collect();
+            sqlx::query!("delete from slug_history where slug = any($1)", &slugs).execute(&mut *conn).await?;
+        }
+        if !retired.is_empty() {
+            let (slugs, ids): (Vec<String>, Vec<Uuid>) =
+                retired.into_iter().filter_map(|(slug, id)| id.map(|id| (slug, id))).unzip();
             sqlx::query!(
                 "insert into slug_history (slug, post_id) select * from unnest($1::text[], $2::uuid[])
                  on conflict (slug) do update set post_id = excluded.post_id",
