@@ -541,7 +541,8 @@ async fn read_log(pool: PgPool, chunks: tokio::sync::mpsc::Sender<Result<Vec<Rec
     };
     let mut at = LogPosition::START;
     loop {
-        let chunk = event_store::read_after(&mut conn, at, FOLD_CHUNK).await;
+        let chunk =
+            event_store::read_after(&mut conn, at, FOLD_CHUNK, Some(crate::projections::posts::EVENT_TYPES)).await;
         let next = match &chunk {
             Ok(events) if events.len() as i64 == FOLD_CHUNK => events.last().map(|e| e.log_position()),
             _ => None,

@@ -324,7 +324,7 @@ pub async fn apply_batch_in<P: Projection>(
     set_search_path(&mut tx, &scope.schema).await?;
     checkpoint::ensure(&mut tx, name).await?;
     let from = checkpoint::load_for_update(&mut tx, name).await?;
-    let mut events = event_store::read_after(&mut tx, from, limit).await?;
+    let mut events = event_store::read_after(&mut tx, from, limit, Some(projection.event_types())).await?;
     if let Some(until) = scope.until {
         events.retain(|e| e.log_position() <= until);
     }

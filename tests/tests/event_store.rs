@@ -38,8 +38,8 @@ impl Projection for CountingProjection {
     fn name(&self) -> &'static str {
         "test_counting"
     }
-    fn handles(&self, _: &str) -> bool {
-        true
+    fn event_types(&self) -> &'static [&'static str] {
+        &["%"]
     }
     async fn apply(
         &self,

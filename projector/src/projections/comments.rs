@@ -26,8 +26,8 @@ impl Projection for CommentsProjection {
         "comments"
     }
 
-    fn handles(&self, event_type: &str) -> bool {
-        event_type.starts_with("Comment")
+    fn event_types(&self) -> &'static [&'static str] {
+        &["Comment%"]
     }
 
     async fn apply(

@@ -32,6 +32,11 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
 }
 
+/// Whether `event_type` is one of `types`: an exact name, or a prefix followed by `%`.
+pub fn matches_types(types: &[&str], event_type: &str) -> bool {
+    types.iter().any(|t| t.strip_suffix('%').map_or(*t == event_type, |prefix| event_type.starts_with(prefix)))
+}
+
 /// A read model fed by the event log.
 pub trait Projection: Send + Sync + 'static {
     /// What the projection leaves to do after its transaction commits.
@@ -40,9 +45,15 @@ pub trait Projection: Send + Sync + 'static {
     /// The checkpoint and status name (`posts`, `authors`, …).
     fn name(&self) -> &'static str;
 
-    /// Whether this projection reads events of this type. Others pass by undecoded, so an event that
-    /// cannot be decoded halts only the projections that need it.
-    fn handles(&self, event_type: &str) -> bool;
+    /// The event types this projection reads: exact names, or a prefix followed by `%` (SQL `LIKE`, which
+    /// the log read uses to leave out the payloads of the others). Others pass by undecoded, so an event
+    /// that cannot be decoded halts only the projections that need it.
+    fn event_types(&self) -> &'static [&'static str];
+
+    /// Whether this projection reads events of this type (one of [`Projection::event_types`]).
+    fn handles(&self, event_type: &str) -> bool {
+        matches_types(self.event_types(), event_type)
+    }
 
     /// Applies one decoded event in the batch transaction, queuing after-commit effects.
     fn apply(
@@ -78,5 +89,20 @@ pub trait Projection: Send + Sync + 'static {
     fn redo_effects(&self, since: LogPosition) -> impl Future<Output = bool> + Send {
         let _ = since;
         async { true }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches_types;
+
+    #[test]
+    fn event_types_match_exact_names_and_percent_prefixes_only() {
+        let types = ["Post%", "AuthorRegistered"];
+        assert!(matches_types(&types, "PostDrafted"));
+        assert!(matches_types(&types, "AuthorRegistered"));
+        assert!(!matches_types(&types, "AuthorRegisteredAgain"));
+        assert!(!matches_types(&types, "CommentSubmitted"));
+        assert!(!matches_types(&[], "PostDrafted"));
     }
 }

@@ -513,8 +513,11 @@ async fn load_author(conn: &mut PgConnection, id: Uuid) -> Result<Option<AuthorR
 }
 
 /// The event types the `posts` projection reads (the rebuild's fold reads the same).
+pub const EVENT_TYPES: &[&str] = &["Post%", "AuthorRegistered", "AuthorProfileUpdated"];
+
+/// Whether the `posts` projection reads events of this type.
 pub fn handles(event_type: &str) -> bool {
-    event_type.starts_with("Post") || matches!(event_type, "AuthorRegistered" | "AuthorProfileUpdated")
+    super::matches_types(EVENT_TYPES, event_type)
 }
 
 impl Projection for PostsProjection {
@@ -524,8 +527,8 @@ impl Projection for PostsProjection {
         "posts"
     }
 
-    fn handles(&self, event_type: &str) -> bool {
-        handles(event_type)
+    fn event_types(&self) -> &'static [&'static str] {
+        EVENT_TYPES
     }
 
     async fn apply(
