@@ -3,6 +3,11 @@
 use pressroom_command_api::{app, AppState};
 use shared::config::Config;
 
+/// mimalloc instead of glibc's malloc: allocation and freeing were a fifth of the instructions per
+/// request (callgrind over `POST /v1/posts`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("pressroom-command-api");

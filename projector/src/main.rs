@@ -3,6 +3,11 @@
 use pressroom_projector::{app, run_projections, status::StatusBoard, AppState};
 use shared::config::Config;
 
+/// mimalloc instead of glibc's malloc: allocation and freeing were a fifth of the instructions per
+/// request (callgrind over `POST /v1/posts`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("pressroom-projector");

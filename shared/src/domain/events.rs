@@ -178,6 +178,31 @@ impl DomainEvent {
     }
 
     /// The payload as stored in `events.payload`.
+    /// The payload as JSON text, serialized straight from the variant's fields (no `Value` tree in between):
+    /// what the append binds on the hot path. The same document as [`DomainEvent::payload`].
+    pub fn payload_json(&self) -> Box<serde_json::value::RawValue> {
+        use serde_json::value::to_raw_value as raw;
+        let json = match self {
+            DomainEvent::AuthorRegistered(p) => raw(p),
+            DomainEvent::AuthorProfileUpdated(p) => raw(p),
+            DomainEvent::AuthorRoleChanged(p) => raw(p),
+            DomainEvent::PostDrafted(p) => raw(p),
+            DomainEvent::PostEdited(p) => raw(p),
+            DomainEvent::PostPublished(p) => raw(p),
+            DomainEvent::PostScheduled(p) => raw(p),
+            DomainEvent::CommentSubmitted(p) => raw(p),
+            DomainEvent::CommentRejected(p) => raw(p),
+            DomainEvent::AuthorDeactivated(p)
+            | DomainEvent::PostUnpublished(p)
+            | DomainEvent::PostDeleted(p)
+            | DomainEvent::PostRestored(p)
+            | DomainEvent::CommentApproved(p) => raw(p),
+        };
+        // Plain structs of strings, numbers, ids and times always serialize: the fallback is never reached.
+        json.unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
+    }
+
+    /// The payload as a JSON value (the variant's fields).
     pub fn payload(&self) -> serde_json::Value {
         match serde_json::to_value(self) {
             Ok(serde_json::Value::Object(mut m)) => m.remove("payload").unwrap_or_default(),
@@ -271,6 +296,21 @@ mod tests {
             DomainEvent::PostEdited(PostEdited { title: Some("T".into()), summary: Some(None), ..Default::default() });
         let back = DomainEvent::decode(e.event_type(), CURRENT_SCHEMA_VERSION, &raw(e.payload()));
         assert_eq!(back.ok(), Some(e));
+    }
+
+    #[test]
+    fn the_payload_json_text_is_the_same_document_as_the_payload_value() {
+        let events = [
+            DomainEvent::PostEdited(PostEdited { title: Some("T".into()), summary: Some(None), ..Default::default() }),
+            DomainEvent::PostDeleted(Empty {}),
+            DomainEvent::CommentRejected(CommentRejected { reason: Some("spam \"quoted\"".into()) }),
+        ];
+        for e in events {
+            let text: serde_json::Value = serde_json::from_str(e.payload_json().get()).unwrap_or_default();
+            assert_eq!(text, e.payload(), "{}", e.event_type());
+            let back = DomainEvent::decode(e.event_type(), CURRENT_SCHEMA_VERSION, &e.payload_json());
+            assert_eq!(back.ok(), Some(e));
+        }
     }
 
     #[test]

@@ -74,7 +74,6 @@ async fn claim_and_append(
     guard: Option<(Uuid, i32)>,
 ) -> Result<Option<Appended>, WriteError> {
     let [first] = events else { return Ok(None) };
-    let meta = serde_json::to_value(metadata).unwrap_or_default();
     let mut lease = statements.acquire().await?;
     let position = sqlx::query_scalar!(
         r#"with claimed as (
@@ -92,8 +91,8 @@ async fn claim_and_append(
         Uuid::now_v7(),
         first.event_type(),
         crate::domain::events::CURRENT_SCHEMA_VERSION,
-        first.payload(),
-        meta,
+        sqlx::types::Json(first.payload_json()) as _,
+        sqlx::types::Json(metadata) as _,
         guard.map(|g| g.0) as Option<Uuid>,
         guard.map(|g| g.1) as Option<i32>,
     )
