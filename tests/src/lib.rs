@@ -281,6 +281,16 @@ impl Stack {
         self.http.post(format!("{}/v1/posts/{id}/publish", self.command)).bearer_auth(token).send().await.unwrap()
     }
 
+    /// GET `path` from the query API with a `Pressroom-Min-Position` token.
+    pub async fn query_at(&self, path: &str, min_position: i64) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.query))
+            .header("pressroom-min-position", min_position)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_post(&self, slug: &str, min_position: Option<i64>) -> reqwest::Response {
         let mut req = self.http.get(format!("{}/v1/posts/{slug}", self.query));
         if let Some(p) = min_position {

@@ -447,16 +447,7 @@ async fn a_new_draft_costs_no_redis_write_list_generation_or_search_vector_until
     let (pos, generation) = redis_state(&stack, "quiet-draft").await;
     assert_eq!(pos, Some(at), "the published post is written through at its position");
     assert!(generation > generation_before, "publishing retires cached list pages");
-    let found: Value = stack
-        .http
-        .get(format!("{}/v1/search?q=replication", stack.query))
-        .header("pressroom-min-position", at)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = stack.query_at("/v1/search?q=replication", at).await.json().await.unwrap();
     assert_eq!(found["results"][0]["title"], "Quiet draft", "{found}");
     stack.stop().await;
 }

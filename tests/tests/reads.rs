@@ -8,13 +8,7 @@ use serde_json::{json, Value};
 use shared::domain::role::Role;
 
 async fn get(stack: &Stack, path: &str, min_position: i64) -> reqwest::Response {
-    stack
-        .http
-        .get(format!("{}{path}", stack.query))
-        .header("pressroom-min-position", min_position)
-        .send()
-        .await
-        .unwrap()
+    stack.query_at(path, min_position).await
 }
 
 async fn publish(stack: &Stack, token: &str, body: Value) -> (String, String, i64) {
