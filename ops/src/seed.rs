@@ -167,7 +167,8 @@ async fn seed_bulk(
         let to = (from + BULK_BATCH).min(total);
         let mut slugs = Vec::new();
         let mut streams = Vec::new();
-        let mut events: Vec<(uuid::Uuid, i32, &'static str, serde_json::Value)> = Vec::new();
+        let mut events: Vec<(uuid::Uuid, i32, &'static str, sqlx::types::Json<Box<serde_json::value::RawValue>>)> =
+            Vec::new();
         for n in from..to {
             let actor = writers[n as usize % writers.len()];
             let draft = draft_post(actor, offset + n)?;
@@ -184,7 +185,7 @@ async fn seed_bulk(
             }
             appended.extend(post::decide(state.as_ref(), actor, PostCommand::Publish { at: None, now })?);
             for (version, e) in appended.iter().enumerate() {
-                events.push((id, version as i32 + 1, e.event_type(), e.payload()));
+                events.push((id, version as i32 + 1, e.event_type(), sqlx::types::Json(e.payload_json())));
             }
         }
         let mut tx = pool.begin().await?;
@@ -205,7 +206,7 @@ async fn seed_bulk(
             &events.iter().map(|e| e.0).collect::<Vec<_>>(),
             &events.iter().map(|e| e.1).collect::<Vec<_>>(),
             &events.iter().map(|e| e.2.to_string()).collect::<Vec<_>>(),
-            &events.iter().map(|e| e.3.clone()).collect::<Vec<_>>(),
+            &events.iter().map(|e| e.3.clone()).collect::<Vec<_>>() as _,
             shared::domain::events::CURRENT_SCHEMA_VERSION,
         )
         .execute(&mut *tx)

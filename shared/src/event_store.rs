@@ -116,15 +116,14 @@ pub async fn append(
         return Ok(Appended { version: actual, position: 0 });
     }
     let n = events.len();
-    let metadata = serde_json::to_value(metadata).unwrap_or_default();
     let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
     let streams = vec![stream_id; n];
     let types = vec![stream_type.as_str().to_string(); n];
     let versions: Vec<i32> = (1..=n as i32).map(|i| expected_version + i).collect();
     let event_types: Vec<String> = events.iter().map(|e| e.event_type().to_string()).collect();
     let schema_versions = vec![CURRENT_SCHEMA_VERSION; n];
-    let payloads: Vec<serde_json::Value> = events.iter().map(DomainEvent::payload).collect();
-    let metadatas = vec![metadata; n];
+    let payloads: Vec<Json<Box<RawValue>>> = events.iter().map(|e| Json(e.payload_json())).collect();
+    let metadatas = vec![Json(metadata); n];
     // One round trip: the version check rides along with the insert. A stale expectation inserts
     // nothing; a concurrent writer trips `unique (stream_id, version)`.
     let positions = sqlx::query_scalar!(
@@ -138,8 +137,8 @@ pub async fn append(
         &versions,
         &event_types,
         &schema_versions,
-        &payloads,
-        &metadatas,
+        &payloads as _,
+        &metadatas as _,
         stream_id,
         expected_version,
     )
@@ -269,7 +268,7 @@ pub async fn notify_appended(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
 
 /// How long after one NOTIFY the next may go: appends meanwhile share it. A projector that was woken is busy
 /// (and lingers after each batch to look again), so a busy writer's notifications in between would only cost
-/// a transaction each (a third of a `POST /v1/posts`'s PgBouncer round trips without this).
+/// a transaction each (one for every five `POST /v1/posts` at 2,000/s, measured, without this).
 pub const NOTIFY_SPACING: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Coalesced [`notify_appended`]: each [`AppendSignal::appended`] call is answered by a NOTIFY sent after

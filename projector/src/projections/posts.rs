@@ -359,14 +359,20 @@ impl PostRun {
     async fn write(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         let rows: Vec<&PostRow> = self.changed.iter().filter_map(|id| self.rows.get(id)).collect();
         save_rows(&mut *conn, &rows).await?;
-        let (retired, current): (Vec<_>, Vec<_>) = self.history.into_iter().partition(|(_, id)| id.is_some());
-        if !current.is_empty() {
-            let slugs: Vec<String> = current.into_iter().map(|(slug, _)| slug).collect();
-            sqlx::query!("delete from slug_history where slug = any($1)", &slugs).execute(&mut *conn).await?;
+        let (mut current, mut slugs, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        for (slug, post) in self.history {
+            match post {
+                Some(id) => {
+                    slugs.push(slug);
+                    ids.push(id);
+                }
+                None => current.push(slug),
+            }
         }
-        if !retired.is_empty() {
-            let (slugs, ids): (Vec<String>, Vec<Uuid>) =
-                retired.into_iter().filter_map(|(slug, id)| id.map(|id| (slug, id))).unzip();
+        if !current.is_empty() {
+            sqlx::query!("delete from slug_history where slug = any($1)", &current).execute(&mut *conn).await?;
+        }
+        if !slugs.is_empty() {
             sqlx::query!(
                 "insert into slug_history (slug, post_id) select * from unnest($1::text[], $2::uuid[])
                  on conflict (slug) do update set post_id = excluded.post_id",

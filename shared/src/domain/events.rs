@@ -177,9 +177,8 @@ impl DomainEvent {
         }
     }
 
-    /// The payload as stored in `events.payload`.
-    /// The payload as JSON text, serialized straight from the variant's fields (no `Value` tree in between):
-    /// what the append binds on the hot path. The same document as [`DomainEvent::payload`].
+    /// The payload as stored in `events.payload`: JSON text serialized straight from the variant's fields
+    /// (no `Value` tree in between), the `payload` member of the event's tagged serialization.
     pub fn payload_json(&self) -> Box<serde_json::value::RawValue> {
         use serde_json::value::to_raw_value as raw;
         let json = match self {
@@ -200,14 +199,6 @@ impl DomainEvent {
         };
         // Plain structs of strings, numbers, ids and times always serialize: the fallback is never reached.
         json.unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
-    }
-
-    /// The payload as a JSON value (the variant's fields).
-    pub fn payload(&self) -> serde_json::Value {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut m)) => m.remove("payload").unwrap_or_default(),
-            _ => serde_json::Value::Null,
-        }
     }
 
     /// Decodes a stored event (its payload as stored, unparsed), upcasting older schema versions first.
@@ -294,12 +285,12 @@ mod tests {
     fn events_round_trip_through_their_stored_form() {
         let e =
             DomainEvent::PostEdited(PostEdited { title: Some("T".into()), summary: Some(None), ..Default::default() });
-        let back = DomainEvent::decode(e.event_type(), CURRENT_SCHEMA_VERSION, &raw(e.payload()));
+        let back = DomainEvent::decode(e.event_type(), CURRENT_SCHEMA_VERSION, &e.payload_json());
         assert_eq!(back.ok(), Some(e));
     }
 
     #[test]
-    fn the_payload_json_text_is_the_same_document_as_the_payload_value() {
+    fn the_payload_json_text_is_the_payload_member_of_the_tagged_event() {
         let events = [
             DomainEvent::PostEdited(PostEdited { title: Some("T".into()), summary: Some(None), ..Default::default() }),
             DomainEvent::PostDeleted(Empty {}),
@@ -307,7 +298,8 @@ mod tests {
         ];
         for e in events {
             let text: serde_json::Value = serde_json::from_str(e.payload_json().get()).unwrap_or_default();
-            assert_eq!(text, e.payload(), "{}", e.event_type());
+            let tagged = serde_json::to_value(&e).unwrap_or_default();
+            assert_eq!(text, tagged["payload"], "{}", e.event_type());
             let back = DomainEvent::decode(e.event_type(), CURRENT_SCHEMA_VERSION, &e.payload_json());
             assert_eq!(back.ok(), Some(e));
         }
