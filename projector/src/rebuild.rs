@@ -306,6 +306,7 @@ async fn run(
     }
     sqlx::query(&format!("drop schema {shadow} cascade")).execute(&mut *tx).await?;
     tx.commit().await?;
+    wait_for_replicas(pool).await?;
 
     phases.start("done", None);
     let redis_namespace = bump_namespace(&options.redis_url, &options.redis_keys).await;
@@ -320,6 +321,37 @@ async fn run(
         tables,
         redis_namespace,
     })
+}
+
+/// How long the rebuild waits for the streaming replicas to replay its swap before it moves on (with a warning).
+const REPLICA_REPLAY_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until every streaming replica has replayed the primary's WAL as it is now (the swap): until then a
+/// replica still answers from the tables the swap dropped, and the Redis namespace bump that follows would
+/// send readers there to refill the caches with them. A replica this role cannot see the progress of (no
+/// `pg_read_all_stats`) is not waited for.
+async fn wait_for_replicas(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let swapped: String =
+        sqlx::query_scalar!(r#"select pg_current_wal_lsn()::text as "lsn!""#).fetch_one(&mut *conn).await?;
+    let deadline = tokio::time::Instant::now() + REPLICA_REPLAY_WAIT;
+    loop {
+        let behind = sqlx::query_scalar!(
+            r#"select count(*) as "n!" from pg_stat_replication
+               where state = 'streaming' and replay_lsn < $1::text::pg_lsn"#,
+            swapped
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if behind == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(replicas = behind, lsn = %swapped, "replicas have not replayed the swap yet; moving on");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A fresh shadow schema with empty tables shaped like the live ones (defaults, generated columns,
