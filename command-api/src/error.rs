@@ -51,6 +51,8 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         if shared::db::is_unavailable(&e) {
             ApiError::Unavailable(e)
+        } else if shared::db::is_unstorable_text(&e) {
+            ApiError::BadRequest(shared::db::UNSTORABLE_TEXT.into())
         } else {
             ApiError::Internal(Box::new(e))
         }

@@ -61,7 +61,7 @@ pub struct ReadCache {
     pub posts: Cache<String, Arc<SlugEntry>>,
     /// List pages by list generation and query string: the projector bumps the generation on every
     /// change that can alter a list, so older pages are never found again (and age out).
-    pub lists: Cache<String, Arc<(Bytes, i64, ReadSource)>>,
+    pub lists: Cache<String, Arc<crate::routes::posts::ListPage>>,
     list_generation: std::sync::atomic::AtomicI64,
     pub redis: LazyRedis,
     keys: RedisKeys,

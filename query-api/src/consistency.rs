@@ -1,7 +1,7 @@
 //! Read-your-writes: the `Pressroom-Min-Position` token, and the headers every read answers with.
 
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use shared::db::ReadRoute;
 use shared::db::ReadSource;
 use shared::position::{LogPosition, MIN_POSITION_HEADER, POSITION_HEADER, READ_SOURCE_HEADER};
@@ -35,7 +35,8 @@ pub fn stamp(mut res: Response, position: i64, source: ReadSource) -> Response {
 }
 
 /// Runs a read on the source `route` (and the request's `Pressroom-Min-Position`) selects for the
-/// `projections`, timed as `operation`, and answers its JSON with the position and source headers.
+/// `projections`, timed as `operation`, and answers its JSON (with an ETag: 304 when the client has it)
+/// and the position and source headers.
 pub async fn projected_read<T, F, Fut>(
     state: &AppState,
     headers: &HeaderMap,
@@ -52,5 +53,7 @@ where
     let token = min_position(state, headers).await?;
     let chosen = state.reads.choose(route, projections, token).await?;
     let body = shared::metrics::timed_query(operation, chosen.source.as_str(), read(chosen.pool.clone())).await?;
-    Ok(stamp(axum::Json(body).into_response(), chosen.position.global_position, chosen.source))
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let res = crate::etag::respond(headers, "application/json", body);
+    Ok(stamp(res, chosen.position.global_position, chosen.source))
 }

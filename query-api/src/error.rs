@@ -39,6 +39,8 @@ impl From<sqlx::Error> for ReadError {
     fn from(e: sqlx::Error) -> Self {
         if shared::db::is_unavailable(&e) {
             ReadError::Unavailable(e)
+        } else if shared::db::is_unstorable_text(&e) {
+            ReadError::BadRequest(shared::db::UNSTORABLE_TEXT.into())
         } else {
             ReadError::Internal(e)
         }

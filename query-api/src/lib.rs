@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod consistency;
 pub mod error;
+pub mod etag;
 pub mod openapi;
 pub mod routes;
 pub mod routing;

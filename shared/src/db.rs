@@ -165,6 +165,15 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300"))
 }
 
+/// True for the errors PostgreSQL raises for text it cannot store (a NUL character in text or jsonb):
+/// the client's input, not a server fault.
+pub fn is_unstorable_text(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "22021" || c == "22P05"))
+}
+
+/// The detail a client gets for such input.
+pub const UNSTORABLE_TEXT: &str = "the request contains a NUL (U+0000) character, which cannot be stored";
+
 /// A Redis connection manager that reconnects by itself. Connecting is attempted once with a short
 /// timeout; callers treat a missing manager as "Redis down" and carry on without it.
 pub async fn redis_manager(url: &str) -> Result<redis::aio::ConnectionManager, redis::RedisError> {

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -42,6 +43,7 @@ pub fn standard_layers(router: Router, timeout: Duration) -> Router {
     let header = HeaderName::from_static(REQUEST_ID_HEADER);
     crate::metrics::install();
     let stack = tower::ServiceBuilder::new()
+        .map_request(bounded_request_id as fn(Request) -> Request)
         .layer(SetRequestIdLayer::new(header.clone(), FastRequestId))
         .layer(PropagateRequestIdLayer::new(header))
         .layer(TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> tracing::Span))
@@ -51,6 +53,28 @@ pub fn standard_layers(router: Router, timeout: Duration) -> Router {
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(stack)
+}
+
+/// The longest client-supplied request id kept; longer ones (or any with other than visible ASCII) are
+/// replaced by a generated one, so a client cannot make us echo, log and store kilobytes.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Drops the client's `X-Request-Id` unless it is one header of 1–128 visible ASCII characters; the
+/// next layer then generates one.
+fn bounded_request_id(mut req: Request) -> Request {
+    let mut ids = req.headers().get_all(REQUEST_ID_HEADER).iter();
+    let acceptable = match (ids.next(), ids.next()) {
+        (None, _) => return req,
+        (Some(id), None) => {
+            let b = id.as_bytes();
+            !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(u8::is_ascii_graphic)
+        }
+        (Some(_), Some(_)) => false,
+    };
+    if !acceptable {
+        req.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    req
 }
 
 /// The span a request runs in (none when no subscriber takes info spans: the route would allocate).
@@ -100,11 +124,67 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_json(req.headers()) {
+            return Err(json_rejection_problem(JsonRejection::MissingJsonContentType(Default::default())));
+        }
+        let bytes = match Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rejection) => return Err(json_rejection_problem(JsonRejection::BytesRejection(rejection))),
+        };
+        if let Some(field) = field_with_nul(&bytes) {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                Some("the request body has invalid fields".into()),
+            )
+            .with_errors(vec![crate::domain::values::FieldError::new(
+                field,
+                "must not contain NUL (U+0000) characters",
+            )]));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
             Err(rejection) => Err(json_rejection_problem(rejection)),
         }
     }
+}
+
+/// `Content-Type: application/json` or `application/<anything>+json`, parameters allowed.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(mime) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The path (`title`, `tags[2]`) of the first string in a JSON body that holds a NUL character, which
+/// PostgreSQL can store in neither text nor jsonb. Bodies without a `\u0000` escape are not parsed here.
+fn field_with_nul(body: &[u8]) -> Option<String> {
+    const ESCAPE: &[u8] = b"\\u0000";
+    if !body.windows(ESCAPE.len()).any(|w| w == ESCAPE) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    fn walk(v: &serde_json::Value, path: &str) -> Option<String> {
+        let here = |p: &str| if p.is_empty() { "body".to_string() } else { p.to_string() };
+        match v {
+            serde_json::Value::String(s) => s.contains('\0').then(|| here(path)),
+            serde_json::Value::Array(items) => {
+                items.iter().enumerate().find_map(|(i, item)| walk(item, &format!("{path}[{i}]")))
+            }
+            serde_json::Value::Object(fields) => fields.iter().find_map(|(k, item)| {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                if k.contains('\0') {
+                    Some(here(path))
+                } else {
+                    walk(item, &p)
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(&value, "")
 }
 
 fn json_rejection_problem(rejection: JsonRejection) -> Problem {

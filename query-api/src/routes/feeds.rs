@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -54,9 +54,14 @@ struct FeedRow {
     published_at: Option<DateTime<Utc>>,
 }
 
-fn xml(body: String, position: i64, source: shared::db::ReadSource, content_type: &'static str) -> Response {
-    let mut res = body.into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+fn xml(
+    headers: &HeaderMap,
+    body: String,
+    position: i64,
+    source: shared::db::ReadSource,
+    content_type: &'static str,
+) -> Response {
+    let mut res = crate::etag::respond(headers, content_type, body);
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     stamp(res, position, source)
 }
@@ -100,7 +105,7 @@ pub async fn feed(State(state): State<AppState>, headers: HeaderMap) -> ReadResu
         out.push_str("</item>\n");
     }
     out.push_str("</channel>\n</rss>\n");
-    Ok(xml(out, chosen.position.global_position, chosen.source, "application/rss+xml; charset=utf-8"))
+    Ok(xml(&headers, out, chosen.position.global_position, chosen.source, "application/rss+xml; charset=utf-8"))
 }
 
 /// Sitemap of published posts.
@@ -127,7 +132,7 @@ pub async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> ReadR
         ));
     }
     out.push_str("</urlset>\n");
-    Ok(xml(out, chosen.position.global_position, chosen.source, "application/xml; charset=utf-8"))
+    Ok(xml(&headers, out, chosen.position.global_position, chosen.source, "application/xml; charset=utf-8"))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use sqlx::PgPool;
 use crate::cache::{PostEntry, SlugEntry};
 use crate::consistency::{min_position, stamp};
 use crate::error::{ReadError, ReadResult};
-use crate::AppState;
+use crate::{etag, AppState};
 
 const PROJECTIONS: &[&str] = &["posts"];
 const DEFAULT_LIMIT: i64 = 20;
@@ -118,23 +118,25 @@ pub async fn list(
     let token = min_position(&state, &headers).await?;
     let query = ListQuery { limit, cursor, tag: tag.cloned(), author: author.cloned() };
     if token.is_some() {
-        let (body, position, source) = load_list(&state, &query, token).await?;
-        return Ok(list_response(body, position, source));
+        let page = load_list(&state, &query, token).await?;
+        return Ok(list_response(&headers, &page, page.source));
     }
     let generation = state.cache.list_generation();
     let key = format!("{generation}|{limit}|{:?}|{:?}|{:?}", query.cursor, query.tag, query.author);
     if let Some(hit) = state.cache.lists.get(&key).await {
-        return Ok(list_response(hit.0.clone(), hit.1, ReadSource::Cache));
+        return Ok(list_response(&headers, &hit, ReadSource::Cache));
     }
-    let page = state
-        .cache
-        .lists
-        .try_get_with(key, async {
-            let (body, position, source) = load_list(&state, &query, None).await?;
-            Ok::<_, ReadError>(Arc::new((body, position, source)))
-        })
-        .await?;
-    Ok(list_response(page.0.clone(), page.1, page.2))
+    let page =
+        state.cache.lists.try_get_with(key, async { load_list(&state, &query, None).await.map(Arc::new) }).await?;
+    Ok(list_response(&headers, &page, page.source))
+}
+
+/// A serialized list page, as cached and served.
+pub struct ListPage {
+    body: Bytes,
+    etag: HeaderValue,
+    position: i64,
+    source: ReadSource,
 }
 
 struct ListQuery {
@@ -144,17 +146,13 @@ struct ListQuery {
     author: Option<String>,
 }
 
-fn list_response(body: Bytes, position: i64, source: ReadSource) -> Response {
-    let res = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-    stamp(res, position, source)
+fn list_response(headers: &HeaderMap, page: &ListPage, source: ReadSource) -> Response {
+    let res = etag::conditional(headers, "application/json", page.body.clone(), page.etag.clone());
+    stamp(res, page.position, source)
 }
 
 /// One page from the database the route (and token) selects, serialized.
-async fn load_list(
-    state: &AppState,
-    q: &ListQuery,
-    token: Option<LogPosition>,
-) -> ReadResult<(Bytes, i64, ReadSource)> {
+async fn load_list(state: &AppState, q: &ListQuery, token: Option<LogPosition>) -> ReadResult<ListPage> {
     let chosen = state.reads.choose(ReadRoute::Replica, PROJECTIONS, token).await?;
     let tag_filter = q.tag.as_ref().map(|t| serde_json::json!([{ "slug": t }]));
     let rows = sqlx::query_as!(
@@ -184,7 +182,7 @@ async fn load_list(
         None
     };
     let body = Bytes::from(serde_json::to_vec(&PostPage { posts, next_cursor }).unwrap_or_default());
-    Ok((body, chosen.position.global_position, chosen.source))
+    Ok(ListPage { etag: etag::of(&body), body, position: chosen.position.global_position, source: chosen.source })
 }
 
 struct DetailRow {
@@ -232,17 +230,11 @@ impl DetailRow {
 }
 
 /// Builds a cache entry from a post detail known to reflect `valid_through`.
-fn post_entry(
-    detail: PostDetail,
-    etag_position: i64,
-    header_position: i64,
-    valid_through: LogPosition,
-    source: ReadSource,
-) -> SlugEntry {
+fn post_entry(detail: PostDetail, header_position: i64, valid_through: LogPosition, source: ReadSource) -> SlugEntry {
     let body = Bytes::from(serde_json::to_vec(&detail).unwrap_or_default());
     SlugEntry::Post(PostEntry {
+        headers: [etag::of(&body), last_modified(&detail), surrogate_keys(&detail)],
         body,
-        headers: [header_value(&format!("\"p{etag_position}\"")), last_modified(&detail), surrogate_keys(&detail)],
         header_position,
         detail: Arc::new(detail),
         valid_through,
@@ -270,9 +262,9 @@ async fn load_from(pool: &PgPool, source: ReadSource, slug: &str) -> ReadResult<
         if row.status != PostStatus::Published.as_str() {
             return Ok((SlugEntry::NotFound, checkpoint));
         }
-        let (etag_position, header) = (row.last_position, row.checkpoint_position);
+        let header = row.checkpoint_position;
         let row_position = LogPosition::new(row.last_transaction_id, row.last_position);
-        let entry = post_entry(row.into_detail(), etag_position, header, checkpoint.max(row_position), source);
+        let entry = post_entry(row.into_detail(), header, checkpoint.max(row_position), source);
         return Ok((entry, checkpoint));
     }
     let moved = sqlx::query!(
@@ -295,7 +287,7 @@ async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
     crate::cache::count("redis", cached.is_some());
     if let Some(cached) = cached {
         let at = LogPosition::new(cached.transaction_id, cached.position);
-        return Ok(Arc::new(post_entry(cached.post, cached.position, cached.position, at, ReadSource::Cache)));
+        return Ok(Arc::new(post_entry(cached.post, cached.position, at, ReadSource::Cache)));
     }
     let (pool, source) = state.reads.route(ReadRoute::Replica);
     let loaded = match load_from(&pool, source, slug).await {
@@ -376,7 +368,7 @@ fn respond(entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -
         SlugEntry::Moved(current) => stamp(moved_to(current), 0, source.unwrap_or(ReadSource::Cache)),
         SlugEntry::Post(p) => {
             let [etag, last_modified, surrogate] = &p.headers;
-            let mut res = if etag.to_str().is_ok_and(|etag| if_none_match(headers, etag)) {
+            let mut res = if etag::not_modified(headers, etag) {
                 StatusCode::NOT_MODIFIED.into_response()
             } else {
                 let mut res =
@@ -419,13 +411,6 @@ fn moved_to(slug: &str) -> Response {
     let mut res = StatusCode::MOVED_PERMANENTLY.into_response();
     res.headers_mut().insert(header::LOCATION, header_value(&format!("/v1/posts/{slug}")));
     res
-}
-
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*"))
 }
 
 const CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=300";

@@ -30,7 +30,8 @@ struct SearchResult {
     #[serde(flatten)]
     post: PostSummary,
     rank: f64,
-    /// An excerpt with matches wrapped in `<mark>`…`</mark>`.
+    /// An excerpt as HTML-escaped text whose only markup is `<mark>`…`</mark>` around the matches
+    /// (the database marks them with U+E000/U+E001, stripped from the text first).
     snippet: String,
 }
 
@@ -89,8 +90,12 @@ pub async fn search(
             r#"select id, slug, title, summary, author as "author: SqlJson<AuthorRef>", tags as "tags: SqlJson<Vec<TagRef>>",
                       published_at, updated_at, reading_time_minutes, comment_count,
                       ts_rank(search, query)::float8 as "rank!",
-                      ts_headline('english', title || '. ' || coalesce(summary, '') || ' ' || body_markdown, query,
-                                  'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=1') as "snippet!"
+                      ts_headline('english',
+                                  translate(title || '. ' || coalesce(summary, '') || ' ' || body_markdown,
+                                            chr(57344) || chr(57345), ''),
+                                  query,
+                                  'StartSel=' || chr(57344) || ', StopSel=' || chr(57345)
+                                    || ', MaxWords=30, MinWords=10, MaxFragments=1') as "snippet!"
                from read.posts, websearch_to_tsquery('english', $1) as query
                where status = 'published' and search @@ query
                  and ($2::float8 is null or (ts_rank(search, query)::float8, id) < ($2, $3))
@@ -119,7 +124,7 @@ pub async fn search(
                     comment_count: r.comment_count,
                 },
                 rank: r.rank,
-                snippet: r.snippet,
+                snippet: shared::render::highlighted_excerpt(&r.snippet),
             })
             .collect();
         let next_cursor = if results.len() as i64 > limit {
