@@ -27,6 +27,13 @@ pub async fn status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
             s.leader.as_deref().unwrap_or("-"),
             s.state
         );
+        for sub in s.subscriptions.unwrap_or_default() {
+            let error = sub.last_error.map(|e| format!(" ({} tries: {e})", sub.attempts)).unwrap_or_default();
+            println!(
+                "  {:<10} {:>10} {:>10} {:>10} {:>10.1}  {}{error}",
+                "↳ hook", sub.position, "", sub.lag_events, sub.lag_seconds, sub.url
+            );
+        }
     }
     Ok(())
 }

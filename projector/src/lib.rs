@@ -87,6 +87,7 @@ pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard,
                 webhooks::DeliveryConfig {
                     max_attempts: config.webhook_max_attempts,
                     retry_base: config.webhook_retry_base,
+                    allow_private: config.webhook_allow_private,
                 },
                 status.clone(),
                 shutdown.clone(),

@@ -1,15 +1,15 @@
 //! Webhook delivery, a projection of the event log: each subscription walks the log with its own
-//! checkpoint and receives the event types it asked for, in order, at least once, as a signed POST
-//! (`Pressroom-Signature: sha256=<hex HMAC of the body>`). Every attempt is logged; failures back off
-//! exponentially; an event that exhausts its tries is dead-lettered and the subscription moves on.
-//! Receivers dedupe on `event_id` (or `global_position`).
+//! checkpoint and receives the event types it asked for, in order, at least once, as a POST signed the
+//! Standard Webhooks way (`webhook-id` = the event id, `webhook-timestamp`, `webhook-signature: v1,…`).
+//! Subscriptions are served side by side (a slow receiver holds up only itself). Every attempt is
+//! logged; failures back off exponentially; an event that exhausts its tries is dead-lettered and the
+//! subscription moves on. Receivers dedupe on `webhook-id`/`event_id` (or `global_position`).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use futures::StreamExt;
 use serde::Serialize;
-use sha2::Sha256;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -19,11 +19,17 @@ use crate::status::StatusBoard;
 
 pub const NAME: &str = "webhooks";
 const EVENTS_PER_PASS: usize = 100;
+/// Subscriptions delivered to at once; within one, events go one after another, in order.
+const CONCURRENT_SUBSCRIPTIONS: usize = 8;
+/// How long one delivery attempt may take before it counts as failed.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     pub max_attempts: i32,
     pub retry_base: Duration,
+    /// `PRESSROOM_WEBHOOK_ALLOW_PRIVATE`: deliveries may reach loopback and private addresses.
+    pub allow_private: bool,
 }
 
 /// The body every receiver gets.
@@ -38,18 +44,6 @@ pub struct Delivery {
     pub payload: serde_json::Value,
 }
 
-/// `sha256=<hex>` of the HMAC-SHA256 of `body` under `secret`.
-pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(), // HMAC takes keys of any length; this cannot happen
-    };
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
-
 /// Runs until shutdown: one active deliverer (advisory lock), a pass every 200 ms while leading.
 pub async fn run(
     pool: PgPool,
@@ -58,11 +52,7 @@ pub async fn run(
     status: StatusBoard,
     shutdown: CancellationToken,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
+    let client = match shared::outbound::delivery_client(ATTEMPT_TIMEOUT, config.allow_private) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "webhook HTTP client not built; no deliveries");
@@ -101,19 +91,67 @@ struct Subscription {
     attempts: i32,
 }
 
-/// Every due subscription gets up to `EVENTS_PER_PASS` events.
+/// Every due subscription gets up to `EVENTS_PER_PASS` events, up to `CONCURRENT_SUBSCRIPTIONS` at once.
 pub async fn deliver_pass(pool: &PgPool, client: &reqwest::Client, config: &DeliveryConfig) -> Result<(), sqlx::Error> {
     let subs = sqlx::query_as!(
         Subscription,
         r#"select id, url, events, secret, checkpoint_tx::text::bigint as "checkpoint_tx!", checkpoint_position, attempts
-           from webhook_subscriptions where deleted_at is null and next_attempt_at <= now()"#
+           from webhook_subscriptions where deleted_at is null and next_attempt_at <= now() order by next_attempt_at"#
     )
     .fetch_all(pool)
     .await?;
-    for sub in subs {
-        deliver_subscription(pool, client, config, sub).await?;
+    let mut passes = futures::stream::iter(subs.into_iter().map(|sub| deliver_subscription(pool, client, config, sub)))
+        .buffer_unordered(CONCURRENT_SUBSCRIPTIONS);
+    let mut first_error = None;
+    while let Some(done) = passes.next().await {
+        if let Err(e) = done {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
+}
+
+/// One signed attempt: the receiver's status code, or why there is none.
+async fn attempt(
+    client: &reqwest::Client,
+    sub: &Subscription,
+    msg_id: &str,
+    body: Vec<u8>,
+    allow_private: bool,
+) -> (Option<i32>, Option<String>) {
+    if !shared::outbound::literal_target_allowed(&sub.url, allow_private) {
+        return (None, Some("the URL names a loopback, private or reserved address".into()));
+    }
+    let timestamp = Utc::now().timestamp();
+    let Some(signature) = shared::outbound::sign(&sub.secret, msg_id, timestamp, &body) else {
+        return (None, Some("the subscription's secret is not a whsec_ secret".into()));
+    };
+    let sent = client
+        .post(&sub.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", msg_id)
+        .header("webhook-timestamp", timestamp)
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(res) if res.status().is_success() => (Some(i32::from(res.status().as_u16())), None),
+        Ok(res) => (Some(i32::from(res.status().as_u16())), Some(format!("receiver answered {}", res.status()))),
+        // The chain says why (e.g. the guarded resolver refused every address).
+        Err(e) => (None, Some(error_chain(&e))),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 async fn deliver_subscription(
@@ -149,19 +187,8 @@ async fn deliver_subscription(
         };
         let body = serde_json::to_vec(&delivery).unwrap_or_default();
         let attempt = sub.attempts + 1;
-        let sent = client
-            .post(&sub.url)
-            .header("content-type", "application/json")
-            .header("pressroom-signature", signature(&sub.secret, &body))
-            .header("pressroom-event-id", delivery.event_id.to_string())
-            .body(body)
-            .send()
-            .await;
-        let (status_code, error) = match &sent {
-            Ok(res) if res.status().is_success() => (Some(i32::from(res.status().as_u16())), None),
-            Ok(res) => (Some(i32::from(res.status().as_u16())), Some(format!("receiver answered {}", res.status()))),
-            Err(e) => (None, Some(e.to_string())),
-        };
+        let msg_id = delivery.event_id.to_string();
+        let (status_code, error) = self::attempt(client, &sub, &msg_id, body, config.allow_private).await;
         let ok = error.is_none();
         sqlx::query!(
             "insert into webhook_deliveries (subscription_id, event_id, global_position, attempt, status_code, error, succeeded)
@@ -224,18 +251,4 @@ async fn deliver_subscription(
         return Ok(());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_are_hex_hmac_sha256_of_the_body() {
-        // RFC 4231 test case 2.
-        assert_eq!(
-            signature("Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
 }

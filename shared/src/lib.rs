@@ -10,6 +10,7 @@ pub mod event_store;
 pub mod http;
 pub mod metrics;
 pub mod middleware;
+pub mod outbound;
 pub mod position;
 pub mod problem;
 pub mod projections;

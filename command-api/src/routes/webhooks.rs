@@ -1,8 +1,6 @@
 //! Webhook subscriptions (admin). Delivery is the projector's `webhooks` projection; this module only
 //! records who wants which event types, where, signed with which secret, from which position.
 
-use std::net::IpAddr;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -32,7 +30,9 @@ pub fn router() -> Router<AppState> {
 pub struct CreateWebhook {
     url: String,
     events: Vec<String>,
-    secret: String,
+    /// The signing secret: a Standard Webhooks `whsec_<base64 key>`, any other text of at least 16 bytes
+    /// (its UTF-8 bytes are the key), or absent to have one generated. The answer shows it once.
+    secret: Option<String>,
     /// Deliveries start after this position (exclusive); default: the current head.
     from_position: Option<i64>,
 }
@@ -46,6 +46,15 @@ pub struct Webhook {
     created_at: DateTime<Utc>,
 }
 
+/// A new subscription, with its secret: the only time it is shown.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookCreated {
+    #[serde(flatten)]
+    webhook: Webhook,
+    /// `whsec_<base64 key>`: verify deliveries with any Standard Webhooks library.
+    secret: String,
+}
+
 fn require_admin(author: &CurrentAuthor) -> ApiResult<()> {
     if author.0.role == Role::Admin {
         Ok(())
@@ -54,58 +63,9 @@ fn require_admin(author: &CurrentAuthor) -> ApiResult<()> {
     }
 }
 
-/// True for addresses a webhook must not reach from here (SSRF): loopback, private, link-local,
-/// carrier-grade NAT, unique-local, unspecified, multicast and documentation ranges.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || o[0] == 0
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
-}
-
-async fn check_url(raw: &str, allow_private: bool) -> Result<String, FieldError> {
-    let bad = |m: &str| FieldError::new("url", m.to_string());
-    let url = url::Url::parse(raw.trim()).map_err(|_| bad("must be an absolute http or https URL"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("must be an absolute http or https URL"));
-    }
-    let host = url.host_str().ok_or_else(|| bad("has no host"))?.trim_matches(['[', ']']).to_string();
-    let port = url.port_or_known_default().unwrap_or(80);
-    if !allow_private {
-        let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|_| bad("host does not resolve"))?
-            .map(|a| a.ip())
-            .collect();
-        if addrs.is_empty() || addrs.iter().any(|ip| is_private(*ip)) {
-            return Err(bad("resolves to a loopback or private address"));
-        }
-    }
-    Ok(url.to_string())
-}
-
 /// Subscribe a URL to event types (admin). Loopback/private targets are refused unless allowed.
 #[utoipa::path(post, path = "/v1/webhooks", request_body = CreateWebhook, security(("bearer" = [])), tag = "webhooks",
-    responses((status = 201, body = Webhook), (status = 422, body = crate::openapi::ProblemDoc)))]
+    responses((status = 201, body = WebhookCreated), (status = 422, body = crate::openapi::ProblemDoc)))]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
@@ -114,18 +74,18 @@ pub async fn create(
 ) -> ApiResult<Response> {
     require_admin(&admin)?;
     let mut c = Checker::default();
-    let url = c.check(check_url(&req.url, state.config.webhook_allow_private).await);
+    let url = c.check(shared::outbound::check_webhook_url(&req.url, state.config.webhook_allow_private).await);
     if req.events.is_empty() || req.events.iter().any(|e| !shared::domain::events::KNOWN_TYPES.contains(&e.as_str())) {
         c.0.push(FieldError::new("events", "must list known event types, e.g. PostPublished"));
     }
-    if req.secret.chars().count() < 16 {
-        c.0.push(FieldError::new("secret", "must be at least 16 characters"));
-    }
+    let secret = c.check(shared::outbound::webhook_secret(req.secret.as_deref()));
     if req.from_position.is_some_and(|p| p < 0) {
         c.0.push(FieldError::new("from_position", "must be 0 or more"));
     }
     c.finish()?;
-    let url = url.unwrap_or_default();
+    let (Some(url), Some(secret)) = (url.map(String::from), secret) else {
+        return Err(ApiError::Validation(Vec::new()));
+    };
     let from_position = match req.from_position {
         Some(p) => p,
         None => {
@@ -143,13 +103,13 @@ pub async fn create(
         id,
         url,
         &req.events,
-        req.secret,
+        secret,
         from_position,
         admin.0.id
     )
     .fetch_one(&state.pool)
     .await?;
-    let body = Webhook { id, url, events: req.events, from_position, created_at };
+    let body = WebhookCreated { webhook: Webhook { id, url, events: req.events, from_position, created_at }, secret };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -180,37 +140,6 @@ pub async fn remove(State(state): State<AppState>, admin: CurrentAuthor, IdPath(
         return Err(ApiError::NotFound("webhook".into()));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_private_and_link_local_addresses_are_refused() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(is_private(ip.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))), "{ip}");
-        }
-        assert!(!is_private(IpAddr::from([93, 184, 216, 34])));
-    }
-
-    #[tokio::test]
-    async fn webhook_urls_to_localhost_are_refused_unless_allowed() {
-        assert!(check_url("http://localhost:9000/hook", false).await.is_err());
-        assert!(check_url("http://127.0.0.1:9000/hook", true).await.is_ok());
-        assert!(check_url("ftp://example.com/", true).await.is_err());
-    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
