@@ -1,7 +1,8 @@
 //! `Idempotency-Key` on POST, PATCH and DELETE: the first request with a key runs; a retry with the
-//! same key and body within 24 h gets the stored status and body (`Idempotent-Replayed: true`) without
-//! appending again; the same key with another body is 422; a duplicate still in flight is 409.
-//! Keys are scoped to the principal (author, or client IP when anonymous), method and path.
+//! same key and body within `PRESSROOM_IDEMPOTENCY_TTL` (24 h) gets the stored status and body
+//! (`Idempotent-Replayed: true`) without appending again; the same key with another body is 422; a
+//! duplicate still in flight is 409. Keys are scoped to the principal (author, or client IP when
+//! anonymous), method and path; expired ones are purged by the projector's retention job.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -119,7 +120,7 @@ async fn claim(state: &AppState, (principal, method, path, key): Scope<'_>, hash
         else {
             continue; // deleted in between: try to insert again
         };
-        let expired = row.age > 86_400.0;
+        let expired = row.age > state.config.idempotency_ttl.as_secs_f64();
         let abandoned = row.status_code.is_none() && row.age > ABANDONED_AFTER_SECS;
         if expired || abandoned {
             // Take the key over (expired, or its first request died without an answer).

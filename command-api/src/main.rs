@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("pressroom-command-api");
     shared::metrics::install();
     let config = Config::from_env()?;
-    let (addr, timeout) = (config.command_addr, config.request_timeout);
+    let (addr, timeout, grace) = (config.command_addr, config.request_timeout, config.shutdown_grace);
     let state = AppState::from_config(config)?;
     let shutdown = shared::shutdown::on_signal();
     tokio::spawn(shared::metrics::watch_pool("primary".into(), state.pool.clone(), shutdown.clone()));
@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
         "bucket",
         &["writes", "comments", "login"],
     )]);
-    shared::http::serve(addr, app(state, timeout), shutdown).await?;
+    shared::http::serve(addr, app(state, timeout), shutdown, grace).await?;
     shared::telemetry::shutdown();
     Ok(())
 }

@@ -21,9 +21,24 @@ svc_stop() {
   pidfile=$(svc_pidfile "$dir" "$name")
   if pid_alive "$pidfile"; then
     kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
-    wait_for 100 pid_dead "$pidfile" || kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+    # The services close what is still open after PRESSROOM_SHUTDOWN_GRACE (10 s); then they are killed.
+    wait_for "$(svc_stop_tenths)" pid_dead "$pidfile" || kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
   fi
   rm -f "$pidfile"
 }
 
-http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
+# Tenths of a second to wait for a stopping service: its shutdown grace plus 5 s.
+svc_stop_tenths() {
+  local grace=${PRESSROOM_SHUTDOWN_GRACE:-10s} secs
+  case $grace in
+    *ms) secs=$(( ${grace%ms} / 1000 )) ;;
+    *s) secs=${grace%s} ;;
+    *m) secs=$(( ${grace%m} * 60 )) ;;
+    *) secs=$grace ;;
+  esac
+  [[ $secs =~ ^[0-9]+$ ]] || secs=10
+  echo $(( (secs + 5) * 10 ))
+}
+
+# Quiet: a service that is not up yet is no error worth printing while polling.
+http_ok() { curl -fs -o /dev/null --max-time 2 "$1"; }

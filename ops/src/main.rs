@@ -41,6 +41,11 @@ enum Command {
         #[arg(long, default_value = "Admin")]
         name: String,
     },
+    /// Administrator accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Append demo or bench content through the event store.
     Seed(seed::SeedArgs),
     /// Projection checkpoints, lag, skipping a poison event.
@@ -98,6 +103,16 @@ enum ProjectionsCommand {
 }
 
 #[derive(Subcommand)]
+enum AdminCommand {
+    /// Set an author's password, read from standard input (one line); the change is recorded in their
+    /// stream as `AuthorPasswordChanged`, without the hash.
+    SetPassword {
+        /// The author's email, e.g. admin@pressroom.local.
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ReplicasCommand {
     /// Replication state and lag of every replica, as the primary sees them.
     Status {
@@ -132,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
         }
         Command::CreateAdmin { email, password, name } => create_admin(&pool, &email, &password, &name).await?,
+        Command::Admin { command: AdminCommand::SetPassword { email } } => set_password(&pool, &email).await?,
         Command::Seed(args) => seed::run(&pool, args).await?,
         Command::Projections { command } => match command {
             ProjectionsCommand::Status { json } => projections::status(&pool, json).await?,
@@ -150,6 +166,26 @@ async fn main() -> anyhow::Result<()> {
         Command::Backup(_) | Command::Restore(_) => {}
     }
     Ok(())
+}
+
+async fn set_password(pool: &PgPool, email: &str) -> anyhow::Result<()> {
+    let email = Email::parse("email", email).map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    let metadata = Metadata::default();
+    match authors::set_password(pool, &email, password, &metadata).await {
+        Ok(Some(appended)) => {
+            println!("password of {} changed (recorded at position {})", email.as_str(), appended.position);
+            Ok(())
+        }
+        Ok(None) => anyhow::bail!("no author has the email {}", email.as_str()),
+        Err(WriteError::Validation(errors)) => {
+            let why: Vec<String> = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect();
+            anyhow::bail!("{} (the password is read from standard input)", why.join("; "))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn create_admin(pool: &PgPool, email: &str, password: &str, name: &str) -> anyhow::Result<()> {

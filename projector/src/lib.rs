@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod projections;
 pub mod rebuild;
 pub mod redis_sink;
+pub mod retention;
 pub mod runner;
 pub mod scheduler;
 pub mod stats;
@@ -100,6 +101,17 @@ pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard,
                 config.redis_url.clone(),
                 config.redis_keys.clone(),
                 config.trending_cron.clone(),
+                shutdown.clone(),
+            )),
+        ),
+        (
+            "retention",
+            tokio::spawn(retention::run(
+                pool.clone(),
+                retention::Retention {
+                    idempotency_ttl: config.idempotency_ttl,
+                    webhook_log: config.webhook_log_retention,
+                },
                 shutdown.clone(),
             )),
         ),

@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
         config.projector_addr,
         app(AppState { pool: pool.clone(), status: status.clone() }),
         shutdown.clone(),
+        config.shutdown_grace,
     );
     let (served, ()) = tokio::join!(server, run_projections(&config, pool, status, shutdown.clone()));
     served?;

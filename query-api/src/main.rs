@@ -24,7 +24,8 @@ async fn main() -> anyhow::Result<()> {
     pressroom_query_api::cache::counters();
     tokio::spawn(state.cache.clone().follow_invalidations(config.redis_url.clone(), shutdown.clone()));
     tokio::spawn(state.cache.clone().flush_views(shutdown.clone()));
-    shared::http::serve(config.query_addr, app(state, config.request_timeout), shutdown).await?;
+    let app = app(state, config.request_timeout);
+    shared::http::serve(config.query_addr, app, shutdown, config.shutdown_grace).await?;
     shared::telemetry::shutdown();
     Ok(())
 }

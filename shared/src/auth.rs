@@ -121,30 +121,80 @@ impl JwtKeys {
     }
 }
 
+/// Password hashing (argon2, tens of milliseconds of CPU each) runs on the blocking pool, at most half
+/// the cores at once: inline it would stall every request on its async worker, and unbounded a login
+/// storm would take every core from the reads.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new((cores / 2).max(1))
+    })
+}
+
+/// Runs `work` on the blocking pool once a hashing slot is free.
+async fn off_the_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+    let _slot = hashing_slots().acquire().await.map_err(|_| AuthError::Hash("hashing is shut down".into()))?;
+    tokio::task::spawn_blocking(work).await.map_err(|e| AuthError::Hash(e.to_string()))
+}
+
 /// An argon2id PHC string for `password`.
-pub fn hash_password(password: &str) -> Result<String, AuthError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AuthError::Hash(e.to_string()))
+pub async fn hash_password(password: &str) -> Result<String, AuthError> {
+    let password = password.to_owned();
+    off_the_runtime(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| AuthError::Hash(e.to_string()))
+    })
+    .await?
 }
 
 /// True when `password` matches `phc`. A malformed hash never matches.
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+pub async fn verify_password(password: &str, phc: &str) -> bool {
+    let (password, phc) = (password.to_owned(), phc.to_owned());
+    off_the_runtime(move || {
+        PasswordHash::new(&phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Burns the same time as a real verification, so unknown emails are not distinguishable by timing.
-pub fn verify_password_dummy(password: &str) {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let phc = DUMMY.get_or_init(|| hash_password("pressroom-dummy-password").unwrap_or_default());
-    let _ = verify_password(password, phc);
+pub async fn verify_password_dummy(password: &str) {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let phc = DUMMY.get_or_init(|| async { hash_password("pressroom-dummy-password").await.unwrap_or_default() }).await;
+    verify_password(password, phc).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn hashing_leaves_the_async_thread_free_for_other_requests() {
+        let ticks = std::sync::atomic::AtomicU32::new(0);
+        let ticker = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let hashing = async {
+            let phc = hash_password("correct horse battery").await;
+            let ok = verify_password("correct horse battery", phc.as_deref().unwrap_or("")).await;
+            let wrong = verify_password("wrong", phc.as_deref().unwrap_or("")).await;
+            (ok, wrong)
+        };
+        let (ok, wrong) = tokio::select! {
+            r = hashing => r,
+            _ = ticker => unreachable!("the ticker never ends"),
+        };
+        assert!(ok && !wrong);
+        // On this one-thread runtime, a hash computed inline would have let the ticker run zero times.
+        assert!(ticks.load(std::sync::atomic::Ordering::Relaxed) >= 3, "the runtime thread was blocked");
+    }
 
     fn keys(secret: &str) -> JwtKeys {
         JwtKeys::new(&SecretString::from(secret.to_string()))
@@ -191,12 +241,12 @@ mod tests {
         assert!(keys("other").verify(&token).is_err(), "the memory belongs to one key");
     }
 
-    #[test]
-    fn passwords_verify_only_against_their_own_hash() {
-        let h = hash_password("correct horse").unwrap_or_default();
-        assert!(verify_password("correct horse", &h));
-        assert!(!verify_password("wrong", &h));
-        assert!(!verify_password("correct horse", "not-a-hash"));
+    #[tokio::test]
+    async fn passwords_verify_only_against_their_own_hash() {
+        let h = hash_password("correct horse").await.unwrap_or_default();
+        assert!(verify_password("correct horse", &h).await);
+        assert!(!verify_password("wrong", &h).await);
+        assert!(!verify_password("correct horse", "not-a-hash").await);
     }
 
     mod base64_like {

@@ -12,7 +12,17 @@ pub enum ConfigError {
     Missing { name: &'static str },
     #[error("{name}={value:?} is invalid: {reason}")]
     Invalid { name: &'static str, value: String, reason: String },
+    /// A secret that does not qualify; its value is never printed.
+    #[error("{name} is invalid: {reason}")]
+    InvalidSecret { name: &'static str, reason: String },
 }
+
+/// The shortest `PRESSROOM_JWT_SECRET` accepted: HS256 wants a key as long as its output (RFC 7518 §3.2).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// The longest duration any setting takes (100 years): longer ones are a typo, and would overflow
+/// the clocks they are added to.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Everything the services read from the environment. See README for the table.
 #[derive(Debug, Clone)]
@@ -47,6 +57,13 @@ pub struct Config {
     pub webhook_max_attempts: i32,
     /// `PRESSROOM_WEBHOOK_RETRY_BASE`: the first retry delay; each next one doubles.
     pub webhook_retry_base: Duration,
+    /// `PRESSROOM_IDEMPOTENCY_TTL`: how long an `Idempotency-Key` replays its stored answer (then purged).
+    pub idempotency_ttl: Duration,
+    /// `PRESSROOM_WEBHOOK_LOG_RETENTION`: how long delivery-log rows are kept.
+    pub webhook_log_retention: Duration,
+    /// `PRESSROOM_SHUTDOWN_GRACE`: after SIGTERM, how long in-flight requests may finish before the
+    /// remaining connections are closed and the process exits.
+    pub shutdown_grace: Duration,
 }
 
 /// `PRESSROOM_RATE_LIMIT_*`: requests per minute.
@@ -102,7 +119,18 @@ impl Config {
                 }
                 crate::redis_keys::RedisKeys::new(&prefix)
             },
-            jwt_secret: get("PRESSROOM_JWT_SECRET").map(SecretString::from),
+            jwt_secret: match get("PRESSROOM_JWT_SECRET") {
+                Some(secret) if secret.len() < MIN_JWT_SECRET_BYTES => {
+                    return Err(ConfigError::InvalidSecret {
+                        name: "PRESSROOM_JWT_SECRET",
+                        reason: format!(
+                            "it is {} bytes; use at least {MIN_JWT_SECRET_BYTES} random bytes (e.g. `head -c 48 /dev/urandom | base64`)",
+                            secret.len()
+                        ),
+                    })
+                }
+                secret => secret.map(SecretString::from),
+            },
             command_addr: parse(&get, "PRESSROOM_COMMAND_ADDR", "127.0.0.1:8081")?,
             query_addr: parse(&get, "PRESSROOM_QUERY_ADDR", "127.0.0.1:8080")?,
             projector_addr: parse(&get, "PRESSROOM_PROJECTOR_ADDR", "127.0.0.1:8082")?,
@@ -130,6 +158,9 @@ impl Config {
             webhook_max_attempts: parse(&get, "PRESSROOM_WEBHOOK_MAX_ATTEMPTS", "6")?,
             webhook_retry_base: duration(&get, "PRESSROOM_WEBHOOK_RETRY_BASE", "2s")?,
             trending_cron: s("PRESSROOM_TRENDING_CRON", "0 */15 * * * *"),
+            idempotency_ttl: duration(&get, "PRESSROOM_IDEMPOTENCY_TTL", "24h")?,
+            webhook_log_retention: duration(&get, "PRESSROOM_WEBHOOK_LOG_RETENTION", "30d")?,
+            shutdown_grace: duration(&get, "PRESSROOM_SHUTDOWN_GRACE", "10s")?,
             webhook_allow_private: matches!(
                 get("PRESSROOM_WEBHOOK_ALLOW_PRIVATE").as_deref(),
                 Some("1" | "true" | "yes")
@@ -160,11 +191,11 @@ fn duration(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: 
     parse_duration(&value).ok_or_else(|| ConfigError::Invalid {
         name,
         value: value.clone(),
-        reason: "expected a duration such as 500ms, 5s or 2m".into(),
+        reason: "expected a duration such as 500ms, 5s, 2m, 24h or 30d, at most 100 years".into(),
     })
 }
 
-/// `500ms`, `5s`, `2m`, or a bare number of seconds.
+/// `500ms`, `5s`, `2m`, `24h`, `30d`, or a bare number of seconds; at most [`MAX_DURATION`].
 pub fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
     let (num, unit) = v.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((v, "s"), |i| v.split_at(i));
@@ -173,9 +204,11 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok().filter(|d| *d <= MAX_DURATION)
 }
 
 #[cfg(test)]
@@ -194,6 +227,24 @@ mod tests {
     }
 
     #[test]
+    fn a_duration_too_large_to_represent_is_an_error_naming_the_variable_not_a_panic() {
+        for huge in ["1e30s", "99999999999999999999999d", "101y", "36500000d"] {
+            let env: HashMap<&str, &str> = HashMap::from([("PRESSROOM_SHUTDOWN_GRACE", huge)]);
+            let err = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).err().map(|e| e.to_string());
+            assert!(err.is_some_and(|e| e.contains("PRESSROOM_SHUTDOWN_GRACE")), "{huge}");
+        }
+    }
+
+    #[test]
+    fn a_jwt_secret_under_32_bytes_stops_start_up_without_printing_it() {
+        let env: HashMap<&str, &str> = HashMap::from([("PRESSROOM_JWT_SECRET", "short-secret-31-bytes-long-abcd")]);
+        let err = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("PRESSROOM_JWT_SECRET") && !e.contains("short-secret")));
+        let env: HashMap<&str, &str> = HashMap::from([("PRESSROOM_JWT_SECRET", "a-secret-of-exactly-32-bytes-ok!")]);
+        assert!(Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).is_ok());
+    }
+
+    #[test]
     fn a_bad_value_names_its_variable() {
         let env: HashMap<&str, &str> = HashMap::from([("PRESSROOM_MAX_REPLICA_LAG", "soon")]);
         let err = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).err().map(|e| e.to_string());
@@ -206,5 +257,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("-1s"), None);
     }
 }

@@ -17,10 +17,14 @@ use crate::problem::Problem;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Binds `addr` and serves `app` until `shutdown` is cancelled, then lets in-flight requests finish.
-pub async fn serve(addr: SocketAddr, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_on(listener, app, shutdown).await
+/// Binds `addr` and serves `app` until `shutdown` is cancelled, then lets in-flight requests finish for
+/// up to `grace` (`PRESSROOM_SHUTDOWN_GRACE`) before closing whatever connections remain.
+pub async fn serve(addr: SocketAddr, app: Router, shutdown: CancellationToken, grace: Duration) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        tracing::error!(%addr, error = %e, "cannot listen; is another process using this address?");
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+    })?;
+    serve_on(listener, app, shutdown, grace).await
 }
 
 /// Serves on an already bound listener (tests bind port 0 and read the address back).
@@ -28,11 +32,27 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: CancellationToken,
+    grace: Duration,
 ) -> std::io::Result<()> {
+    use std::future::IntoFuture;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let draining = shutdown.clone();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { draining.cancelled().await })
+        .into_future();
+    // Connections are tasks of the runtime: the ones still open when the grace ends are dropped with it
+    // once the caller returns from `main`.
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served,
+        () = deadline => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "connections still open after the shutdown grace; closing them");
+            Ok(())
+        }
+    }
 }
 
 /// The middleware every service shares: request ids, a tracing span per request, a timeout, compression.

@@ -86,7 +86,7 @@ impl TestDb {
             ("DATABASE_PRIMARY_DIRECT_URL".into(), self.direct_url.clone()),
             ("DATABASE_REPLICA_URLS".into(), self.replica_url.clone()),
             ("REDIS_URL".into(), self.redis_url.clone()),
-            ("PRESSROOM_JWT_SECRET".into(), "test-secret-not-for-production".into()),
+            ("PRESSROOM_JWT_SECRET".into(), "test-secret-not-for-production-use".into()),
             ("PRESSROOM_PROJECTOR_POLL_INTERVAL".into(), "100ms".into()),
             // Tests share one Redis: each database gets keys and channels of its own.
             ("PRESSROOM_REDIS_PREFIX".into(), self.name.clone()),

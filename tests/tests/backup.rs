@@ -102,7 +102,7 @@ async fn a_restore_to_a_point_in_time_has_every_event_before_it_and_the_projecto
         .env("DATABASE_REPLICA_URLS", &app_url)
         .env("REDIS_URL", &stack.db.redis_url)
         .env("PRESSROOM_REDIS_PREFIX", format!("{name}-restored"))
-        .env("PRESSROOM_JWT_SECRET", "test-secret-not-for-production")
+        .env("PRESSROOM_JWT_SECRET", "test-secret-not-for-production-use")
         .env("PRESSROOM_PROJECTOR_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("PRESSROOM_LOG", "warn")
         .kill_on_drop(true)

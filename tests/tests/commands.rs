@@ -334,7 +334,7 @@ async fn the_database_being_unreachable_is_a_503_with_retry_after() {
     let port = pressroom_tests::free_port();
     let _child = tokio::process::Command::new(pressroom_tests::bin("pressroom-command-api"))
         .env("DATABASE_PRIMARY_URL", &url)
-        .env("PRESSROOM_JWT_SECRET", "test-secret-not-for-production")
+        .env("PRESSROOM_JWT_SECRET", "test-secret-not-for-production-use")
         .env("PRESSROOM_COMMAND_ADDR", format!("127.0.0.1:{port}"))
         .env("REDIS_URL", &stack.db.redis_url)
         .env("PRESSROOM_LOG", "error")
@@ -370,7 +370,7 @@ async fn forged_unsigned_expired_and_wrong_audience_tokens_are_401() {
     use shared::auth::JwtKeys;
     let stack = Stack::start(TestDb::fresh().await).await;
     let (id, _) = stack.token(Role::Admin).await;
-    let right = JwtKeys::new(&SecretString::from("test-secret-not-for-production".to_string()));
+    let right = JwtKeys::new(&SecretString::from("test-secret-not-for-production-use".to_string()));
     let wrong = JwtKeys::new(&SecretString::from("another-secret".to_string()));
     let (forged, _) = wrong.issue(id, Role::Admin, chrono::Utc::now()).unwrap();
     let (expired, _) = right.issue(id, Role::Admin, chrono::Utc::now() - chrono::Duration::hours(2)).unwrap();

@@ -56,3 +56,31 @@ async fn sigterm_during_200_in_flight_slow_requests_lets_every_one_finish_withou
     assert!(exit.unwrap().success(), "query-api exits cleanly after draining");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_responses_does_not_keep_the_query_api_alive_past_the_grace() {
+    use tokio::io::AsyncWriteExt;
+    let env = [("PRESSROOM_RATE_LIMIT_READS", "0"), ("PRESSROOM_SHUTDOWN_GRACE", "2s")];
+    let mut stack = Stack::start_with(TestDb::fresh().await, &env).await;
+    // Thousands of pipelined requests for a large document, none of whose answers is ever read: the
+    // server's writes fill both socket buffers and its connection task waits on them forever.
+    let addr = stack.query.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!("GET /openapi.json HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    let many = request.repeat(3000);
+    let writer = tokio::spawn(async move {
+        let _ = socket.write_all(many.as_bytes()).await;
+        tokio::time::sleep(Duration::from_secs(60)).await; // hold the connection open, unread
+        drop(socket);
+    });
+    // Until both buffers are full (a few MB of answers): from then on the connection cannot finish.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let started = tokio::time::Instant::now();
+    let query_api = stack.terminate_query_api();
+    let exit = tokio::time::timeout(Duration::from_secs(8), query_api.wait()).await;
+    let exit = exit.expect("the query API outlived its 2 s shutdown grace by more than 6 s");
+    assert!(exit.unwrap().success(), "exits 0 after closing what was left");
+    assert!(started.elapsed() >= Duration::from_millis(1500), "it did wait for the stuck connection first");
+    writer.abort();
+    stack.stop().await;
+}

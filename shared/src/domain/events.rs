@@ -117,6 +117,8 @@ pub enum DomainEvent {
     AuthorProfileUpdated(AuthorProfileUpdated),
     AuthorRoleChanged(AuthorRoleChanged),
     AuthorDeactivated(Empty),
+    /// An operator set a new password (`pressroom-ops admin set-password`); the hash is never in the log.
+    AuthorPasswordChanged(Empty),
     PostDrafted(PostDrafted),
     PostEdited(PostEdited),
     PostPublished(PostPublished),
@@ -164,6 +166,7 @@ impl DomainEvent {
             DomainEvent::AuthorProfileUpdated(_) => "AuthorProfileUpdated",
             DomainEvent::AuthorRoleChanged(_) => "AuthorRoleChanged",
             DomainEvent::AuthorDeactivated(_) => "AuthorDeactivated",
+            DomainEvent::AuthorPasswordChanged(_) => "AuthorPasswordChanged",
             DomainEvent::PostDrafted(_) => "PostDrafted",
             DomainEvent::PostEdited(_) => "PostEdited",
             DomainEvent::PostPublished(_) => "PostPublished",
@@ -192,6 +195,7 @@ impl DomainEvent {
             DomainEvent::CommentSubmitted(p) => raw(p),
             DomainEvent::CommentRejected(p) => raw(p),
             DomainEvent::AuthorDeactivated(p)
+            | DomainEvent::AuthorPasswordChanged(p)
             | DomainEvent::PostUnpublished(p)
             | DomainEvent::PostDeleted(p)
             | DomainEvent::PostRestored(p)
@@ -240,6 +244,7 @@ pub const KNOWN_TYPES: &[&str] = &[
     "AuthorProfileUpdated",
     "AuthorRoleChanged",
     "AuthorDeactivated",
+    "AuthorPasswordChanged",
     "PostDrafted",
     "PostEdited",
     "PostPublished",

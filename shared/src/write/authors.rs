@@ -29,10 +29,14 @@ pub struct NewAuthor {
 /// Registers an author: reserves the email (with the password hash) and appends AuthorRegistered in one
 /// transaction. A taken email is [`WriteError::EmailTaken`]; a generated slug clash gets `-2`, `-3`…
 pub async fn register(pool: &PgPool, new: NewAuthor, metadata: &Metadata) -> Result<(Author, Appended), WriteError> {
-    if new.password.chars().count() < 8 {
-        return Err(WriteError::Validation(vec![FieldError::new("password", "must be at least 8 characters")]));
+    if new.password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(WriteError::Validation(vec![FieldError::new(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        )]));
     }
     let hash = auth::hash_password(&new.password)
+        .await
         .map_err(|e| WriteError::Validation(vec![FieldError::new("password", e.to_string())]))?;
     let base = match new.slug {
         Some(s) => s,
@@ -76,6 +80,53 @@ pub async fn register(pool: &PgPool, new: NewAuthor, metadata: &Metadata) -> Res
     Ok((author, appended))
 }
 
+/// The shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Sets a new password for the author with this email (an operator's act): the hash replaces the old one
+/// and `AuthorPasswordChanged` (no hash, no password) is appended to their stream in the same transaction,
+/// so the change is on record. None when no author has the email.
+pub async fn set_password(
+    pool: &PgPool,
+    email: &Email,
+    password: &str,
+    metadata: &Metadata,
+) -> Result<Option<Appended>, WriteError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(WriteError::Validation(vec![FieldError::new(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        )]));
+    }
+    let hash = auth::hash_password(password)
+        .await
+        .map_err(|e| WriteError::Validation(vec![FieldError::new("password", e.to_string())]))?;
+    let mut tx = pool.begin().await?;
+    let Some(id) = sqlx::query_scalar!(
+        "update author_credentials set password_hash = $2 where email = $1 returning author_id",
+        email.as_str(),
+        hash
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let version = load(&mut tx, id).await?.map_or(0, |a| a.version);
+    let event = DomainEvent::AuthorPasswordChanged(Default::default());
+    let appended = event_store::append(
+        &mut tx,
+        id,
+        StreamType::Author,
+        ExpectedVersion::Exact(version),
+        std::slice::from_ref(&event),
+        metadata,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(appended))
+}
+
 /// Claims the first free author slug among `base`, `base-2`, `base-3`…
 async fn unique_author_slug(conn: &mut PgConnection, id: Uuid, base: &Slug) -> Result<Slug, WriteError> {
     for n in 1..=1000u32 {
@@ -117,10 +168,10 @@ pub async fn authenticate(pool: &PgPool, email: &str, password: &str) -> Result<
         .fetch_optional(pool)
         .await?;
     let Some(row) = row else {
-        auth::verify_password_dummy(password);
+        auth::verify_password_dummy(password).await;
         return Ok(None);
     };
-    if !auth::verify_password(password, &row.password_hash) {
+    if !auth::verify_password(password, &row.password_hash).await {
         return Ok(None);
     }
     let mut conn = pool.acquire().await?;
