@@ -78,7 +78,7 @@ fn bearer_subject(parts: &Parts, state: &AppState) -> Result<uuid::Uuid, ApiErro
 }
 
 /// Folds the author's stream; 401 unless they exist and are active. Remembers them for [`KnownAuthor`].
-async fn load_active(state: &AppState, id: uuid::Uuid) -> Result<Author, ApiError> {
+pub(crate) async fn load_active(state: &AppState, id: uuid::Uuid) -> Result<Author, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let author =
         shared::metrics::timed_query("authors.load", "primary", shared::write::authors::load(&mut conn, id)).await?;

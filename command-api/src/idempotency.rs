@@ -47,6 +47,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
 }
 
 async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Result<Response, ApiError> {
+    // Who asks comes first: a stored answer is replayed only to a caller who may still make the request.
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    let principal = principal(state, req.headers(), peer).await?;
     let key = key
         .to_str()
         .ok()
@@ -54,7 +57,6 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
         .filter(|k| !k.is_empty() && k.len() <= 255)
         .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into()))?
         .to_string();
-    let principal = principal(state, &req);
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let (parts, body) = req.into_parts();
@@ -76,16 +78,15 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
     }
 }
 
-fn principal(state: &AppState, req: &Request) -> String {
-    let claims = shared::auth::bearer_token(req.headers()).and_then(|t| state.keys.verify(t).ok());
-    match claims {
-        Some(c) => format!("author:{}", c.sub),
-        None => {
-            let peer =
-                req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-            format!("ip:{}", state.config.trusted_proxies.client_ip(peer, req.headers()))
-        }
+/// The key's owner: the author behind the bearer token — which must be valid and the account active, or
+/// the request is a 401 before any replay — or, without a token, the client IP.
+async fn principal(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<String, ApiError> {
+    if let Some(token) = shared::auth::bearer_token(headers) {
+        let claims = state.keys.verify(token).map_err(|_| ApiError::Unauthorized)?;
+        crate::extract::load_active(state, claims.sub).await?;
+        return Ok(format!("author:{}", claims.sub));
     }
+    Ok(format!("ip:{}", state.config.trusted_proxies.client_ip(peer, headers)))
 }
 
 type Scope<'a> = (&'a str, &'a str, &'a str, &'a str);

@@ -80,11 +80,10 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let router = Router::new()
         .route("/health", get(shared::http::health))
         .route("/ready", get(ready))
-        .merge(routes::router())
+        .merge(routes::router(&state))
         .merge(openapi::router())
         .fallback(shared::http::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(axum::middleware::from_fn_with_state(state.appended.clone(), wake_projector))
         .with_state(state);
     shared::http::standard_layers(router, request_timeout)

@@ -1,25 +1,13 @@
 //! The command API's OpenAPI document, generated from the handlers (`/openapi.json`), and `/docs`.
 
 use axum::Router;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use shared::api_doc::{BearerAuth, ProblemResponses};
+use utoipa::OpenApi;
 
 use crate::routes::{authors, comments, posts, session, webhooks};
 use crate::AppState;
 
 pub use shared::problem::ProblemDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
-        let components = api.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,7 +21,7 @@ impl Modify for BearerAuth {
         webhooks::replay,
     ),
     components(schemas(ProblemDoc, shared::problem::FieldErrorDoc)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ProblemResponses)
 )]
 pub struct ApiDoc;
 
@@ -44,20 +32,27 @@ pub fn router() -> Router<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::api_doc::{documented_paths, routed_paths};
 
     #[test]
-    fn the_spec_lists_every_command_route() {
+    fn the_document_lists_exactly_the_routed_paths() {
+        let routed = routed_paths(&[
+            include_str!("routes/authors.rs"),
+            include_str!("routes/comments.rs"),
+            include_str!("routes/posts.rs"),
+            include_str!("routes/session.rs"),
+            include_str!("routes/webhooks.rs"),
+        ]);
+        assert!(routed.contains("/v1/webhooks/{id}/replay") && routed.len() > 10, "{routed:?}");
+        assert_eq!(documented_paths(&ApiDoc::openapi()), routed);
+    }
+
+    #[test]
+    fn bodies_document_413_415_and_422_as_problem_json() {
         let spec = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-        for path in [
-            "/v1/session",
-            "/v1/posts",
-            "/v1/posts/{id}",
-            "/v1/posts/{id}/publish",
-            "/v1/authors",
-            "/v1/webhooks",
-            "/v1/comments/{id}/approve",
-        ] {
-            assert!(spec["paths"].get(path).is_some(), "{path} missing");
+        let create = &spec["paths"]["/v1/posts"]["post"]["responses"];
+        for status in ["400", "401", "403", "409", "413", "415", "422", "429", "503"] {
+            assert!(create[status]["content"]["application/problem+json"].is_object(), "{status}: {create}");
         }
     }
 }

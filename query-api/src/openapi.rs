@@ -1,9 +1,10 @@
 //! The query API's OpenAPI document, generated from the handlers (`/openapi.json`), and `/docs`.
 
 use axum::Router;
+use shared::api_doc::{BearerAuth, ProblemResponses};
 use utoipa::OpenApi;
 
-use crate::routes::{authors, comments, feeds, posts, search, tags, trending};
+use crate::routes::{author, authors, comments, feeds, posts, search, tags, trending};
 use crate::AppState;
 
 pub use shared::problem::ProblemDoc;
@@ -26,8 +27,13 @@ pub use shared::problem::ProblemDoc;
         trending::trending,
         feeds::feed,
         feeds::sitemap,
+        author::list,
+        author::one,
+        author::versions,
+        author::at_version,
     ),
-    components(schemas(ProblemDoc, shared::problem::FieldErrorDoc))
+    components(schemas(ProblemDoc, shared::problem::FieldErrorDoc)),
+    modifiers(&BearerAuth, &ProblemResponses)
 )]
 pub struct ApiDoc;
 
@@ -38,21 +44,34 @@ pub fn router() -> Router<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::api_doc::{documented_paths, routed_paths};
 
     #[test]
-    fn the_spec_lists_every_public_route() {
+    fn the_document_lists_exactly_the_routed_paths() {
+        let routed = routed_paths(&[
+            include_str!("routes/author.rs"),
+            include_str!("routes/authors.rs"),
+            include_str!("routes/comments.rs"),
+            include_str!("routes/feeds.rs"),
+            include_str!("routes/posts.rs"),
+            include_str!("routes/search.rs"),
+            include_str!("routes/tags.rs"),
+            include_str!("routes/trending.rs"),
+        ]);
+        assert!(routed.contains("/v1/author/posts/{id}/versions/{n}") && routed.len() > 10, "{routed:?}");
+        assert_eq!(documented_paths(&ApiDoc::openapi()), routed);
+    }
+
+    #[test]
+    fn every_error_is_documented_as_problem_json() {
         let spec = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-        for path in [
-            "/v1/posts",
-            "/v1/posts/{slug}",
-            "/v1/posts/{slug}/comments",
-            "/v1/authors",
-            "/v1/tags/{slug}",
-            "/v1/search",
-            "/feed.xml",
-            "/sitemap.xml",
-        ] {
-            assert!(spec["paths"].get(path).is_some(), "{path} missing");
+        let list = &spec["paths"]["/v1/posts"]["get"]["responses"];
+        for status in ["400", "422", "429", "503"] {
+            assert!(list[status]["content"]["application/problem+json"].is_object(), "{status}: {list}");
+            assert!(list[status]["content"]["application/json"].is_null());
         }
+        let limit = &spec["paths"]["/v1/posts"]["get"]["parameters"][0]["schema"];
+        assert_eq!((limit["minimum"].as_f64(), limit["maximum"].as_f64()), (Some(1.0), Some(100.0)), "{limit}");
+        assert!(spec["paths"]["/v1/author/posts"]["get"]["responses"]["401"].is_object());
     }
 }

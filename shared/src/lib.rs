@@ -1,6 +1,7 @@
 //! Pressroom's shared core: event types and aggregates, the event store, configuration, telemetry,
 //! problem+json errors, authentication and database/Redis helpers. It knows no service.
 
+pub mod api_doc;
 pub mod auth;
 pub mod client_ip;
 pub mod config;

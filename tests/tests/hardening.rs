@@ -246,3 +246,23 @@ async fn an_operator_sets_a_new_password_from_stdin_and_the_change_is_on_record_
     assert_eq!(recorded[0].1, json!({}), "no hash in the log");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_deactivated_authors_token_gets_a_401_not_a_stored_reply_for_a_used_idempotency_key() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, admin) = stack.token(Role::Admin).await;
+    let (author_id, author) = stack.token(Role::Author).await;
+    let body = json!({"title": "Replayed", "body_markdown": "x"});
+    let key = [("idempotency-key", "k-1".to_string())];
+    let first = stack.command(Method::POST, "/v1/posts", Some(&author), Some(body.clone()), &key).await;
+    assert_eq!(first.status(), 201);
+    let again = stack.command(Method::POST, "/v1/posts", Some(&author), Some(body.clone()), &key).await;
+    assert_eq!(again.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    let res =
+        stack.command(Method::POST, &format!("/v1/authors/{author_id}/deactivate"), Some(&admin), None, &[]).await;
+    assert_eq!(res.status(), 200);
+    let after = stack.command(Method::POST, "/v1/posts", Some(&author), Some(body), &key).await;
+    assert!(after.headers().get("idempotent-replayed").is_none(), "no stored reply for a deactivated account");
+    assert_problem(after, 401).await;
+    stack.stop().await;
+}

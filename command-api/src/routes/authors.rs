@@ -14,7 +14,7 @@ use shared::http::{IdPath, JsonBody};
 use shared::write::authors::{self as author_writes, NewAuthor};
 use uuid::Uuid;
 
-use super::{committed, nullable, Checker};
+use super::{committed, idempotent, nullable, Checker};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{metadata, CurrentAuthor};
 use crate::AppState;
@@ -22,11 +22,11 @@ use crate::AppState;
 const MAX_NAME_CHARS: usize = 100;
 const MAX_BIO_CHARS: usize = 2000;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/v1/authors", post(register))
-        .route("/v1/authors/{id}", patch(update))
-        .route("/v1/authors/{id}/deactivate", post(deactivate))
+        .route("/v1/authors", idempotent(state, post(register)))
+        .route("/v1/authors/{id}", idempotent(state, patch(update)))
+        .route("/v1/authors/{id}/deactivate", idempotent(state, post(deactivate)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -12,7 +12,7 @@ use shared::http::{IdPath, JsonBody};
 use shared::write::comments::{self as comment_writes, NewComment};
 use uuid::Uuid;
 
-use super::{committed, Checker};
+use super::{committed, idempotent, Checker};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{metadata, ClientIp, CurrentAuthor};
 use crate::AppState;
@@ -20,11 +20,11 @@ use crate::AppState;
 const MAX_COMMENT_CHARS: usize = 10_000;
 const MAX_NAME_CHARS: usize = 100;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/v1/posts/{id}/comments", post(submit))
-        .route("/v1/comments/{id}/approve", post(approve))
-        .route("/v1/comments/{id}/reject", post(reject))
+        .route("/v1/posts/{id}/comments", idempotent(state, post(submit)))
+        .route("/v1/comments/{id}/approve", idempotent(state, post(approve)))
+        .route("/v1/comments/{id}/reject", idempotent(state, post(reject)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -8,6 +8,7 @@ pub mod webhooks;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use shared::domain::values::FieldError;
@@ -16,13 +17,19 @@ use shared::position::POSITION_HEADER;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
-pub fn router() -> axum::Router<AppState> {
+pub fn router(state: &AppState) -> axum::Router<AppState> {
     axum::Router::new()
-        .merge(session::router())
-        .merge(posts::router())
-        .merge(authors::router())
-        .merge(comments::router())
-        .merge(webhooks::router())
+        .merge(session::router(state))
+        .merge(posts::router(state))
+        .merge(authors::router(state))
+        .merge(comments::router(state))
+        .merge(webhooks::router(state))
+}
+
+/// A command endpoint: `Idempotency-Key` handling wraps its methods only, so a method the route does not
+/// take is a plain 405 whatever its headers.
+pub fn idempotent(state: &AppState, methods: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    methods.route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::idempotency))
 }
 
 /// A command's success: the body, and `Pressroom-Position` naming the last event it appended.

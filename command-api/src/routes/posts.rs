@@ -15,18 +15,18 @@ use shared::write::posts::{self as post_writes, CreatePost};
 use shared::write::WriteError;
 use uuid::Uuid;
 
-use super::{committed, nullable, Checker};
+use super::{committed, idempotent, nullable, Checker};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{if_match, metadata, CurrentAuthor, KnownAuthor};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/v1/posts", post(create))
-        .route("/v1/posts/{id}", patch(edit).delete(delete))
-        .route("/v1/posts/{id}/publish", post(publish))
-        .route("/v1/posts/{id}/unpublish", post(unpublish))
-        .route("/v1/posts/{id}/restore", post(restore))
+        .route("/v1/posts", idempotent(state, post(create)))
+        .route("/v1/posts/{id}", idempotent(state, patch(edit).delete(delete)))
+        .route("/v1/posts/{id}/publish", idempotent(state, post(publish)))
+        .route("/v1/posts/{id}/unpublish", idempotent(state, post(unpublish)))
+        .route("/v1/posts/{id}/restore", idempotent(state, post(restore)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

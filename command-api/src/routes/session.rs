@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::http::JsonBody;
 
+use super::idempotent;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ClientIp;
 use crate::AppState;
@@ -24,8 +25,8 @@ pub struct LoginResponse {
     expires_at: DateTime<Utc>,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/session", post(login))
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new().route("/v1/session", idempotent(state, post(login)))
 }
 
 /// Log in: a one-hour HS256 token.

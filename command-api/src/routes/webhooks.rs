@@ -13,16 +13,16 @@ use shared::domain::values::FieldError;
 use shared::http::{IdPath, JsonBody};
 use uuid::Uuid;
 
-use super::Checker;
+use super::{idempotent, Checker};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::CurrentAuthor;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/v1/webhooks", post(create).get(list))
-        .route("/v1/webhooks/{id}", delete(remove))
-        .route("/v1/webhooks/{id}/replay", post(replay))
+        .route("/v1/webhooks", idempotent(state, post(create).get(list)))
+        .route("/v1/webhooks/{id}", idempotent(state, delete(remove)))
+        .route("/v1/webhooks/{id}/replay", idempotent(state, post(replay)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -44,6 +44,12 @@ pub struct Webhook {
     events: Vec<String>,
     from_position: i64,
     created_at: DateTime<Utc>,
+}
+
+/// `GET /v1/webhooks`: the live subscriptions (secrets are never shown again).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookList {
+    webhooks: Vec<Webhook>,
 }
 
 /// A new subscription, with its secret: the only time it is shown.
@@ -114,7 +120,7 @@ pub async fn create(
 }
 
 /// List subscriptions (admin): `{webhooks: [...]}`.
-#[utoipa::path(get, path = "/v1/webhooks", security(("bearer" = [])), tag = "webhooks", responses((status = 200, body = Vec<Webhook>)))]
+#[utoipa::path(get, path = "/v1/webhooks", security(("bearer" = [])), tag = "webhooks", responses((status = 200, body = WebhookList)))]
 pub async fn list(State(state): State<AppState>, admin: CurrentAuthor) -> ApiResult<Response> {
     require_admin(&admin)?;
     let webhooks = sqlx::query_as!(
@@ -124,7 +130,7 @@ pub async fn list(State(state): State<AppState>, admin: CurrentAuthor) -> ApiRes
     )
     .fetch_all(&state.pool)
     .await?;
-    Ok(Json(serde_json::json!({ "webhooks": webhooks })).into_response())
+    Ok(Json(WebhookList { webhooks }).into_response())
 }
 
 /// Delete a subscription (admin).

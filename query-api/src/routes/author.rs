@@ -16,6 +16,7 @@ use shared::db::{ReadRoute, ReadSource};
 use shared::domain::author::Author;
 use shared::domain::post::Post;
 use shared::domain::values::FieldError;
+use shared::http::IdPath;
 use shared::read_model::{AuthorRef, PostDetail};
 use shared::write::{authors, posts};
 use uuid::Uuid;
@@ -62,8 +63,9 @@ struct AuthorPost {
     post: PostDetail,
 }
 
-#[derive(Serialize)]
-struct ListItem {
+/// One of the author's posts, any status.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ListItem {
     id: Uuid,
     slug: String,
     status: String,
@@ -74,14 +76,19 @@ struct ListItem {
     scheduled_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
-struct ListPage {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ListPage {
     posts: Vec<ListItem>,
     next_cursor: Option<String>,
 }
 
-/// `GET /v1/author/posts?status=&limit=&cursor=`: most recently updated first.
-async fn list(
+/// The reader's own posts in any status (editors and admins: everyone's), most recently updated first.
+#[utoipa::path(get, path = "/v1/author/posts", tag = "author", security(("bearer" = [])),
+    params(("status" = Option<String>, Query, description = "draft, scheduled, published or deleted", pattern = "^(draft|scheduled|published|deleted)?$"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query),
+        ("Pressroom-Min-Position" = Option<i64>, Header, minimum = 1, description = "read your writes")),
+    responses((status = 200, body = ListPage)))]
+pub async fn list(
     State(state): State<AppState>,
     reader: Reader,
     headers: HeaderMap,
@@ -152,11 +159,14 @@ async fn fold(
     Ok(stamp(Json(body).into_response(), position, ReadSource::Events))
 }
 
-/// `GET /v1/author/posts/{id}[?as_of=RFC 3339]`.
-async fn one(
+/// One of the reader's posts (draft included), folded from its events; `as_of` shows it as it was then.
+#[utoipa::path(get, path = "/v1/author/posts/{id}", tag = "author", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("as_of" = Option<DateTime<Utc>>, Query, description = "RFC 3339")),
+    responses((status = 200, body = PostDetail)))]
+pub async fn one(
     State(state): State<AppState>,
     reader: Reader,
-    Path(id): Path<Uuid>,
+    IdPath(id): IdPath,
     Query(params): Query<HashMap<String, String>>,
 ) -> ReadResult<Response> {
     let as_of = match params.get("as_of") {
@@ -170,28 +180,36 @@ async fn one(
     fold(&state, &reader, id, None, as_of).await
 }
 
-/// `GET /v1/author/posts/{id}/versions/{n}`.
-async fn at_version(
+/// The post as it was at version `n`, folded from its events.
+#[utoipa::path(get, path = "/v1/author/posts/{id}/versions/{n}", tag = "author", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("n" = i32, Path, minimum = 1)), responses((status = 200, body = PostDetail)))]
+pub async fn at_version(
     State(state): State<AppState>,
     reader: Reader,
-    Path((id, n)): Path<(Uuid, i32)>,
+    Path((id, n)): Path<(String, String)>,
 ) -> ReadResult<Response> {
-    if n < 1 {
-        return Err(ReadError::NotFound("version"));
-    }
+    let id = Uuid::try_parse(&id).map_err(|_| ReadError::NotFound("post"))?;
+    let n: i32 = n.parse().ok().filter(|n| *n >= 1).ok_or(ReadError::NotFound("version"))?;
     fold(&state, &reader, id, Some(n), None).await
 }
 
-#[derive(Serialize)]
-struct Version {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VersionList {
+    versions: Vec<Version>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Version {
     version: i32,
     event_type: String,
     actor_id: Option<Uuid>,
     recorded_at: DateTime<Utc>,
 }
 
-/// `GET /v1/author/posts/{id}/versions`: `{versions: [{version, event_type, actor_id, recorded_at}]}`.
-async fn versions(State(state): State<AppState>, reader: Reader, Path(id): Path<Uuid>) -> ReadResult<Response> {
+/// The post's version list: `{versions: [{version, event_type, actor_id, recorded_at}]}`.
+#[utoipa::path(get, path = "/v1/author/posts/{id}/versions", tag = "author", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses((status = 200, body = VersionList)))]
+pub async fn versions(State(state): State<AppState>, reader: Reader, IdPath(id): IdPath) -> ReadResult<Response> {
     let mut conn = state.reads.primary.acquire().await?;
     let events = shared::event_store::read_stream(&mut conn, id, None).await?;
     posts::load(&mut conn, id).await?.filter(|p| reader.may_read(p)).ok_or(ReadError::NotFound("post"))?;
@@ -205,5 +223,5 @@ async fn versions(State(state): State<AppState>, reader: Reader, Path(id): Path<
         })
         .collect();
     let position = events.last().map_or(0, |e| e.global_position);
-    Ok(stamp(Json(serde_json::json!({ "versions": versions })).into_response(), position, ReadSource::Events))
+    Ok(stamp(Json(VersionList { versions }).into_response(), position, ReadSource::Events))
 }

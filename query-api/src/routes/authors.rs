@@ -27,13 +27,13 @@ pub struct AuthorView {
     post_count: i32,
 }
 
-#[derive(Serialize)]
-struct AuthorList {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuthorList {
     authors: Vec<AuthorView>,
 }
 
 /// Every author with their published-post count: `{authors: [...]}`.
-#[utoipa::path(get, path = "/v1/authors", tag = "authors", responses((status = 200, body = Vec<AuthorView>)))]
+#[utoipa::path(get, path = "/v1/authors", tag = "authors", responses((status = 200, body = AuthorList)))]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
     projected_read(&state, &headers, "authors.list", ReadRoute::Replica, &["posts"], |pool| async move {
         let authors = sqlx::query_as!(

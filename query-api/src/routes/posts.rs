@@ -98,9 +98,9 @@ pub(crate) fn parse_limit(params: &HashMap<String, String>) -> ReadResult<i64> {
 
 /// Published posts, newest first, keyset-paginated.
 #[utoipa::path(get, path = "/v1/posts", tag = "posts",
-    params(("limit" = Option<i64>, Query, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query),
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query),
         ("tag" = Option<String>, Query, description = "tag slug"), ("author" = Option<String>, Query, description = "author slug"),
-        ("Pressroom-Min-Position" = Option<i64>, Header, description = "read your writes")),
+        ("Pressroom-Min-Position" = Option<i64>, Header, minimum = 1, description = "read your writes: a position a command returned")),
     responses((status = 200, body = PostPage), (status = 400, body = crate::openapi::ProblemDoc), (status = 422, body = crate::openapi::ProblemDoc)))]
 #[tracing::instrument(skip_all)]
 pub async fn list(
@@ -306,7 +306,7 @@ async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
 
 /// One published post by its slug (301 from a former slug).
 #[utoipa::path(get, path = "/v1/posts/{slug}", tag = "posts",
-    params(("slug" = String, Path), ("If-None-Match" = Option<String>, Header), ("Pressroom-Min-Position" = Option<i64>, Header)),
+    params(("slug" = String, Path), ("If-None-Match" = Option<String>, Header), ("Pressroom-Min-Position" = Option<i64>, Header, minimum = 1, description = "read your writes: a position a command returned")),
     responses((status = 200, body = shared::read_model::PostDetail), (status = 301, description = "moved to the current slug"),
         (status = 304, description = "not modified"), (status = 404, body = crate::openapi::ProblemDoc)))]
 #[tracing::instrument(skip_all, fields(slug = %slug))]

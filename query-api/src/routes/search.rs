@@ -68,7 +68,7 @@ fn decode_cursor(raw: &str) -> Option<(f64, Uuid)> {
 
 /// Full-text search: `{results: [...], next_cursor}`.
 #[utoipa::path(get, path = "/v1/search", tag = "search",
-    params(("q" = String, Query, description = "websearch syntax"), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(("q" = String, Query, min_length = 1, max_length = 200, description = "websearch syntax, 1 to 200 characters"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "ranked results with snippets"), (status = 422, body = crate::openapi::ProblemDoc)))]
 pub async fn search(
     State(state): State<AppState>,

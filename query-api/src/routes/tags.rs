@@ -23,13 +23,13 @@ pub struct TagView {
     post_count: i32,
 }
 
-#[derive(Serialize)]
-struct TagList {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TagList {
     tags: Vec<TagView>,
 }
 
 /// Tags in use, most used first: `{tags: [...]}`.
-#[utoipa::path(get, path = "/v1/tags", tag = "tags", responses((status = 200, body = Vec<TagView>)))]
+#[utoipa::path(get, path = "/v1/tags", tag = "tags", responses((status = 200, body = TagList)))]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
     projected_read(&state, &headers, "tags.list", ReadRoute::Replica, &["posts"], |pool| async move {
         let tags = sqlx::query_as!(

@@ -28,7 +28,7 @@ struct Trending {
 }
 
 /// Trending posts: `{posts: [...]}`.
-#[utoipa::path(get, path = "/v1/trending", tag = "posts", params(("limit" = Option<i64>, Query)),
+#[utoipa::path(get, path = "/v1/trending", tag = "posts", params(("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20")),
     responses((status = 200, description = "highest trending score first")))]
 pub async fn trending(
     State(state): State<AppState>,
