@@ -446,4 +446,18 @@ mod tests {
         assert_eq!(decode_cursor("nope"), None);
         assert_eq!(decode_cursor("1.zzz"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_cursor_round_trips_and_any_text_decodes_without_panicking(
+            micros in -62_000_000_000_000_000i64..253_000_000_000_000_000i64,
+            id in proptest::array::uniform16(proptest::num::u8::ANY),
+            garbage in "\\PC{0,80}",
+        ) {
+            let at = DateTime::from_timestamp_micros(micros).unwrap_or_default();
+            let id = Uuid::from_bytes(id);
+            proptest::prop_assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
+            let _ = decode_cursor(&garbage);
+        }
+    }
 }

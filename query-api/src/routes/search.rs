@@ -148,4 +148,14 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(0.0607927, id)), Some((0.0607927, id)));
         assert_eq!(decode_cursor("zz.nope"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_rank_cursor_round_trips_exactly(rank in proptest::num::f64::POSITIVE | proptest::num::f64::ZERO, garbage in "\\PC{0,80}") {
+            let id = Uuid::now_v7();
+            let decoded = decode_cursor(&encode_cursor(rank, id));
+            proptest::prop_assert_eq!(decoded.map(|(r, i)| (r.to_bits(), i)), Some((rank.to_bits(), id)));
+            let _ = decode_cursor(&garbage);
+        }
+    }
 }
