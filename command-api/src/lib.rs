@@ -40,7 +40,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state from configuration (pools connect lazily).
     pub fn from_config(config: Config) -> Result<Self, shared::config::ConfigError> {
-        let keys = Arc::new(JwtKeys::new(config.require_jwt_secret()?));
+        let keys = Arc::new(JwtKeys::new(config.require_jwt_secret()?, config.session_ttl));
         let pool = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-command-api")
             .map_err(|e| shared::config::ConfigError::Invalid {
                 name: "DATABASE_PRIMARY_URL",

@@ -58,7 +58,7 @@ impl AppState {
             reads: Arc::new(reads),
             cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL, config.redis_keys.clone())),
             public_url: Arc::from(config.public_url.as_str()),
-            keys: Arc::new(shared::auth::JwtKeys::new(config.require_jwt_secret()?)),
+            keys: Arc::new(shared::auth::JwtKeys::new(config.require_jwt_secret()?, config.session_ttl)),
             read_limit: Arc::new(ReadLimit {
                 limiter: shared::rate_limit::RateLimiter::new(&config.redis_url, config.redis_keys.clone()),
                 per_minute: config.rate_limits.reads,

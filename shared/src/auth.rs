@@ -20,7 +20,8 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 pub const ISSUER: &str = "pressroom";
 pub const AUDIENCE: &str = "pressroom";
-pub const TOKEN_TTL: Duration = Duration::hours(1);
+/// The session lifetime when `PRESSROOM_SESSION_TTL` is not set.
+pub const DEFAULT_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 const LEEWAY_SECONDS: u64 = 30;
 /// How many verified tokens [`JwtKeys`] remembers (a few hundred bytes each); the memory is emptied when full.
 const VERIFIED_TOKENS: usize = 4096;
@@ -33,6 +34,9 @@ pub struct Claims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
+    /// Not before: a token that is not valid yet is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,29 +60,34 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens are issued for this long, and one that claims a longer life (`exp - iat`) is refused: a
+    /// leaked secret cannot mint tokens that outlive the sessions we issue.
+    lifetime: Duration,
     verified: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Box<str>, Claims>>>,
 }
 
 impl JwtKeys {
-    pub fn new(secret: &SecretString) -> Self {
+    pub fn new(secret: &SecretString, session_ttl: std::time::Duration) -> Self {
         let bytes = secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECONDS;
         JwtKeys {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             validation,
+            lifetime: Duration::from_std(session_ttl).unwrap_or(Duration::hours(1)),
             verified: Default::default(),
         }
     }
 
-    /// A token for `author_id` valid for one hour.
+    /// A token for `author_id` valid for the session lifetime (`PRESSROOM_SESSION_TTL`).
     pub fn issue(&self, author_id: Uuid, role: Role, now: DateTime<Utc>) -> Result<(String, DateTime<Utc>), AuthError> {
-        let expires_at = now + TOKEN_TTL;
+        let expires_at = now + self.lifetime;
         let claims = Claims {
             sub: author_id,
             role,
@@ -86,12 +95,14 @@ impl JwtKeys {
             aud: AUDIENCE.into(),
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
+            nbf: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, expires_at))
     }
 
-    /// Verifies signature, algorithm (HS256 only; `none` included in the refusals), issuer, audience, expiry.
+    /// Verifies signature, algorithm (HS256 only; `none` included in the refusals), issuer, audience, expiry,
+    /// not-before, and that the token claims no longer a life than the sessions we issue.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         self.verify_at(token, Utc::now().timestamp())
     }
@@ -105,6 +116,9 @@ impl JwtKeys {
                 let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
                     .map(|d| d.claims)
                     .map_err(|_| AuthError::InvalidToken)?;
+                if claims.exp - claims.iat > self.lifetime.num_seconds() {
+                    return Err(AuthError::InvalidToken);
+                }
                 let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
                 if verified.len() >= VERIFIED_TOKENS {
                     verified.clear();
@@ -197,7 +211,7 @@ mod tests {
     }
 
     fn keys(secret: &str) -> JwtKeys {
-        JwtKeys::new(&SecretString::from(secret.to_string()))
+        JwtKeys::new(&SecretString::from(secret.to_string()), DEFAULT_SESSION_TTL)
     }
 
     #[test]
@@ -231,7 +245,7 @@ mod tests {
         let (token, _) = k.issue(Uuid::now_v7(), Role::Editor, now).unwrap_or_default();
         assert!(k.verify(&token).is_ok(), "verified and remembered");
         assert!(k.clone().verify(&token).is_ok(), "clones share the memory");
-        let expiry = (now + TOKEN_TTL).timestamp();
+        let expiry = (now + Duration::hours(1)).timestamp();
         assert!(k.verify_at(&token, expiry + LEEWAY_SECONDS as i64).is_ok(), "within the leeway");
         assert!(k.verify_at(&token, expiry + LEEWAY_SECONDS as i64 + 1).is_err(), "expired, remembered or not");
         let mut tampered = token.clone();
@@ -239,6 +253,31 @@ mod tests {
         tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
         assert!(k.verify(&tampered).is_err(), "another text is verified on its own");
         assert!(keys("other").verify(&token).is_err(), "the memory belongs to one key");
+    }
+
+    #[test]
+    fn tokens_not_valid_yet_or_claiming_a_longer_life_than_a_session_are_refused() {
+        let secret = "a-secret-of-at-least-32-bytes-for-tests";
+        let k = keys(secret);
+        let now = Utc::now().timestamp();
+        let sign = |iat: i64, exp: i64, nbf: Option<i64>| {
+            let claims = Claims {
+                sub: Uuid::now_v7(),
+                role: Role::Admin,
+                iss: ISSUER.into(),
+                aud: AUDIENCE.into(),
+                iat,
+                exp,
+                nbf,
+            };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+                .unwrap_or_default()
+        };
+        assert!(k.verify(&sign(now, now + 3600, None)).is_ok(), "a session-long token");
+        assert!(k.verify(&sign(now - 10, now + 3600 * 24 * 365, None)).is_err(), "a year-long token");
+        assert!(k.verify(&sign(now, now + 3601, None)).is_err(), "one second over the session lifetime");
+        assert!(k.verify(&sign(now, now + 600, Some(now + 300))).is_err(), "not valid for five minutes yet");
+        assert!(k.verify(&sign(now, now + 600, Some(now - 5))).is_ok(), "a past not-before is fine");
     }
 
     #[tokio::test]

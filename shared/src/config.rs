@@ -61,6 +61,8 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// `PRESSROOM_WEBHOOK_LOG_RETENTION`: how long delivery-log rows are kept.
     pub webhook_log_retention: Duration,
+    /// `PRESSROOM_SESSION_TTL`: how long a session token lives; tokens claiming a longer life are refused.
+    pub session_ttl: Duration,
     /// `PRESSROOM_SHUTDOWN_GRACE`: after SIGTERM, how long in-flight requests may finish before the
     /// remaining connections are closed and the process exits.
     pub shutdown_grace: Duration,
@@ -161,6 +163,7 @@ impl Config {
             idempotency_ttl: duration(&get, "PRESSROOM_IDEMPOTENCY_TTL", "24h")?,
             webhook_log_retention: duration(&get, "PRESSROOM_WEBHOOK_LOG_RETENTION", "30d")?,
             shutdown_grace: duration(&get, "PRESSROOM_SHUTDOWN_GRACE", "10s")?,
+            session_ttl: duration(&get, "PRESSROOM_SESSION_TTL", "1h")?,
             webhook_allow_private: matches!(
                 get("PRESSROOM_WEBHOOK_ALLOW_PRIVATE").as_deref(),
                 Some("1" | "true" | "yes")

@@ -24,6 +24,9 @@ fn port(var: &str) -> u16 {
         .unwrap_or_else(|_| panic!("{var} is not a port"))
 }
 
+/// The services' `PRESSROOM_JWT_SECRET` in tests.
+pub const JWT_SECRET: &str = "test-secret-not-for-production-use";
+
 /// A database of its own for one test, on the shared throwaway topology.
 pub struct TestDb {
     pub name: String,
@@ -86,7 +89,7 @@ impl TestDb {
             ("DATABASE_PRIMARY_DIRECT_URL".into(), self.direct_url.clone()),
             ("DATABASE_REPLICA_URLS".into(), self.replica_url.clone()),
             ("REDIS_URL".into(), self.redis_url.clone()),
-            ("PRESSROOM_JWT_SECRET".into(), "test-secret-not-for-production-use".into()),
+            ("PRESSROOM_JWT_SECRET".into(), JWT_SECRET.into()),
             ("PRESSROOM_PROJECTOR_POLL_INTERVAL".into(), "100ms".into()),
             // Tests share one Redis: each database gets keys and channels of its own.
             ("PRESSROOM_REDIS_PREFIX".into(), self.name.clone()),

@@ -367,11 +367,12 @@ async fn the_database_being_unreachable_is_a_503_with_retry_after() {
 #[tokio::test]
 async fn forged_unsigned_expired_and_wrong_audience_tokens_are_401() {
     use secrecy::SecretString;
-    use shared::auth::JwtKeys;
+    use shared::auth::{JwtKeys, DEFAULT_SESSION_TTL};
     let stack = Stack::start(TestDb::fresh().await).await;
     let (id, _) = stack.token(Role::Admin).await;
-    let right = JwtKeys::new(&SecretString::from("test-secret-not-for-production-use".to_string()));
-    let wrong = JwtKeys::new(&SecretString::from("another-secret".to_string()));
+    let right =
+        JwtKeys::new(&SecretString::from("test-secret-not-for-production-use".to_string()), DEFAULT_SESSION_TTL);
+    let wrong = JwtKeys::new(&SecretString::from("another-secret".to_string()), DEFAULT_SESSION_TTL);
     let (forged, _) = wrong.issue(id, Role::Admin, chrono::Utc::now()).unwrap();
     let (expired, _) = right.issue(id, Role::Admin, chrono::Utc::now() - chrono::Duration::hours(2)).unwrap();
     let b64 = |s: &str| base64_url(s.as_bytes());

@@ -48,6 +48,8 @@ pub struct Post {
     pub updated_at: DateTime<Utc>,
     pub published_at: Option<DateTime<Utc>>,
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// Published at least once (the public may have seen it): contributors may not delete or restore it.
+    pub ever_published: bool,
 }
 
 /// Who is acting: the authenticated author and their role.
@@ -176,6 +178,10 @@ fn authorize(post: &Post, actor: Actor, command: &PostCommand) -> Result<(), Dom
         PostCommand::Edit(_) if !actor.role.can_publish() && post.status != PostStatus::Draft => {
             Err(DomainError::Forbidden("contributors can only edit their drafts"))
         }
+        // Deleting or restoring changes what the public sees as much as unpublishing does.
+        PostCommand::Delete | PostCommand::Restore if !actor.role.can_publish() && post.ever_published => {
+            Err(DomainError::Forbidden("contributors may delete or restore only posts that were never published"))
+        }
         _ => Ok(()),
     }
 }
@@ -198,6 +204,7 @@ pub fn apply(state: Option<Post>, id: Uuid, event: &DomainEvent, recorded_at: Da
             updated_at: recorded_at,
             published_at: None,
             scheduled_at: None,
+            ever_published: false,
         });
     }
     let mut p = state?;
@@ -228,6 +235,7 @@ pub fn apply(state: Option<Post>, id: Uuid, event: &DomainEvent, recorded_at: Da
             p.status = PostStatus::Published;
             p.published_at = Some(e.published_at);
             p.scheduled_at = None;
+            p.ever_published = true;
         }
         DomainEvent::PostScheduled(e) => {
             p.status = PostStatus::Scheduled;
@@ -307,6 +315,26 @@ mod tests {
         let r = decide(theirs.as_ref(), actor(Role::Author), PostCommand::Delete);
         assert!(matches!(r, Err(DomainError::Forbidden(_))));
         assert!(decide(theirs.as_ref(), actor(Role::Editor), PostCommand::Delete).is_ok());
+    }
+
+    #[test]
+    fn contributors_delete_and_restore_only_posts_that_were_never_published() {
+        let contributor = actor(Role::Contributor);
+        let draft = drafted(contributor.id);
+        assert!(given_then(draft.clone(), contributor, PostCommand::Delete).is_ok());
+        let published = given_then(draft, actor(Role::Editor), PostCommand::Publish { at: None, now: Utc::now() });
+        let published = published.ok().flatten();
+        assert!(matches!(
+            given_then(published.clone(), contributor, PostCommand::Delete),
+            Err(DomainError::Forbidden(_))
+        ));
+        let unpublished = given_then(published, actor(Role::Editor), PostCommand::Unpublish).ok().flatten();
+        assert!(matches!(
+            given_then(unpublished.clone(), contributor, PostCommand::Delete),
+            Err(DomainError::Forbidden(_))
+        ));
+        let deleted = given_then(unpublished, actor(Role::Editor), PostCommand::Delete).ok().flatten();
+        assert!(matches!(given_then(deleted, contributor, PostCommand::Restore), Err(DomainError::Forbidden(_))));
     }
 
     #[test]

@@ -107,18 +107,26 @@ impl Email {
     }
 }
 
+/// The longest URL accepted (after normalising).
+pub const MAX_URL_LEN: usize = 2048;
+
 impl HttpUrl {
+    /// Parses with a real URL parser: http or https, a host, no credentials, at most 2,048 characters;
+    /// keeps the normalised form (characters such as `"` `<` `>` percent-encoded).
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-        let t = raw.trim();
-        let rest = t.strip_prefix("https://").or_else(|| t.strip_prefix("http://"));
-        match rest {
-            Some(r)
-                if !r.is_empty() && !r.starts_with('/') && t.len() <= 2048 && !t.chars().any(char::is_whitespace) =>
-            {
-                Ok(HttpUrl(t.to_string()))
-            }
-            _ => Err(FieldError::new(field, "must be an absolute http or https URL")),
+        let invalid = || FieldError::new(field, "must be an absolute http or https URL with a host");
+        let url = url::Url::parse(raw.trim()).map_err(|_| invalid())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid());
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(FieldError::new(field, "must not carry a user name or password"));
+        }
+        let normalised = url.to_string();
+        if normalised.len() > MAX_URL_LEN {
+            return Err(FieldError::new(field, format!("must be at most {MAX_URL_LEN} characters")));
+        }
+        Ok(HttpUrl(normalised))
     }
 }
 
@@ -163,10 +171,18 @@ mod tests {
     }
 
     #[test]
-    fn urls_must_be_http_or_https() {
+    fn urls_must_be_http_or_https_with_a_host_and_are_stored_normalised() {
         assert!(HttpUrl::parse("u", "https://x.test/a.png").is_ok());
-        assert!(HttpUrl::parse("u", "javascript:alert(1)").is_err());
-        assert!(HttpUrl::parse("u", "http://").is_err());
+        for bad in ["javascript:alert(1)", "http://", "https://", "data:text/html,x", "https://u:p@x.test/"] {
+            assert!(HttpUrl::parse("u", bad).is_err(), "{bad}");
+        }
+        let hostile = HttpUrl::parse("u", "https://x/\"><script>alert(1)</script>").map(HttpUrl::into_string);
+        assert_eq!(hostile.as_deref(), Ok("https://x/%22%3E%3Cscript%3Ealert(1)%3C/script%3E"));
+        assert_eq!(
+            HttpUrl::parse("u", "HTTPS://Example.COM").map(HttpUrl::into_string).as_deref(),
+            Ok("https://example.com/")
+        );
+        assert!(HttpUrl::parse("u", &format!("https://x.test/{}", "a".repeat(2100))).is_err());
     }
 
     #[test]

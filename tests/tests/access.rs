@@ -1,0 +1,94 @@
+//! Access rules on every path, over HTTP against the real services with accounts of each role: what a
+//! contributor may take down, which URLs are stored, which tokens are accepted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pressroom_tests::{assert_problem, Stack, TestDb};
+use reqwest::Method;
+use serde_json::{json, Value};
+use shared::domain::role::Role;
+
+#[tokio::test]
+async fn a_contributor_deletes_or_restores_only_posts_that_were_never_published() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, editor) = stack.token(Role::Editor).await;
+    let (_, contributor) = stack.token(Role::Contributor).await;
+    let never = stack.draft(&contributor, "Never published").await;
+    let res = stack.command(Method::DELETE, &format!("/v1/posts/{never}"), Some(&contributor), None, &[]).await;
+    assert_eq!(res.status(), 200, "their own draft, never public");
+    let res = stack.command(Method::POST, &format!("/v1/posts/{never}/restore"), Some(&contributor), None, &[]).await;
+    assert_eq!(res.status(), 200);
+
+    let shown = stack.draft(&contributor, "Published by an editor").await;
+    assert_eq!(stack.publish(&editor, &shown).await.status(), 200);
+    let res = stack.command(Method::DELETE, &format!("/v1/posts/{shown}"), Some(&contributor), None, &[]).await;
+    assert_problem(res, 403).await;
+    let res = stack.command(Method::POST, &format!("/v1/posts/{shown}/unpublish"), Some(&editor), None, &[]).await;
+    assert_eq!(res.status(), 200);
+    let res = stack.command(Method::DELETE, &format!("/v1/posts/{shown}"), Some(&contributor), None, &[]).await;
+    assert_problem(res, 403).await;
+    let res = stack.command(Method::DELETE, &format!("/v1/posts/{shown}"), Some(&editor), None, &[]).await;
+    assert_eq!(res.status(), 200, "editors still may");
+    let res = stack.command(Method::POST, &format!("/v1/posts/{shown}/restore"), Some(&contributor), None, &[]).await;
+    assert_problem(res, 403).await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn urls_are_parsed_refused_without_a_host_and_stored_normalised() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (author_id, author) = stack.token(Role::Author).await;
+    for bad in ["https://", "javascript:alert(1)", "https://user:pw@x.test/a.png", "ftp://x.test/a.png"] {
+        let res = stack.create_post(&author, json!({"title": "t", "body_markdown": "x", "cover_image_url": bad})).await;
+        let problem = assert_problem(res, 422).await;
+        assert_eq!(problem["errors"][0]["field"], "cover_image_url", "{bad}");
+    }
+    let hostile = "https://x/\"><script>alert(1)</script>";
+    let res =
+        stack.create_post(&author, json!({"title": "Hostile", "body_markdown": "x", "cover_image_url": hostile})).await;
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let position: i64 =
+        stack.publish(&author, &id).await.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+    let post: Value = stack.query_at("/v1/posts/hostile", position).await.json().await.unwrap();
+    assert_eq!(post["cover_image_url"], "https://x/%22%3E%3Cscript%3Ealert(1)%3C/script%3E");
+    let res = stack
+        .command(
+            Method::PATCH,
+            &format!("/v1/authors/{author_id}"),
+            Some(&author),
+            Some(json!({"avatar_url": "nope"})),
+            &[],
+        )
+        .await;
+    assert_eq!(assert_problem(res, 422).await["errors"][0]["field"], "avatar_url");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_not_valid_yet_or_living_longer_than_a_session_are_refused_on_both_apis() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (id, _) = stack.token(Role::Admin).await;
+    let now = chrono::Utc::now().timestamp();
+    let sign = |iat: i64, exp: i64, nbf: Option<i64>| {
+        let mut claims =
+            json!({"sub": id, "role": "admin", "iss": "pressroom", "aud": "pressroom", "iat": iat, "exp": exp});
+        if let Some(nbf) = nbf {
+            claims["nbf"] = json!(nbf);
+        }
+        let key = EncodingKey::from_secret(pressroom_tests::JWT_SECRET.as_bytes());
+        encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+    };
+    let cases = [
+        (sign(now, now + 3000, None), 200, "a session-long token"),
+        (sign(now, now + 10 * 365 * 86_400, None), 401, "a token valid for ten years"),
+        (sign(now, now + 3000, Some(now + 600)), 401, "a token not valid for ten minutes"),
+    ];
+    for (token, status, what) in cases {
+        let res = stack.command(Method::GET, "/v1/webhooks", Some(&token), None, &[]).await;
+        assert_eq!(res.status().as_u16(), status, "command API: {what}");
+        let res = stack.http.get(format!("{}/v1/author/posts", stack.query)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "query API: {what}");
+    }
+    stack.stop().await;
+}
