@@ -1,10 +1,12 @@
-//! Publishes scheduled posts when their time comes. Runs under its own advisory lock (one active
-//! instance), and appends `PostPublished` with the expected version, so that even two schedulers racing
-//! could never publish a post twice: the loser's append is a version conflict.
+//! Publishes scheduled posts when their time comes — if the author who scheduled one may still publish it
+//! (active, and allowed to publish that post); otherwise the schedule is cancelled with an event saying
+//! why. Runs under its own advisory lock (one active instance), and appends with the expected version, so
+//! that even two schedulers racing could never publish a post twice: the loser's append is a version
+//! conflict.
 
 use std::time::Duration;
 
-use shared::domain::post::{Actor, PostCommand};
+use shared::domain::post::{Actor, PostCommand, PostStatus, Requester};
 use shared::domain::role::Role;
 use shared::event_store::Metadata;
 use shared::write::WriteError;
@@ -50,7 +52,18 @@ pub async fn run(pool: PgPool, direct_url: String, status: StatusBoard, shutdown
     }
 }
 
-/// One pass: every post whose scheduled time has come is published; returns how many.
+/// The author who scheduled the post, as they are now (None when there is no such author).
+async fn requester(pool: &PgPool, post: Uuid) -> Result<Option<Requester>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let Some(by) = shared::write::posts::load(&mut conn, post).await?.and_then(|p| p.scheduled_by) else {
+        return Ok(None);
+    };
+    let author = shared::write::authors::load(&mut conn, by).await?;
+    Ok(author.map(|a| Requester { actor: Actor { id: a.id, role: a.role }, active: a.active }))
+}
+
+/// One pass: every post whose scheduled time has come is published (or its schedule cancelled); returns
+/// how many were published.
 pub async fn publish_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
     let due = sqlx::query!(
         "select id, version from read.posts where status = 'scheduled' and scheduled_at <= now()
@@ -58,15 +71,18 @@ pub async fn publish_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
     )
     .fetch_all(pool)
     .await?;
-    let mut published = 0;
+    let (mut published, mut changed) = (0, 0);
     for post in due {
         let meta = Metadata { causation_id: Some(post.id), ..Metadata::default() };
-        match shared::write::posts::execute(pool, SYSTEM, post.id, Some(post.version), PostCommand::PublishDue, &meta)
-            .await
-        {
-            Ok((_, appended)) => {
+        let command = PostCommand::PublishDue { requester: requester(pool, post.id).await? };
+        match shared::write::posts::execute(pool, SYSTEM, post.id, Some(post.version), command, &meta).await {
+            Ok((folded, appended)) if folded.status == PostStatus::Published => {
                 published += 1;
                 tracing::info!(post_id = %post.id, position = appended.position, "published scheduled post");
+            }
+            Ok((_, appended)) => {
+                changed += 1;
+                tracing::warn!(post_id = %post.id, position = appended.position, "scheduled publish cancelled: its author may no longer publish it");
             }
             // Changed since the read model saw it (edited, unpublished, or another scheduler won): next pass.
             Err(WriteError::VersionMismatch { .. } | WriteError::Concurrent | WriteError::Domain(_)) => {}
@@ -76,7 +92,7 @@ pub async fn publish_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
             }
         }
     }
-    if published > 0 {
+    if published + changed > 0 {
         if let Err(e) = shared::event_store::notify_appended(pool).await {
             tracing::warn!(error = %e, "cannot notify listeners of published posts; they will poll");
         }

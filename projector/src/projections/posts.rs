@@ -80,8 +80,9 @@ impl PostRow {
             updated_at: self.updated_at,
             published_at: self.published_at,
             scheduled_at: self.scheduled_at,
-            // Not kept in the read row: projections fold, they never decide with it.
+            // Not kept in the read row: projections fold, they never decide with these.
             ever_published: self.published_at.is_some(),
+            scheduled_by: None,
         }
     }
 

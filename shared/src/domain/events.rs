@@ -90,6 +90,16 @@ pub struct PostPublished {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PostScheduled {
     pub at: DateTime<Utc>,
+    /// Who asked: at the due time they must still be active and allowed to publish the post (absent in
+    /// events recorded before this field: the post's author is taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<Uuid>,
+}
+
+/// A scheduled publish that did not happen: the requester could no longer publish the post when it fell due.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostScheduleCancelled {
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +133,7 @@ pub enum DomainEvent {
     PostEdited(PostEdited),
     PostPublished(PostPublished),
     PostScheduled(PostScheduled),
+    PostScheduleCancelled(PostScheduleCancelled),
     PostUnpublished(Empty),
     PostDeleted(Empty),
     PostRestored(Empty),
@@ -154,6 +165,7 @@ impl DomainEvent {
                 | DomainEvent::PostEdited(_)
                 | DomainEvent::PostPublished(_)
                 | DomainEvent::PostScheduled(_)
+                | DomainEvent::PostScheduleCancelled(_)
                 | DomainEvent::PostUnpublished(_)
                 | DomainEvent::PostDeleted(_)
                 | DomainEvent::PostRestored(_)
@@ -171,6 +183,7 @@ impl DomainEvent {
             DomainEvent::PostEdited(_) => "PostEdited",
             DomainEvent::PostPublished(_) => "PostPublished",
             DomainEvent::PostScheduled(_) => "PostScheduled",
+            DomainEvent::PostScheduleCancelled(_) => "PostScheduleCancelled",
             DomainEvent::PostUnpublished(_) => "PostUnpublished",
             DomainEvent::PostDeleted(_) => "PostDeleted",
             DomainEvent::PostRestored(_) => "PostRestored",
@@ -192,6 +205,7 @@ impl DomainEvent {
             DomainEvent::PostEdited(p) => raw(p),
             DomainEvent::PostPublished(p) => raw(p),
             DomainEvent::PostScheduled(p) => raw(p),
+            DomainEvent::PostScheduleCancelled(p) => raw(p),
             DomainEvent::CommentSubmitted(p) => raw(p),
             DomainEvent::CommentRejected(p) => raw(p),
             DomainEvent::AuthorDeactivated(p)
@@ -249,6 +263,7 @@ pub const KNOWN_TYPES: &[&str] = &[
     "PostEdited",
     "PostPublished",
     "PostScheduled",
+    "PostScheduleCancelled",
     "PostUnpublished",
     "PostDeleted",
     "PostRestored",

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::events::{DomainEvent, Empty, PostDrafted, PostEdited, PostPublished, PostScheduled};
+use super::events::{DomainEvent, Empty, PostDrafted, PostEdited, PostPublished, PostScheduleCancelled, PostScheduled};
 use super::role::Role;
 use super::slug::Slug;
 use super::values::{BodyMarkdown, HttpUrl, Summary, Title};
@@ -50,6 +50,15 @@ pub struct Post {
     pub scheduled_at: Option<DateTime<Utc>>,
     /// Published at least once (the public may have seen it): contributors may not delete or restore it.
     pub ever_published: bool,
+    /// While scheduled: who scheduled it.
+    pub scheduled_by: Option<Uuid>,
+}
+
+/// The author who scheduled a publish, as they are when it falls due (None: no such author any more).
+#[derive(Debug, Clone, Copy)]
+pub struct Requester {
+    pub actor: Actor,
+    pub active: bool,
 }
 
 /// Who is acting: the authenticated author and their role.
@@ -91,8 +100,11 @@ pub enum PostCommand {
         at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     },
-    /// Publish a scheduled post whose time has come (the scheduler's command).
-    PublishDue,
+    /// Publish a scheduled post whose time has come (the scheduler's command) — or cancel the schedule
+    /// when the author who asked for it may no longer publish the post.
+    PublishDue {
+        requester: Option<Requester>,
+    },
     Unpublish,
     Delete,
     Restore,
@@ -139,13 +151,16 @@ pub fn decide(state: Option<&Post>, actor: Actor, command: PostCommand) -> Resul
         }
         PostCommand::Publish { at, now } => match post.status {
             PostStatus::Draft | PostStatus::Scheduled => match at {
-                Some(at) if at > now => DomainEvent::PostScheduled(PostScheduled { at }),
+                Some(at) if at > now => DomainEvent::PostScheduled(PostScheduled { at, requested_by: Some(actor.id) }),
                 _ => DomainEvent::PostPublished(PostPublished { published_at: now }),
             },
             _ => return invalid("publish"),
         },
-        PostCommand::PublishDue => match (post.status, post.scheduled_at) {
-            (PostStatus::Scheduled, Some(at)) => DomainEvent::PostPublished(PostPublished { published_at: at }),
+        PostCommand::PublishDue { requester } => match (post.status, post.scheduled_at) {
+            (PostStatus::Scheduled, Some(at)) => match refusal(post, requester) {
+                None => DomainEvent::PostPublished(PostPublished { published_at: at }),
+                Some(reason) => DomainEvent::PostScheduleCancelled(PostScheduleCancelled { reason: reason.into() }),
+            },
             _ => return invalid("publish on schedule"),
         },
         PostCommand::Unpublish => match post.status {
@@ -164,6 +179,18 @@ pub fn decide(state: Option<&Post>, actor: Actor, command: PostCommand) -> Resul
     Ok(vec![event])
 }
 
+/// Why the author who scheduled `post` may not have it published now, if they may not.
+fn refusal(post: &Post, requester: Option<Requester>) -> Option<&'static str> {
+    let Some(requester) = requester else {
+        return Some("the author who scheduled it no longer exists");
+    };
+    if !requester.active {
+        return Some("the author who scheduled it was deactivated");
+    }
+    let publish = PostCommand::PublishDue { requester: None };
+    authorize(post, requester.actor, &publish).err().map(|_| "the author who scheduled it may no longer publish it")
+}
+
 fn authorize(post: &Post, actor: Actor, command: &PostCommand) -> Result<(), DomainError> {
     if actor.role.acts_on_all_posts() {
         return Ok(());
@@ -172,7 +199,9 @@ fn authorize(post: &Post, actor: Actor, command: &PostCommand) -> Result<(), Dom
         return Err(DomainError::Forbidden("only editors may act on other authors' posts"));
     }
     match command {
-        PostCommand::Publish { .. } | PostCommand::Unpublish | PostCommand::PublishDue if !actor.role.can_publish() => {
+        PostCommand::Publish { .. } | PostCommand::Unpublish | PostCommand::PublishDue { .. }
+            if !actor.role.can_publish() =>
+        {
             Err(DomainError::Forbidden("contributors cannot publish or unpublish"))
         }
         PostCommand::Edit(_) if !actor.role.can_publish() && post.status != PostStatus::Draft => {
@@ -205,6 +234,7 @@ pub fn apply(state: Option<Post>, id: Uuid, event: &DomainEvent, recorded_at: Da
             published_at: None,
             scheduled_at: None,
             ever_published: false,
+            scheduled_by: None,
         });
     }
     let mut p = state?;
@@ -235,17 +265,20 @@ pub fn apply(state: Option<Post>, id: Uuid, event: &DomainEvent, recorded_at: Da
             p.status = PostStatus::Published;
             p.published_at = Some(e.published_at);
             p.scheduled_at = None;
+            p.scheduled_by = None;
             p.ever_published = true;
         }
         DomainEvent::PostScheduled(e) => {
             p.status = PostStatus::Scheduled;
             p.scheduled_at = Some(e.at);
             p.published_at = Some(e.at);
+            p.scheduled_by = Some(e.requested_by.unwrap_or(p.author_id));
         }
-        DomainEvent::PostUnpublished(_) | DomainEvent::PostRestored(_) => {
+        DomainEvent::PostUnpublished(_) | DomainEvent::PostRestored(_) | DomainEvent::PostScheduleCancelled(_) => {
             p.status = PostStatus::Draft;
             p.published_at = None;
             p.scheduled_at = None;
+            p.scheduled_by = None;
         }
         DomainEvent::PostDeleted(_) => p.status = PostStatus::Deleted,
         _ => {}
