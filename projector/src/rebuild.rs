@@ -516,6 +516,7 @@ struct FoldedAuthor {
     bio: Option<String>,
     post_count: i32,
     posts: Vec<Uuid>,
+    active: bool,
 }
 
 /// The posts projection's tables, in memory.
@@ -605,6 +606,7 @@ impl Fold {
                     bio: None,
                     post_count: 0,
                     posts: Vec::new(),
+                    active: true,
                 });
                 entry.author = author;
                 entry.bio = bio.clone();
@@ -626,6 +628,13 @@ impl Fold {
                         p.author = a.author.clone();
                         p.last = at;
                     }
+                }
+                Ok(())
+            }
+            DomainEvent::AuthorDeactivated(_) => {
+                // As live: an author without a row has nothing to hide.
+                if let Some(a) = self.authors.get_mut(&id) {
+                    a.active = false;
                 }
                 Ok(())
             }
@@ -731,14 +740,15 @@ async fn write_fold(
     let authors: Vec<(Uuid, FoldedAuthor)> = fold.authors.into_iter().collect();
     for chunk in authors.chunks(WRITE_CHUNK) {
         sqlx::query!(
-            "insert into post_authors (id, slug, name, avatar_url, bio, post_count)
-             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])",
+            "insert into post_authors (id, slug, name, avatar_url, bio, post_count, active)
+             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[])",
             &chunk.iter().map(|a| a.0).collect::<Vec<_>>(),
             &chunk.iter().map(|a| a.1.author.slug.clone()).collect::<Vec<_>>(),
             &chunk.iter().map(|a| a.1.author.name.clone()).collect::<Vec<_>>(),
             &chunk.iter().map(|a| a.1.author.avatar_url.clone()).collect::<Vec<_>>() as _,
             &chunk.iter().map(|a| a.1.bio.clone()).collect::<Vec<_>>() as _,
             &chunk.iter().map(|a| a.1.post_count).collect::<Vec<_>>(),
+            &chunk.iter().map(|a| a.1.active).collect::<Vec<_>>(),
         )
         .execute(&mut *tx)
         .await?;

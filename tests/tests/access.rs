@@ -92,3 +92,56 @@ async fn tokens_not_valid_yet_or_living_longer_than_a_session_are_refused_on_bot
     }
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_public_author_directory_lists_only_active_authors_with_a_published_post_page_by_page() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (admin_id, admin) = stack.token(Role::Admin).await;
+    let (_, contributor) = stack.token(Role::Contributor).await;
+    stack.draft(&contributor, "Only a draft").await;
+    let mut writers = Vec::new();
+    for _ in 0..3 {
+        let (id, token) = stack.token(Role::Author).await;
+        stack.published_post(&token, &format!("By {id}")).await;
+        writers.push(id.to_string());
+    }
+    let (leaving, leaving_token) = stack.token(Role::Author).await;
+    let (_, _, _) = stack.published_post(&leaving_token, "Before leaving").await;
+    let res = stack.command(Method::POST, &format!("/v1/authors/{leaving}/deactivate"), Some(&admin), None, &[]).await;
+    let position: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+
+    let mut seen = Vec::new();
+    let mut path = "/v1/authors?limit=2".to_string();
+    loop {
+        let page: Value = stack.query_at(&path, position).await.json().await.unwrap();
+        let authors = page["authors"].as_array().unwrap();
+        assert!(authors.len() <= 2);
+        seen.extend(authors.iter().map(|a| a["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/authors?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut expected = writers.clone();
+    expected.sort();
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "exactly the active authors with a published post, each once");
+    assert!(!seen.contains(&admin_id.to_string()) && !seen.contains(&leaving.to_string()));
+    let slug_of = |id: uuid::Uuid| {
+        let db = &stack.db.admin;
+        async move {
+            sqlx::query_scalar::<_, String>("select slug from read.post_authors where id = $1")
+                .bind(id)
+                .fetch_one(db)
+                .await
+                .unwrap()
+        }
+    };
+    for hidden in [admin_id, leaving] {
+        let slug = slug_of(hidden).await;
+        assert_eq!(stack.query_at(&format!("/v1/authors/{slug}"), position).await.status(), 404, "{slug}");
+    }
+    assert_eq!(stack.query_at("/v1/authors?cursor=garbage", position).await.status(), 400);
+    stack.stop().await;
+}

@@ -487,6 +487,11 @@ impl PostsProjection {
                 a.avatar_url = avatar_url.clone().unwrap_or(a.avatar_url);
                 a
             }
+            DomainEvent::AuthorDeactivated(_) => {
+                // Off the public directory; their published posts stay as they are.
+                sqlx::query!("update post_authors set active = false where id = $1", id).execute(&mut *conn).await?;
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         sqlx::query!(
@@ -522,7 +527,7 @@ async fn load_author(conn: &mut PgConnection, id: Uuid) -> Result<Option<AuthorR
 }
 
 /// The event types the `posts` projection reads (the rebuild's fold reads the same).
-pub const EVENT_TYPES: &[&str] = &["Post%", "AuthorRegistered", "AuthorProfileUpdated"];
+pub const EVENT_TYPES: &[&str] = &["Post%", "AuthorRegistered", "AuthorProfileUpdated", "AuthorDeactivated"];
 
 /// Whether the `posts` projection reads events of this type.
 pub fn handles(event_type: &str) -> bool {

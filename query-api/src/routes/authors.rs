@@ -1,6 +1,10 @@
-//! Public author pages: every author with their published-post count, and one by slug.
+//! Public author pages: the directory of active authors with at least one published post (keyset pages
+//! by name), and one such author by slug. Admins, contributors without a published post and deactivated
+//! accounts are not public.
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -9,6 +13,7 @@ use serde::Serialize;
 use shared::db::ReadRoute;
 use uuid::Uuid;
 
+use super::posts::parse_limit;
 use crate::consistency::projected_read;
 use crate::error::{ReadError, ReadResult};
 use crate::AppState;
@@ -30,24 +35,61 @@ pub struct AuthorView {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AuthorList {
     authors: Vec<AuthorView>,
+    next_cursor: Option<String>,
 }
 
-/// Every author with their published-post count: `{authors: [...]}`.
-#[utoipa::path(get, path = "/v1/authors", tag = "authors", responses((status = 200, body = AuthorList)))]
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
+/// A directory cursor: the last author's id and name (base64url), so the next page starts right after.
+fn encode_cursor(name: &str, id: Uuid) -> String {
+    use base64::Engine as _;
+    format!("{}.{}", id.simple(), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name))
+}
+
+fn decode_cursor(raw: &str) -> Option<(String, Uuid)> {
+    use base64::Engine as _;
+    let (id, name) = raw.split_once('.')?;
+    let name = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(name).ok()?;
+    Some((String::from_utf8(name).ok()?, Uuid::try_parse(id).ok()?))
+}
+
+/// Active authors with at least one published post, by name: `{authors: [...], next_cursor}`.
+#[utoipa::path(get, path = "/v1/authors", tag = "authors",
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query),
+        ("Pressroom-Min-Position" = Option<i64>, Header, minimum = 1, description = "read your writes: a position a command returned")),
+    responses((status = 200, body = AuthorList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> ReadResult<Response> {
+    let limit = parse_limit(&params)?;
+    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
+        None => None,
+    };
     projected_read(&state, &headers, "authors.list", ReadRoute::Replica, &["posts"], |pool| async move {
-        let authors = sqlx::query_as!(
+        let mut authors = sqlx::query_as!(
             AuthorView,
-            "select id, slug, name, bio, avatar_url, post_count from read.post_authors order by name, id limit 1000"
+            "select id, slug, name, bio, avatar_url, post_count from read.post_authors
+             where post_count > 0 and active and ($1::text is null or (name, id) > ($1, $2))
+             order by name, id limit $3",
+            cursor.as_ref().map(|c| c.0.as_str()),
+            cursor.as_ref().map(|c| c.1),
+            limit + 1
         )
         .fetch_all(&pool)
         .await?;
-        Ok(AuthorList { authors })
+        let next_cursor = if authors.len() as i64 > limit {
+            authors.truncate(limit as usize);
+            authors.last().map(|a| encode_cursor(&a.name, a.id))
+        } else {
+            None
+        };
+        Ok(AuthorList { authors, next_cursor })
     })
     .await
 }
 
-/// One author.
+/// One active author with a published post.
 #[utoipa::path(get, path = "/v1/authors/{slug}", tag = "authors", params(("slug" = String, Path)),
     responses((status = 200, body = AuthorView), (status = 404, body = crate::openapi::ProblemDoc)))]
 pub async fn by_slug(
@@ -58,7 +100,8 @@ pub async fn by_slug(
     projected_read(&state, &headers, "authors.by_slug", ReadRoute::Replica, &["posts"], |pool| async move {
         sqlx::query_as!(
             AuthorView,
-            "select id, slug, name, bio, avatar_url, post_count from read.post_authors where slug = $1",
+            "select id, slug, name, bio, avatar_url, post_count from read.post_authors
+             where slug = $1 and post_count > 0 and active",
             slug
         )
         .fetch_optional(&pool)
@@ -66,4 +109,17 @@ pub async fn by_slug(
         .ok_or(ReadError::NotFound("author"))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn directory_cursors_round_trip_any_name(name in "\\PC{0,80}") {
+            let id = Uuid::now_v7();
+            proptest::prop_assert_eq!(decode_cursor(&encode_cursor(&name, id)), Some((name, id)));
+        }
+    }
 }
