@@ -1,6 +1,7 @@
 -- wrk: POST /v1/session with the bench admin's credentials, without pause (a login storm).
-function init(args)
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
-  wrk.body = '{"email":"bench@pressroom.local","password":"bench-password-1"}'
+local body = '{"email":"bench@pressroom.local","password":"bench-password-1"}'
+local headers = { ["Content-Type"] = "application/json" }
+
+function request()
+  return wrk.format("POST", "/v1/session", headers, body)
 end

@@ -76,6 +76,9 @@ impl From<WriteError> for ApiError {
             WriteError::SlugTaken(slug) => ApiError::Conflict(format!("slug `{slug}` is already taken")),
             WriteError::AuthorChanged => ApiError::Conflict("your account changed during this request; retry".into()),
             WriteError::EmailTaken => ApiError::Conflict("an author with this email already exists".into()),
+            WriteError::NameTaken(name) => {
+                ApiError::Conflict(format!("an author named `{name}` already exists (names are unique ignoring case)"))
+            }
             WriteError::Validation(errors) => ApiError::Validation(errors),
             WriteError::Database(e) => e.into(),
         }

@@ -269,7 +269,7 @@ async fn writer(pool: &PgPool, i: u32, role: Role) -> anyhow::Result<Actor> {
     let address = format!("{}{i}@pressroom.local", if role == Role::Author { "writer" } else { role.as_str() });
     let new = NewAuthor {
         email: Email::parse("email", &address).map_err(field)?,
-        name: format!("Writer {i}"),
+        name: if role == Role::Author { format!("Writer {i}") } else { format!("Writer {i} ({})", role.as_str()) },
         password: format!("writer-{i}-{}", uuid::Uuid::now_v7().simple()),
         role,
         slug: None,

@@ -144,7 +144,7 @@ impl TestDb {
         let password = "correct horse battery".to_string();
         let new = NewAuthor {
             email: Email::parse("email", &email).unwrap(),
-            name: format!("Test {}", role.as_str()),
+            name: format!("Test {} {}", role.as_str(), Uuid::now_v7().simple()),
             password: password.clone(),
             role,
             slug: None,

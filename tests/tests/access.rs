@@ -145,3 +145,42 @@ async fn the_public_author_directory_lists_only_active_authors_with_a_published_
     assert_eq!(stack.query_at("/v1/authors?cursor=garbage", position).await.status(), 400);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn look_alike_emails_names_and_slugs_are_refused_and_names_are_unique_ignoring_case() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, admin) = stack.token(Role::Admin).await;
+    let register = |email: &str, name: &str, slug: Option<&str>| {
+        let mut body = json!({"email": email, "name": name, "password": "long enough pw", "role": "author"});
+        if let Some(slug) = slug {
+            body["slug"] = json!(slug);
+        }
+        stack.command(Method::POST, "/v1/authors", Some(&admin), Some(body), &[])
+    };
+    assert_eq!(register("ada@lovelace.test", "Ada Lovelace", None).await.status(), 201);
+    for (email, what) in [
+        ("ada\u{200B}@lovelace.test", "a zero-width space"),
+        ("\u{0430}da@lovelace.test", "a Cyrillic а"),
+        ("ada@lovelace.test\u{202E}", "a right-to-left override"),
+    ] {
+        let problem = assert_problem(register(email, "Someone Else", None).await, 422).await;
+        assert_eq!(problem["errors"][0]["field"], "email", "{what}");
+    }
+    let problem = assert_problem(register("b@x.test", "Ada\u{200D} Lovelace", None).await, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "name");
+    let problem = assert_problem(register("c@x.test", "Charles", Some("charles\u{202E}")).await, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "slug");
+    // The same address in full-width letters is the same account.
+    assert_problem(register("ＡＤＡ@lovelace.test", "Ada Other", None).await, 409).await;
+    // One display name per author, ignoring case and width.
+    assert_problem(register("d@x.test", "ADA LOVELACE", None).await, 409).await;
+    assert_problem(register("e@x.test", "ａｄａ lovelace", None).await, 409).await;
+    let grace: Value = register("grace@x.test", "Grace Hopper", None).await.json().await.unwrap();
+    let grace_id = grace["id"].as_str().unwrap().to_string();
+    let grace_path = format!("/v1/authors/{grace_id}");
+    let rename = |name: &str| stack.command(Method::PATCH, &grace_path, Some(&admin), Some(json!({"name": name})), &[]);
+    assert_problem(rename("ada lovelace").await, 409).await;
+    assert_eq!(rename("Grace B. Hopper").await.status(), 200);
+    assert_eq!(register("f@x.test", "Grace Hopper", None).await.status(), 201, "a name given up is free again");
+    stack.stop().await;
+}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use shared::domain::author::{Author, AuthorCommand, ProfileChange};
 use shared::domain::role::Role;
 use shared::domain::slug::Slug;
-use shared::domain::values::{Email, FieldError, HttpUrl};
+use shared::domain::values::{AuthorName, Email, FieldError, HttpUrl};
 use shared::http::{IdPath, JsonBody};
 use shared::write::authors::{self as author_writes, NewAuthor};
 use uuid::Uuid;
@@ -19,7 +19,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{metadata, CurrentAuthor};
 use crate::AppState;
 
-const MAX_NAME_CHARS: usize = 100;
 const MAX_BIO_CHARS: usize = 2000;
 
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -88,11 +87,7 @@ impl AuthorBody {
 }
 
 fn name(field: &str, raw: &str) -> Result<String, FieldError> {
-    let n = raw.trim();
-    if n.is_empty() || n.chars().count() > MAX_NAME_CHARS {
-        return Err(FieldError::new(field, format!("must be 1 to {MAX_NAME_CHARS} characters")));
-    }
-    Ok(n.to_string())
+    AuthorName::parse(field, raw).map(AuthorName::into_string)
 }
 
 fn bio(raw: &str) -> Result<String, FieldError> {

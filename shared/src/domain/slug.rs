@@ -14,11 +14,17 @@ pub enum SlugError {
     Empty,
     #[error("slug is longer than {MAX_SLUG_LEN} characters after normalising")]
     TooLong,
+    #[error("slug must not contain invisible or bidirectional control characters")]
+    Invisible,
 }
 
 impl Slug {
     /// Normalises an explicit slug; an empty or over-long result is an error.
     pub fn parse(raw: &str) -> Result<Self, SlugError> {
+        // Normalising would drop them silently; an explicit slug that holds them is refused instead.
+        if raw.chars().any(super::values::is_invisible) {
+            return Err(SlugError::Invisible);
+        }
         let s = normalise(raw);
         if s.is_empty() {
             return Err(SlugError::Empty);

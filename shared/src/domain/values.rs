@@ -85,9 +85,72 @@ impl Summary {
     }
 }
 
-impl Email {
+/// True for characters that are invisible or reorder text around them: controls, and the format
+/// characters (zero-width spaces and joiners, bidirectional marks, embeddings, overrides and isolates, the
+/// byte-order mark, soft hyphen, word joiner, variation selectors, tags, Hangul fillers…). Two names that
+/// differ only by these look the same; an override can make text read backwards.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Refuses text holding an invisible or bidirectional control character (naming the first one).
+pub fn refuse_invisible(field: &str, raw: &str) -> Result<(), FieldError> {
+    match raw.chars().find(|c| is_invisible(*c)) {
+        Some(c) => Err(FieldError::new(
+            field,
+            format!("must not contain invisible or bidirectional control characters (found U+{:04X})", u32::from(c)),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Unicode compatibility normalisation (NFKC): full-width, ligature and other compatibility forms become
+/// the plain characters they look like.
+pub fn nfkc(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    raw.nfkc().collect()
+}
+
+pub const MAX_NAME_CHARS: usize = 100;
+
+string_newtype!(
+    /// An author's display name: NFKC-normalised, trimmed, 1–100 characters, nothing invisible.
+    AuthorName
+);
+
+impl AuthorName {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-        let e = raw.trim().to_lowercase();
+        refuse_invisible(field, raw)?;
+        let n = nfkc(raw).split_whitespace().collect::<Vec<_>>().join(" ");
+        if n.is_empty() || n.chars().count() > MAX_NAME_CHARS {
+            return Err(FieldError::new(field, format!("must be 1 to {MAX_NAME_CHARS} characters")));
+        }
+        Ok(AuthorName(n))
+    }
+
+    /// The key two names share when they differ only by case: no two authors may have the same one.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl Email {
+    /// NFKC-normalised, trimmed and lower-cased; ASCII only (an internationalised domain in its `xn--`
+    /// form), so no address can pass for another by a look-alike letter from another script.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        refuse_invisible(field, raw)?;
+        let e = nfkc(raw.trim()).to_lowercase();
+        if !e.is_ascii() {
+            return Err(FieldError::new(
+                field,
+                "must be an ASCII address (write an internationalised domain in its xn-- form)",
+            ));
+        }
         let invalid = || FieldError::new(field, "must be a valid email address");
         let (local, domain) = e.split_once('@').ok_or_else(invalid)?;
         let ok = !local.is_empty()
@@ -161,6 +224,21 @@ mod tests {
         for bad in ["", "a", "a@b", "@b.c", "a@.c", "a b@c.d"] {
             assert!(Email::parse("email", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn look_alike_emails_and_names_are_refused_or_folded_together() {
+        for bad in ["a\u{200B}dmin@x.test", "\u{0430}dmin@x.test", "admin@x.test\u{202E}", "ad\u{00AD}min@x.test"] {
+            assert!(Email::parse("email", bad).is_err(), "{bad:?}");
+        }
+        // Full-width letters are the same address once normalised.
+        assert_eq!(Email::parse("email", "ＡＤＭＩＮ@x.test").map(Email::into_string), Ok("admin@x.test".into()));
+        assert!(AuthorName::parse("name", "Ada\u{200D}Lovelace").is_err());
+        assert!(AuthorName::parse("name", "\u{202E}ecalevoL adA").is_err());
+        let a = AuthorName::parse("name", "  Ada   Lovelace ").map(AuthorName::into_string);
+        assert_eq!(a.as_deref(), Ok("Ada Lovelace"));
+        let (x, y) = (AuthorName::parse("n", "ADA LOVELACE"), AuthorName::parse("n", "ａｄａ lovelace"));
+        assert_eq!(x.map(|n| n.key()), y.map(|n| n.key()), "same key: case and width do not make a new name");
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub async fn register(pool: &PgPool, new: NewAuthor, metadata: &Metadata) -> Res
     if claimed.is_none() {
         return Err(WriteError::EmailTaken);
     }
+    claim_name(&mut tx, id, &new.name).await?;
     let slug = unique_author_slug(&mut tx, id, &base).await?;
     let event = DomainEvent::AuthorRegistered(AuthorRegistered {
         email: new.email.into_string(),
@@ -127,6 +128,27 @@ pub async fn set_password(
     Ok(Some(appended))
 }
 
+/// Reserves `name` (as its case-folded key) for author `id` and frees the name they had before; a name
+/// another author holds is [`WriteError::NameTaken`].
+async fn claim_name(conn: &mut PgConnection, id: Uuid, name: &str) -> Result<(), WriteError> {
+    let key = name.to_lowercase();
+    let owner = sqlx::query_scalar!(
+        "insert into author_name_reservations (name_key, author_id) values ($1, $2)
+         on conflict (name_key) do update set name_key = excluded.name_key returning author_id",
+        key,
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if owner != id {
+        return Err(WriteError::NameTaken(name.to_string()));
+    }
+    sqlx::query!("delete from author_name_reservations where author_id = $1 and name_key <> $2", id, key)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Claims the first free author slug among `base`, `base-2`, `base-3`…
 async fn unique_author_slug(conn: &mut PgConnection, id: Uuid, base: &Slug) -> Result<Slug, WriteError> {
     for n in 1..=1000u32 {
@@ -163,7 +185,7 @@ pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<Author>, s
 /// Checks an email and password; returns the active author. Unknown email, wrong password and a
 /// deactivated author are indistinguishable (`None`), in time as well as in result.
 pub async fn authenticate(pool: &PgPool, email: &str, password: &str) -> Result<Option<Author>, sqlx::Error> {
-    let email = email.trim().to_lowercase();
+    let email = crate::domain::values::nfkc(email.trim()).to_lowercase();
     let row = sqlx::query!("select author_id, password_hash from author_credentials where email = $1", email)
         .fetch_optional(pool)
         .await?;
@@ -199,6 +221,9 @@ pub async fn execute(
         events.extend(new);
     }
     for e in &events {
+        if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated { name: Some(name), .. }) = e {
+            claim_name(&mut tx, id, name).await?;
+        }
         if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated { slug: Some(slug), .. }) = e {
             let owner = sqlx::query_scalar!(
                 "insert into author_slug_reservations (slug, author_id) values ($1, $2)

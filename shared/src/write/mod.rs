@@ -27,6 +27,9 @@ pub enum WriteError {
     AuthorChanged,
     #[error("email is already registered")]
     EmailTaken,
+    /// Another author has this display name (ignoring case).
+    #[error("an author named `{0}` already exists")]
+    NameTaken(String),
     #[error("invalid input")]
     Validation(Vec<FieldError>),
     #[error(transparent)]
