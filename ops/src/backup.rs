@@ -122,12 +122,17 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    let pg_ctl = args.pg_bin.join("pg_ctl");
+    let stop = if running_as_root() {
+        format!("runuser -u postgres -- {} -D {} stop", pg_ctl.display(), data.display())
+    } else {
+        format!("{} -D {} stop", pg_ctl.display(), data.display())
+    };
     println!(
-        "restored into {} and promoted, listening on 127.0.0.1:{} ({:.1} s); stop it with pg_ctl -D {} stop",
+        "restored into {} and promoted, listening on 127.0.0.1:{} ({:.1} s); stop it with: {stop}",
         data.display(),
         args.port,
         started.elapsed().as_secs_f64(),
-        data.display()
     );
     Ok(())
 }

@@ -20,6 +20,7 @@ struct Cli {
     #[arg(
         long,
         env = "DATABASE_ADMIN_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:15432/pressroom",
         global = true
     )]
@@ -34,10 +35,14 @@ enum Command {
     Migrate,
     /// Register an admin with this email unless one exists (idempotent).
     CreateAdmin {
+        /// The admin's email.
         #[arg(long, default_value = "admin@pressroom.local")]
         email: String,
+        /// The password (at least 8 characters): this flag, PRESSROOM_ADMIN_PASSWORD, or one line on
+        /// standard input when neither is given.
         #[arg(long, env = "PRESSROOM_ADMIN_PASSWORD", hide_env_values = true)]
-        password: String,
+        password: Option<String>,
+        /// The admin's display name.
         #[arg(long, default_value = "Admin")]
         name: String,
     },
@@ -74,11 +79,14 @@ enum Command {
 enum ProjectionsCommand {
     /// Position, head, lag and state of every projection.
     Status {
+        /// One JSON document instead of a table (`{projections: [...]}`).
         #[arg(long)]
         json: bool,
     },
     /// Rebuild a projection's tables from position 0 beside the live ones, verify, and swap them in.
     Rebuild {
+        /// The projection: posts.
+        #[arg(value_name = "NAME")]
         name: String,
         /// Swap even when the rebuilt tables differ from live (after a deliberate projection change).
         #[arg(long)]
@@ -87,7 +95,7 @@ enum ProjectionsCommand {
         #[arg(long)]
         json: bool,
         /// Redis the projector writes through to (its namespace is bumped after the swap).
-        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:16379")]
+        #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:16379")]
         redis_url: String,
         /// The deployment's Redis key prefix.
         #[arg(long, env = "PRESSROOM_REDIS_PREFIX", default_value = "pressroom")]
@@ -95,10 +103,18 @@ enum ProjectionsCommand {
     },
     /// Move a halted projection past the event it cannot apply (recorded in `projection_skips`).
     Skip {
+        /// The halted projection (posts or comments).
+        #[arg(value_name = "NAME")]
         name: String,
+        /// The global position of the event it cannot apply (the next one after its checkpoint).
+        #[arg(value_name = "POSITION")]
         position: i64,
+        /// Why it is skipped, for the audit record in `projection_skips`.
         #[arg(long)]
         reason: String,
+        /// Who skips it (default: the operating-system user running the command).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -116,6 +132,7 @@ enum AdminCommand {
 enum ReplicasCommand {
     /// Replication state and lag of every replica, as the primary sees them.
     Status {
+        /// One JSON document instead of a table (`{replicas: [...]}`).
         #[arg(long)]
         json: bool,
     },
@@ -125,8 +142,10 @@ enum ReplicasCommand {
 enum EventsCommand {
     /// The newest events as JSON lines.
     Tail {
+        /// Only this stream (a post's, author's or comment's id).
         #[arg(long)]
         stream: Option<uuid::Uuid>,
+        /// How many of the newest events.
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
@@ -146,7 +165,13 @@ async fn main() -> anyhow::Result<()> {
             shared::MIGRATOR.run(&pool).await?;
             println!("migrations applied");
         }
-        Command::CreateAdmin { email, password, name } => create_admin(&pool, &email, &password, &name).await?,
+        Command::CreateAdmin { email, password, name } => {
+            let password = match password {
+                Some(p) => p,
+                None => read_password_line("create-admin")?,
+            };
+            create_admin(&pool, &email, &password, &name).await?
+        }
         Command::Admin { command: AdminCommand::SetPassword { email } } => set_password(&pool, &email).await?,
         Command::Seed(args) => seed::run(&pool, args).await?,
         Command::Projections { command } => match command {
@@ -155,8 +180,9 @@ async fn main() -> anyhow::Result<()> {
                 let keys = shared::redis_keys::RedisKeys::new(&redis_prefix);
                 projections::rebuild(&pool, &name, accept_changes, json, redis_url, keys).await?
             }
-            ProjectionsCommand::Skip { name, position, reason } => {
-                projections::skip(&pool, &name, position, &reason).await?
+            ProjectionsCommand::Skip { name, position, reason, by } => {
+                let by = by.unwrap_or_else(projections::operating_user);
+                projections::skip(&pool, &name, position, &reason, &by).await?
             }
         },
         Command::Replicas { command: ReplicasCommand::Status { json } } => projections::replicas(&pool, json).await?,
@@ -168,11 +194,27 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line of standard input: a password given without a flag or variable.
+fn read_password_line(command: &str) -> anyhow::Result<String> {
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line)?;
+    if read == 0 || line.trim().is_empty() {
+        anyhow::bail!(
+            "{command} needs a password: --password, PRESSROOM_ADMIN_PASSWORD, or one line on standard input"
+        );
+    }
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// The reasons of a validation failure, field by field.
+fn reasons(errors: &[shared::domain::values::FieldError]) -> String {
+    errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+}
+
 async fn set_password(pool: &PgPool, email: &str) -> anyhow::Result<()> {
     let email = Email::parse("email", email).map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    let password = line.trim_end_matches(['\n', '\r']);
+    let password = read_password_line("admin set-password")?;
+    let password = password.as_str();
     let metadata = Metadata::default();
     match authors::set_password(pool, &email, password, &metadata).await {
         Ok(Some(appended)) => {
@@ -181,8 +223,7 @@ async fn set_password(pool: &PgPool, email: &str) -> anyhow::Result<()> {
         }
         Ok(None) => anyhow::bail!("no author has the email {}", email.as_str()),
         Err(WriteError::Validation(errors)) => {
-            let why: Vec<String> = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect();
-            anyhow::bail!("{} (the password is read from standard input)", why.join("; "))
+            anyhow::bail!("{} (the password is read from standard input)", reasons(&errors))
         }
         Err(e) => Err(e.into()),
     }
@@ -202,6 +243,7 @@ async fn create_admin(pool: &PgPool, email: &str, password: &str, name: &str) ->
     match authors::register(pool, new, &Metadata::default()).await {
         Ok((a, appended)) => println!("admin {} registered as {} at position {}", a.email, a.id, appended.position),
         Err(WriteError::EmailTaken) => println!("admin {} already exists", email.as_str()),
+        Err(WriteError::Validation(errors)) => anyhow::bail!("{}", reasons(&errors)),
         Err(e) => return Err(e.into()),
     }
     Ok(())

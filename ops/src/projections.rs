@@ -38,9 +38,31 @@ pub async fn status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Who runs this command: `SUDO_USER` (a sudo's real user), else the name of the process's user id from
+/// /etc/passwd, else `uid <n>` — never "unknown" because `USER` is unset (cron, systemd, containers).
+pub fn operating_user() -> String {
+    if let Ok(user) = std::env::var("SUDO_USER") {
+        return user;
+    }
+    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().next().map(str::to_string))
+    });
+    let Some(uid) = uid else { return std::env::var("USER").unwrap_or_else(|_| "unknown".into()) };
+    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
+        passwd.lines().find_map(|l| {
+            let fields: Vec<&str> = l.split(':').collect();
+            (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_string())
+        })
+    });
+    name.unwrap_or_else(|| format!("uid {uid}"))
+}
+
 /// `projections skip <name> <position> --reason TEXT`: moves the checkpoint past exactly that event,
 /// which must be the next one the projection would apply, and records who skipped what and why.
-pub async fn skip(pool: &PgPool, name: &str, position: i64, reason: &str) -> anyhow::Result<()> {
+pub async fn skip(pool: &PgPool, name: &str, position: i64, reason: &str, operator: &str) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     let checkpoint = sqlx::query!(
         r#"select transaction_id::text::bigint as "tx!", global_position, error from read.checkpoints where name = $1 for update"#,
@@ -63,7 +85,6 @@ pub async fn skip(pool: &PgPool, name: &str, position: i64, reason: &str) -> any
     if next.global_position != position {
         anyhow::bail!("the next event {name} would apply is at position {}, not {position}", next.global_position);
     }
-    let operator = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
     sqlx::query!(
         "insert into projection_skips (projection, global_position, event_id, event_type, reason, skipped_by, error)
          values ($1, $2, $3, $4, $5, $6, $7)",

@@ -266,3 +266,41 @@ async fn a_deactivated_authors_token_gets_a_401_not_a_stored_reply_for_a_used_id
     assert_problem(after, 401).await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn operator_help_never_prints_a_secret_and_create_admin_reads_a_password_from_stdin() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDb::fresh().await;
+    for args in [vec!["--help"], vec!["projections", "rebuild", "--help"], vec!["create-admin", "--help"]] {
+        let out = db
+            .ops(&args)
+            .env("DATABASE_ADMIN_URL", "postgres://postgres:s3cret-pw@db.internal/pressroom")
+            .env("REDIS_URL", "redis://:redis-s3cret@cache.internal")
+            .env("PRESSROOM_ADMIN_PASSWORD", "admin-s3cret")
+            .output()
+            .await
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && help.contains("Usage"), "{args:?}");
+        assert!(!help.contains("s3cret"), "{args:?} printed a secret:\n{help}");
+    }
+    // Neither the flag nor the variable: one line of standard input, and a short one says why it failed.
+    let run = |password: &'static str| {
+        let mut cmd = db.ops(&["create-admin", "--email", "root@x.test"]);
+        cmd.env_remove("PRESSROOM_ADMIN_PASSWORD").stdin(std::process::Stdio::piped());
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        async move {
+            stdin.write_all(password.as_bytes()).await.unwrap();
+            drop(stdin);
+            child.wait_with_output().await.unwrap()
+        }
+    };
+    let none = run("").await;
+    assert!(String::from_utf8_lossy(&none.stderr).contains("PRESSROOM_ADMIN_PASSWORD"), "names the ways to give one");
+    let short = run("short\n").await;
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8 characters"), "says why");
+    let ok = run("long enough password\n").await;
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}

@@ -69,10 +69,19 @@ async fn a_poison_event_halts_only_its_projection_until_an_operator_skips_it() {
     let out = stack
         .db
         .ops(&["projections", "skip", "posts", &poison.to_string(), "--reason", "malformed test event"])
+        // As from cron or systemd: the operator is still named, from the process's user id.
+        .env_remove("USER")
+        .env_remove("SUDO_USER")
         .output()
         .await
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let skipped_by: String = sqlx::query_scalar("select skipped_by from projection_skips where projection = 'posts'")
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
+    let me = String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    assert_eq!(skipped_by, me.trim(), "the operating-system user, not 'unknown'");
     let recorded: (String, i64) =
         sqlx::query_as("select reason, global_position from projection_skips where projection = 'posts'")
             .fetch_one(&stack.db.admin)

@@ -291,7 +291,8 @@ async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
     }
     let (pool, source) = state.reads.route(ReadRoute::Replica);
     let loaded = match load_from(&pool, source, slug).await {
-        Err(e) if source == ReadSource::Replica => {
+        // A client's bad input is the same on every database; only a failing replica is worth a second read.
+        Err(e) if source == ReadSource::Replica && !matches!(e, ReadError::BadRequest(_)) => {
             tracing::warn!(error = %e, "replica read failed; reading the primary");
             load_from(&state.reads.primary, ReadSource::Primary, slug).await
         }
