@@ -281,13 +281,27 @@ pub async fn ready_primary(pool: &sqlx::PgPool) -> Response {
     }
 }
 
-/// `GET /docs`: a Redoc page rendering the service's `/openapi.json`.
+/// Redoc's standalone bundle (npm `redoc@2.1.5`, MIT; licence beside it in `shared/assets/`), served by
+/// the services themselves so `/docs` works offline and under a strict Content-Security-Policy.
+const REDOC_JS: &[u8] = include_bytes!("../assets/redoc-2.1.5.standalone.js");
+/// Where the bundle is served: versioned, so it can be cached for good.
+const REDOC_PATH: &str = "/docs/redoc-2.1.5.standalone.js";
+
+/// `GET /docs`: a Redoc page rendering the service's `/openapi.json`, with nothing loaded from elsewhere.
 pub fn redoc_page(title: &str) -> axum::response::Html<String> {
     axum::response::Html(format!(
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
-<body><redoc spec-url="/openapi.json"></redoc>
-<script src="https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"></script></body></html>"#
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body><redoc spec-url="/openapi.json" hide-download-button></redoc>
+<script src="{REDOC_PATH}"></script></body></html>"#
     ))
+}
+
+async fn redoc_js() -> Response {
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+        (axum::http::header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+    ];
+    (headers, REDOC_JS).into_response()
 }
 
 /// `GET /openapi.json` (the document, built once) and `GET /docs` (Redoc) for a service.
@@ -305,4 +319,5 @@ pub fn openapi_routes<S: Clone + Send + Sync + 'static>(
             }),
         )
         .route("/docs", axum::routing::get(move || async move { redoc_page(title) }))
+        .route(REDOC_PATH, axum::routing::get(redoc_js))
 }

@@ -264,7 +264,16 @@ async fn both_apis_serve_their_openapi_document_and_docs_page() {
         assert!(spec["paths"].get(path).is_some(), "{path} missing from {base}");
         let docs = stack.http.get(format!("{base}/docs")).send().await.unwrap();
         assert_eq!(docs.status(), 200);
-        assert!(docs.text().await.unwrap().contains("/openapi.json"));
+        let page = docs.text().await.unwrap();
+        assert!(page.contains("/openapi.json"));
+        // Everything the page loads comes from the service itself: it works offline and under a strict CSP.
+        assert!(!page.contains("https://") && !page.contains("http://"), "{page}");
+        let script = page.split("<script src=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().to_string();
+        let js = stack.http.get(format!("{base}{script}")).send().await.unwrap();
+        assert_eq!(js.status(), 200, "{script}");
+        assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+        assert!(js.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+        assert!(js.bytes().await.unwrap().len() > 500_000, "the whole Redoc bundle");
     }
     stack.stop().await;
 }
