@@ -5,6 +5,7 @@ pub mod consistency;
 pub mod error;
 pub mod etag;
 pub mod openapi;
+pub mod page;
 pub mod routes;
 pub mod routing;
 

@@ -281,9 +281,9 @@ pub async fn ready_primary(pool: &sqlx::PgPool) -> Response {
     }
 }
 
-/// Redoc's standalone bundle (npm `redoc@2.1.5`, MIT; licence beside it in `shared/assets/`), served by
+/// Redoc's standalone bundle (npm `redoc@2.1.5`, MIT; licence beside it in `shared/vendor/`), served by
 /// the services themselves so `/docs` works offline and under a strict Content-Security-Policy.
-const REDOC_JS: &[u8] = include_bytes!("../assets/redoc-2.1.5.standalone.js");
+const REDOC_JS: &[u8] = include_bytes!("../vendor/redoc-2.1.5.standalone.js");
 /// Where the bundle is served: versioned, so it can be cached for good.
 const REDOC_PATH: &str = "/docs/redoc-2.1.5.standalone.js";
 

@@ -19,7 +19,7 @@ static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 pub fn init(service: &'static str) {
     let filter = std::env::var("PRESSROOM_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info,tokio_cron_scheduler=warn".into());
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let mut otel_error = None;
     match otlp_provider(service) {

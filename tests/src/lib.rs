@@ -188,6 +188,44 @@ pub struct Stack {
     pub http: reqwest::Client,
     children: Vec<Child>,
     env: Vec<(String, String)>,
+    logs: ServiceLogs,
+}
+
+/// The services' output, one file per process under the system temp folder: printed only when the test
+/// that started them fails, so a passing run stays quiet.
+pub struct ServiceLogs {
+    dir: PathBuf,
+}
+
+impl ServiceLogs {
+    fn new(test_db: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("pressroom-test-logs-{test_db}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        ServiceLogs { dir }
+    }
+
+    /// Sends `cmd`'s stdout and stderr to `<name>.log` (appending: a restarted service adds to its file).
+    pub fn attach(&self, cmd: &mut Command, name: &str) {
+        let file =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{name}.log"))).unwrap();
+        cmd.stdout(file.try_clone().unwrap()).stderr(file);
+    }
+}
+
+impl Drop for ServiceLogs {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(200).collect();
+                eprintln!("--- {} (last {} lines) ---", entry.path().display(), tail.len());
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Stack {
@@ -212,14 +250,14 @@ impl Stack {
         env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{p}")));
         let mut children = Vec::new();
         let env_for_children = env.clone();
+        let logs = ServiceLogs::new(&db.name);
         for name in ["pressroom-projector", "pressroom-command-api", "pressroom-query-api"] {
-            let child = Command::new(bin(name))
-                .envs(env_for_children.iter().cloned())
+            let mut cmd = Command::new(bin(name));
+            cmd.envs(env_for_children.iter().cloned())
                 .env("PRESSROOM_LOG", std::env::var("PRESSROOM_LOG").unwrap_or_else(|_| "warn".into()))
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-            children.push(child);
+                .kill_on_drop(true);
+            logs.attach(&mut cmd, name);
+            children.push(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}")));
         }
         let stack = Stack {
             db,
@@ -229,6 +267,7 @@ impl Stack {
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             children,
             env,
+            logs,
         };
         for base in [&stack.projector, &stack.command, &stack.query] {
             let mut ok = false;
@@ -396,12 +435,10 @@ impl Stack {
         let mut env = self.env.clone();
         env.retain(|(k, _)| k != "PRESSROOM_QUERY_ADDR");
         env.push(("PRESSROOM_QUERY_ADDR".into(), format!("127.0.0.1:{port}")));
-        Command::new(bin("pressroom-query-api"))
-            .envs(env)
-            .env("PRESSROOM_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
+        let mut cmd = Command::new(bin("pressroom-query-api"));
+        cmd.envs(env).env("PRESSROOM_LOG", "warn").kill_on_drop(true);
+        self.logs.attach(&mut cmd, &format!("pressroom-query-api-{port}"));
+        cmd.spawn().unwrap()
     }
 
     pub fn spawn_projector(&self) -> Child {
@@ -412,11 +449,9 @@ impl Stack {
     pub fn spawn_projector_on(&self, port: u16) -> Child {
         let mut env = self.env.clone();
         env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{port}")));
-        Command::new(bin("pressroom-projector"))
-            .envs(env)
-            .env("PRESSROOM_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
+        let mut cmd = Command::new(bin("pressroom-projector"));
+        cmd.envs(env).env("PRESSROOM_LOG", "warn").kill_on_drop(true);
+        self.logs.attach(&mut cmd, &format!("pressroom-projector-{port}"));
+        cmd.spawn().unwrap()
     }
 }

@@ -21,9 +21,10 @@ use shared::read_model::{AuthorRef, PostDetail};
 use shared::write::{authors, posts};
 use uuid::Uuid;
 
-use super::posts::{decode_cursor, encode_cursor, parse_limit};
+use super::posts::{decode_cursor, encode_cursor};
 use crate::consistency::{projected_read, stamp};
 use crate::error::{ReadError, ReadResult};
+use crate::page;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -94,15 +95,12 @@ pub async fn list(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> ReadResult<Response> {
-    let limit = parse_limit(&params)?;
+    let limit = page::limit(&params)?;
     let status = params.get("status").filter(|s| !s.is_empty()).cloned();
     if status.as_deref().is_some_and(|s| !matches!(s, "draft" | "scheduled" | "published" | "deleted")) {
         return Err(ReadError::Validation(vec![FieldError::new("status", "draft, scheduled, published or deleted")]));
     }
-    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
-        None => None,
-    };
+    let cursor = page::cursor(&params, decode_cursor)?;
     let only = (!reader.0.role.acts_on_all_posts()).then_some(reader.0.id);
     projected_read(&state, &headers, "author.posts", ReadRoute::Replica, &["posts"], |pool| async move {
         let mut rows: Vec<ListItem> = sqlx::query_as!(
@@ -119,12 +117,7 @@ pub async fn list(
         )
         .fetch_all(&pool)
         .await?;
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| encode_cursor(r.updated_at, r.id))
-        } else {
-            None
-        };
+        let next_cursor = page::next_cursor(&mut rows, limit, |r| Some(encode_cursor(r.updated_at, r.id)));
         Ok(ListPage { posts: rows, next_cursor })
     })
     .await

@@ -13,9 +13,9 @@ use serde::Serialize;
 use shared::db::ReadRoute;
 use uuid::Uuid;
 
-use super::posts::parse_limit;
 use crate::consistency::projected_read;
 use crate::error::{ReadError, ReadResult};
+use crate::page;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -61,11 +61,8 @@ pub async fn list(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> ReadResult<Response> {
-    let limit = parse_limit(&params)?;
-    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
-        None => None,
-    };
+    let limit = page::limit(&params)?;
+    let cursor = page::cursor(&params, decode_cursor)?;
     projected_read(&state, &headers, "authors.list", ReadRoute::Replica, &["posts"], |pool| async move {
         let mut authors = sqlx::query_as!(
             AuthorView,
@@ -78,12 +75,7 @@ pub async fn list(
         )
         .fetch_all(&pool)
         .await?;
-        let next_cursor = if authors.len() as i64 > limit {
-            authors.truncate(limit as usize);
-            authors.last().map(|a| encode_cursor(&a.name, a.id))
-        } else {
-            None
-        };
+        let next_cursor = page::next_cursor(&mut authors, limit, |a| Some(encode_cursor(&a.name, a.id)));
         Ok(AuthorList { authors, next_cursor })
     })
     .await

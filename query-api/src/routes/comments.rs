@@ -12,9 +12,10 @@ use serde::Serialize;
 use shared::db::ReadRoute;
 use uuid::Uuid;
 
-use super::posts::{decode_cursor, encode_cursor, parse_limit};
+use super::posts::{decode_cursor, encode_cursor};
 use crate::consistency::projected_read;
 use crate::error::{ReadError, ReadResult};
+use crate::page;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -45,11 +46,8 @@ pub async fn list(
     Path(slug): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ReadResult<Response> {
-    let limit = parse_limit(&params)?;
-    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
-        None => None,
-    };
+    let limit = page::limit(&params)?;
+    let cursor = page::cursor(&params, decode_cursor)?;
     projected_read(&state, &headers, "comments.list", ReadRoute::Replica, &["posts", "comments"], |pool| async move {
         let post = sqlx::query_scalar!("select id from read.posts where slug = $1 and status = 'published'", slug)
             .fetch_optional(&pool)
@@ -68,12 +66,7 @@ pub async fn list(
         )
         .fetch_all(&pool)
         .await?;
-        let next_cursor = if comments.len() as i64 > limit {
-            comments.truncate(limit as usize);
-            comments.last().map(|c| encode_cursor(c.created_at, c.id))
-        } else {
-            None
-        };
+        let next_cursor = page::next_cursor(&mut comments, limit, |c| Some(encode_cursor(c.created_at, c.id)));
         Ok(CommentPage { comments, next_cursor })
     })
     .await

@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::db::{ReadRoute, ReadSource};
 use shared::domain::post::PostStatus;
-use shared::domain::values::FieldError;
 use shared::read_model::{AuthorRef, PostDetail, PostSummary, TagRef};
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -26,11 +25,10 @@ use sqlx::PgPool;
 use crate::cache::{PostEntry, SlugEntry};
 use crate::consistency::{min_position, stamp};
 use crate::error::{ReadError, ReadResult};
+use crate::page;
 use crate::{etag, AppState};
 
 const PROJECTIONS: &[&str] = &["posts"];
-const DEFAULT_LIMIT: i64 = 20;
-const MAX_LIMIT: i64 = 100;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/posts", get(list)).route("/v1/posts/{slug}", get(by_slug))
@@ -83,19 +81,6 @@ pub(crate) fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
     Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::try_parse(id).ok()?))
 }
 
-pub(crate) fn parse_limit(params: &HashMap<String, String>) -> ReadResult<i64> {
-    let Some(raw) = params.get("limit") else {
-        return Ok(DEFAULT_LIMIT);
-    };
-    match raw.parse::<i64>() {
-        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        _ => Err(ReadError::Validation(vec![FieldError::new(
-            "limit",
-            format!("must be a whole number from 1 to {MAX_LIMIT}"),
-        )])),
-    }
-}
-
 /// Published posts, newest first, keyset-paginated.
 #[utoipa::path(get, path = "/v1/posts", tag = "posts",
     params(("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query),
@@ -108,11 +93,8 @@ pub async fn list(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> ReadResult<Response> {
-    let limit = parse_limit(&params)?;
-    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
-        None => None,
-    };
+    let limit = page::limit(&params)?;
+    let cursor = page::cursor(&params, decode_cursor)?;
     let tag = params.get("tag").filter(|t| !t.is_empty());
     let author = params.get("author").filter(|a| !a.is_empty());
     let token = min_position(&state, &headers).await?;
@@ -175,12 +157,7 @@ async fn load_list(state: &AppState, q: &ListQuery, token: Option<LogPosition>) 
     .fetch_all(&chosen.pool);
     let rows = shared::metrics::timed_query("posts.list", chosen.source.as_str(), rows).await?;
     let mut posts: Vec<PostSummary> = rows.into_iter().map(PostSummary::from).collect();
-    let next_cursor = if posts.len() as i64 > q.limit {
-        posts.truncate(q.limit as usize);
-        posts.last().and_then(|p| p.published_at.map(|at| encode_cursor(at, p.id)))
-    } else {
-        None
-    };
+    let next_cursor = page::next_cursor(&mut posts, q.limit, |p| p.published_at.map(|at| encode_cursor(at, p.id)));
     let body = Bytes::from(serde_json::to_vec(&PostPage { posts, next_cursor }).unwrap_or_default());
     Ok(ListPage { etag: etag::of(&body), body, position: chosen.position.global_position, source: chosen.source })
 }

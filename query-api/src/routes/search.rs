@@ -16,9 +16,9 @@ use shared::read_model::{AuthorRef, PostSummary, TagRef};
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 
-use super::posts::parse_limit;
 use crate::consistency::projected_read;
 use crate::error::{ReadError, ReadResult};
+use crate::page;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -79,11 +79,8 @@ pub async fn search(
     if q.is_empty() || q.chars().count() > 200 {
         return Err(ReadError::Validation(vec![FieldError::new("q", "must be 1 to 200 characters")]));
     }
-    let limit = parse_limit(&params)?;
-    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ReadError::BadRequest("malformed cursor".into()))?),
-        None => None,
-    };
+    let limit = page::limit(&params)?;
+    let cursor = page::cursor(&params, decode_cursor)?;
     projected_read(&state, &headers, "search", ReadRoute::Replica, &["posts"], |pool| async move {
         let rows = sqlx::query_as!(
             Row,
@@ -127,12 +124,7 @@ pub async fn search(
                 snippet: shared::render::highlighted_excerpt(&r.snippet),
             })
             .collect();
-        let next_cursor = if results.len() as i64 > limit {
-            results.truncate(limit as usize);
-            results.last().map(|r| encode_cursor(r.rank, r.post.id))
-        } else {
-            None
-        };
+        let next_cursor = page::next_cursor(&mut results, limit, |r| Some(encode_cursor(r.rank, r.post.id)));
         Ok(SearchPage { results, next_cursor })
     })
     .await

@@ -13,9 +13,10 @@ use shared::db::ReadRoute;
 use shared::read_model::{AuthorRef, PostSummary, TagRef};
 use sqlx::types::Json as SqlJson;
 
-use super::posts::{parse_limit, SummaryRow};
+use super::posts::SummaryRow;
 use crate::consistency::projected_read;
 use crate::error::ReadResult;
+use crate::page;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -35,7 +36,7 @@ pub async fn trending(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> ReadResult<Response> {
-    let limit = parse_limit(&params)?;
+    let limit = page::limit(&params)?;
     projected_read(&state, &headers, "trending", ReadRoute::Replica, &["posts"], |pool| async move {
         let rows = sqlx::query_as!(
             SummaryRow,
