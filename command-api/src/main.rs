@@ -2,6 +2,7 @@
 
 use pressroom_command_api::{app, AppState};
 use shared::config::Config;
+use shared::http::Listen;
 
 /// mimalloc instead of glibc's malloc: allocation and freeing were a fifth of the instructions per
 /// request (callgrind over `POST /v1/posts`).
@@ -22,7 +23,8 @@ async fn main() -> anyhow::Result<()> {
         "bucket",
         &["writes", "comments", "login"],
     )]);
-    shared::http::serve(addr, app(state, timeout), shutdown, grace).await?;
+    shared::http::serve(Listen { addr, setting: "PRESSROOM_COMMAND_ADDR" }, app(state, timeout), shutdown, grace)
+        .await?;
     shared::telemetry::shutdown();
     Ok(())
 }

@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(shared::metrics::watch_pool("primary".into(), pool.clone(), shutdown.clone()));
     shared::metrics::zero_counters(&[("pressroom_webhook_deliveries_total", "result", &["delivered", "failed"])]);
     let server = shared::http::serve(
-        config.projector_addr,
+        shared::http::Listen { addr: config.projector_addr, setting: "PRESSROOM_PROJECTOR_ADDR" },
         app(AppState { pool: pool.clone(), status: status.clone() }),
         shutdown.clone(),
         config.shutdown_grace,

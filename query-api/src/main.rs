@@ -2,6 +2,7 @@
 
 use pressroom_query_api::{app, AppState};
 use shared::config::Config;
+use shared::http::Listen;
 
 /// mimalloc instead of glibc's malloc: allocation and freeing were a fifth of the instructions per
 /// request (callgrind over `POST /v1/posts`).
@@ -25,7 +26,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(state.cache.clone().follow_invalidations(config.redis_url.clone(), shutdown.clone()));
     tokio::spawn(state.cache.clone().flush_views(shutdown.clone()));
     let app = app(state, config.request_timeout);
-    shared::http::serve(config.query_addr, app, shutdown, config.shutdown_grace).await?;
+    let listen = Listen { addr: config.query_addr, setting: "PRESSROOM_QUERY_ADDR" };
+    shared::http::serve(listen, app, shutdown, config.shutdown_grace).await?;
     shared::telemetry::shutdown();
     Ok(())
 }

@@ -17,12 +17,21 @@ use crate::problem::Problem;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Binds `addr` and serves `app` until `shutdown` is cancelled, then lets in-flight requests finish for
-/// up to `grace` (`PRESSROOM_SHUTDOWN_GRACE`) before closing whatever connections remain.
-pub async fn serve(addr: SocketAddr, app: Router, shutdown: CancellationToken, grace: Duration) -> std::io::Result<()> {
+/// Where a service listens, and the variable that sets it (named when the address cannot be bound).
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub setting: &'static str,
+}
+
+/// Binds the address and serves `app` until `shutdown` is cancelled, then lets in-flight requests finish
+/// for up to `grace` (`PRESSROOM_SHUTDOWN_GRACE`) before closing whatever connections remain.
+pub async fn serve(listen: Listen, app: Router, shutdown: CancellationToken, grace: Duration) -> std::io::Result<()> {
+    let Listen { addr, setting } = listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        tracing::error!(%addr, error = %e, "cannot listen; is another process using this address?");
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+        let why = format!("cannot listen on {addr} ({e}); free the port or set {setting}");
+        tracing::error!(%addr, setting, error = %e, "{why}");
+        std::io::Error::new(e.kind(), why)
     })?;
     serve_on(listener, app, shutdown, grace).await
 }

@@ -83,6 +83,11 @@ impl TestDb {
         Config::from_lookup(|k| env.get(k).cloned()).unwrap()
     }
 
+    /// The services' environment for this database (as `Stack` passes it).
+    pub fn config_env(&self) -> Vec<(String, String)> {
+        self.env()
+    }
+
     fn env(&self) -> Vec<(String, String)> {
         vec![
             ("DATABASE_PRIMARY_URL".into(), self.primary_url.clone()),

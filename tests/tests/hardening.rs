@@ -304,3 +304,21 @@ async fn operator_help_never_prints_a_secret_and_create_admin_reads_a_password_f
     let ok = run("long enough password\n").await;
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
+
+#[tokio::test]
+async fn a_taken_port_stops_the_service_with_one_line_naming_the_address_and_the_variable() {
+    let db = TestDb::fresh().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = tokio::process::Command::new(pressroom_tests::bin("pressroom-query-api"))
+        .envs(db.config_env())
+        .env("PRESSROOM_QUERY_ADDR", &addr)
+        .env("PRESSROOM_LOG", "error")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out).await.expect("exits").unwrap();
+    assert!(!out.status.success());
+    let logs = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let line = logs.lines().find(|l| l.contains("cannot listen")).unwrap_or_else(|| panic!("{logs}"));
+    assert!(line.contains(&addr) && line.contains("PRESSROOM_QUERY_ADDR"), "{line}");
+    assert!(line.starts_with('{'), "a JSON log line: {line}");
+}
