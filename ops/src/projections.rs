@@ -121,14 +121,16 @@ struct ReplicaStatus {
     lag_seconds: f64,
 }
 
-/// `replicas status [--json]`, from `pg_stat_replication` on the primary.
+/// `replicas status [--json]`: each replica named by its replication slot (`replica1`, as `/ready` and the
+/// metrics name it), else its application name or address.
 pub async fn replicas(pool: &PgPool, json: bool) -> anyhow::Result<()> {
     let rows = sqlx::query!(
-        r#"select coalesce(application_name, client_addr::text, 'replica') as "name!",
-                  state = 'streaming' as "healthy!",
-                  coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint as "lag_bytes!",
-                  coalesce(extract(epoch from replay_lag), 0)::float8 as "lag_seconds!"
-           from pg_stat_replication order by 1"#
+        r#"select coalesce((select s.slot_name::text from pg_replication_slots s where s.active_pid = r.pid),
+                           r.application_name, r.client_addr::text, 'replica') as "name!",
+                  r.state = 'streaming' as "healthy!",
+                  coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn), 0)::bigint as "lag_bytes!",
+                  coalesce(extract(epoch from r.replay_lag), 0)::float8 as "lag_seconds!"
+           from pg_stat_replication r order by 1"#
     )
     .fetch_all(pool)
     .await?;
@@ -234,7 +236,8 @@ pub async fn rebuild(
         return Ok(());
     }
     println!(
-        "rebuilt {} at position {}: {} events folded in {:.1} s ({:.0} events/s), {} caught up, {:.1} s in all",
+        "rebuilt {} at position {}: {} events read, folded, written and indexed in {:.1} s ({:.0} events/s; \
+         the phases below split it), {} caught up, {:.1} s in all",
         report.projection,
         report.position,
         report.folded_events,

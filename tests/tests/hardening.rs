@@ -322,3 +322,16 @@ async fn a_taken_port_stops_the_service_with_one_line_naming_the_address_and_the
     assert!(line.contains(&addr) && line.contains("PRESSROOM_QUERY_ADDR"), "{line}");
     assert!(line.starts_with('{'), "a JSON log line: {line}");
 }
+
+#[tokio::test]
+async fn replicas_status_names_the_replica_as_ready_and_the_metrics_do() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let out = stack.db.ops(&["replicas", "status", "--json"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ready: Value = stack.http.get(format!("{}/ready", stack.query)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["replicas"][0]["name"], "replica1", "{status}");
+    assert_eq!(ready["replicas"][0]["name"], "replica1", "{ready}");
+    assert_eq!(status["replicas"][0]["healthy"], true);
+    stack.stop().await;
+}
