@@ -23,8 +23,13 @@ async fn main() -> anyhow::Result<()> {
         "bucket",
         &["writes", "comments", "login"],
     )]);
-    shared::http::serve(Listen { addr, setting: "PRESSROOM_COMMAND_ADDR" }, app(state, timeout), shutdown, grace)
-        .await?;
+    shared::http::serve_or_exit(
+        Listen { addr, setting: "PRESSROOM_COMMAND_ADDR" },
+        app(state, timeout),
+        shutdown,
+        grace,
+    )
+    .await;
     shared::telemetry::shutdown();
     Ok(())
 }

@@ -22,14 +22,13 @@ async fn main() -> anyhow::Result<()> {
     let status = StatusBoard::default();
     tokio::spawn(shared::metrics::watch_pool("primary".into(), pool.clone(), shutdown.clone()));
     shared::metrics::zero_counters(&[("pressroom_webhook_deliveries_total", "result", &["delivered", "failed"])]);
-    let server = shared::http::serve(
+    let server = shared::http::serve_or_exit(
         shared::http::Listen { addr: config.projector_addr, setting: "PRESSROOM_PROJECTOR_ADDR" },
         app(AppState { pool: pool.clone(), status: status.clone() }),
         shutdown.clone(),
         config.shutdown_grace,
     );
-    let (served, ()) = tokio::join!(server, run_projections(&config, pool, status, shutdown.clone()));
-    served?;
+    tokio::join!(server, run_projections(&config, pool, status, shutdown.clone()));
     shared::telemetry::shutdown();
     Ok(())
 }

@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(state.cache.clone().flush_views(shutdown.clone()));
     let app = app(state, config.request_timeout);
     let listen = Listen { addr: config.query_addr, setting: "PRESSROOM_QUERY_ADDR" };
-    shared::http::serve(listen, app, shutdown, config.shutdown_grace).await?;
+    shared::http::serve_or_exit(listen, app, shutdown, config.shutdown_grace).await;
     shared::telemetry::shutdown();
     Ok(())
 }

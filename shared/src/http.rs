@@ -36,6 +36,18 @@ pub async fn serve(listen: Listen, app: Router, shutdown: CancellationToken, gra
     serve_on(listener, app, shutdown, grace).await
 }
 
+/// [`serve`] for a service's `main`: a failure (a taken address, most often) is already one log line, so
+/// the process exits with status 1 and prints nothing more.
+pub async fn serve_or_exit(listen: Listen, app: Router, shutdown: CancellationToken, grace: Duration) {
+    if let Err(e) = serve(listen, app, shutdown, grace).await {
+        if e.kind() != std::io::ErrorKind::AddrInUse && e.kind() != std::io::ErrorKind::AddrNotAvailable {
+            tracing::error!(error = %e, "the server failed");
+        }
+        crate::telemetry::shutdown();
+        std::process::exit(1);
+    }
+}
+
 /// Serves on an already bound listener (tests bind port 0 and read the address back).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,

@@ -321,6 +321,7 @@ async fn a_taken_port_stops_the_service_with_one_line_naming_the_address_and_the
     let line = logs.lines().find(|l| l.contains("cannot listen")).unwrap_or_else(|| panic!("{logs}"));
     assert!(line.contains(&addr) && line.contains("PRESSROOM_QUERY_ADDR"), "{line}");
     assert!(line.starts_with('{'), "a JSON log line: {line}");
+    assert_eq!(logs.lines().filter(|l| !l.trim().is_empty()).count(), 1, "that line and nothing else:\n{logs}");
 }
 
 #[tokio::test]
