@@ -79,5 +79,27 @@ check "  nginx is gone" refused "$p_nginx"
 check "  the second query API is gone" refused "$p_query2"
 check "  the stack still answers" answers "$q"
 
+# A service told to stop while a client holds it (thousands of pipelined requests, none read): the next
+# ./ops/up waits for it to drain (its grace) and starts it again.
+export PRESSROOM_SHUTDOWN_GRACE=3s
+up
+python3 -c "
+import socket, time
+s = socket.create_connection(('127.0.0.1', $q))
+s.settimeout(5)
+try:
+    s.sendall(b'GET /openapi.json HTTP/1.1\\r\\nhost: x\\r\\n\\r\\n' * 3000)
+except OSError:
+    pass
+time.sleep(30)
+" &
+squatter=$!
+sleep 3
+kill -TERM "$(cat "$dir/run/query-api.pid")"
+check "a run while a service drains waits for it" up
+check "  saying so" said "query-api is shutting down; waiting for it to exit"
+check "  and starts it again" answers "$q"
+kill "$squatter" 2>/dev/null; squatter=
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
