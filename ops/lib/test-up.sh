@@ -43,6 +43,14 @@ check "a first start answers on the configured address, quietly" up
 check "  the query API serves the seeded posts" answers "$q"
 check "  no curl noise" quiet
 
+check "a new PRESSROOM_ADMIN_PASSWORD on a running stack is set on the account" env PRESSROOM_ADMIN_PASSWORD=another-admin-pw bash -c "./ops/up >'$dir/last.log' 2>&1"
+login() {
+  curl -fs -o /dev/null "http://127.0.0.1:$c/v1/session" -H 'content-type: application/json' \
+    -d "{\"email\":\"admin@pressroom.local\",\"password\":\"$1\"}"
+}
+check "  the admin logs in with it" login another-admin-pw
+check "  and the password file says so" grep -qx another-admin-pw "$dir/admin-password"
+
 check "an address change restarts on the new address" env PRESSROOM_QUERY_ADDR="127.0.0.1:$q_moved" bash -c "./ops/up >'$dir/last.log' 2>&1"
 check "  saying which setting changed" said "settings changed: PRESSROOM_QUERY_ADDR"
 check "  the query API answers there" answers "$q_moved"
@@ -55,8 +63,10 @@ check "a changed setting restarts the services" env PRESSROOM_CONSISTENCY_WAIT=7
 check "  saying so" said "settings changed: PRESSROOM_CONSISTENCY_WAIT"
 up
 check "  a plain run keeps it" recorded PRESSROOM_CONSISTENCY_WAIT
+check "an OTEL_ setting restarts the services too" env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 bash -c "./ops/up >'$dir/last.log' 2>&1"
+check "  saying so" said "settings changed: OTEL_EXPORTER_OTLP_ENDPOINT"
 check "--reset-settings goes back to the defaults" up --reset-settings
-check "  the setting is gone" bash -c "! grep -q PRESSROOM_CONSISTENCY_WAIT '$dir/env'"
+check "  the settings are gone" bash -c "! grep -qE 'PRESSROOM_CONSISTENCY_WAIT|OTEL_' '$dir/env'"
 check "  and the query API answers on the caller's address again" answers "$q"
 
 python3 -m http.server "$q_taken" --bind 127.0.0.1 >/dev/null 2>&1 &
