@@ -1,8 +1,8 @@
 //! Request extractors: the authenticated author, If-Match, and event metadata from the request.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::IF_MATCH;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -126,8 +126,7 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-        Ok(ClientIp(state.config.trusted_proxies.client_ip(peer, &parts.headers)))
+        Ok(ClientIp(state.config.trusted_proxies.of_request(&parts.extensions, &parts.headers)))
     }
 }
 

@@ -4,10 +4,10 @@
 //! duplicate still in flight is 409. Keys are scoped to the principal (author, or client IP when
 //! anonymous), method and path; expired ones are purged by the projector's retention job.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -48,8 +48,8 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
 
 async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Result<Response, ApiError> {
     // Who asks comes first: a stored answer is replayed only to a caller who may still make the request.
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-    let principal = principal(state, req.headers(), peer).await?;
+    let client = state.config.trusted_proxies.of_request(req.extensions(), req.headers());
+    let principal = principal(state, req.headers(), client).await?;
     let key = key
         .to_str()
         .ok()
@@ -68,7 +68,7 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
         )))
     })?;
     let hash = hex(&Sha256::digest(&bytes));
-    let scope = (principal.as_str(), method.as_str(), path.as_str(), key.as_str());
+    let scope = Scope { principal: &principal, method: &method, path: &path, key: &key };
     match claim(state, scope, &hash).await? {
         Claim::Replay { status, headers, body } => Ok(replay(status, &headers, body)),
         Claim::Run => {
@@ -80,18 +80,29 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
 
 /// The key's owner: the author behind the bearer token — which must be valid and the account active, or
 /// the request is a 401 before any replay — or, without a token, the client IP.
-async fn principal(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<String, ApiError> {
+async fn principal(state: &AppState, headers: &HeaderMap, client: IpAddr) -> Result<String, ApiError> {
     if let Some(token) = shared::auth::bearer_token(headers) {
         let claims = state.keys.verify(token).map_err(|_| ApiError::Unauthorized)?;
         crate::extract::load_active(state, claims.sub).await?;
         return Ok(format!("author:{}", claims.sub));
     }
-    Ok(format!("ip:{}", state.config.trusted_proxies.client_ip(peer, headers)))
+    Ok(format!("ip:{client}"))
 }
 
-type Scope<'a> = (&'a str, &'a str, &'a str, &'a str);
+/// Where a key applies: its owner (`author:<id>` or `ip:<addr>`), the method and path, and the key.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    principal: &'a str,
+    method: &'a str,
+    path: &'a str,
+    key: &'a str,
+}
 
-async fn claim(state: &AppState, (principal, method, path, key): Scope<'_>, hash: &str) -> Result<Claim, ApiError> {
+async fn claim(
+    state: &AppState,
+    Scope { principal, method, path, key }: Scope<'_>,
+    hash: &str,
+) -> Result<Claim, ApiError> {
     for _ in 0..3 {
         let inserted = sqlx::query_scalar!(
             r#"insert into idempotency_keys (principal, method, path, key, request_hash) values ($1, $2, $3, $4, $5)
@@ -157,7 +168,7 @@ async fn claim(state: &AppState, (principal, method, path, key): Scope<'_>, hash
 /// Stores the reply (or frees the key after a 5xx, so the client may retry) and returns it.
 async fn record(
     state: &AppState,
-    (principal, method, path, key): Scope<'_>,
+    Scope { principal, method, path, key }: Scope<'_>,
     res: Response,
 ) -> Result<Response, ApiError> {
     let (parts, body) = res.into_parts();

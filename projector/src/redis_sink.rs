@@ -25,8 +25,15 @@ end
 return 0
 "#;
 
-/// A post entry to write: slug, projection position, and the detail (None for a tombstone).
-pub type PostWrite = (String, i64, i64, Option<CachedPost>);
+/// A post entry to write through: written only over an older one (by projection position).
+pub struct PostWrite {
+    pub slug: String,
+    /// The row's projection position: its last event's transaction id and global position.
+    pub transaction_id: i64,
+    pub position: i64,
+    /// The public detail, or None for a tombstone (the slug serves nothing public now).
+    pub entry: Option<CachedPost>,
+}
 
 #[derive(Clone)]
 pub struct RedisSink {
@@ -98,7 +105,7 @@ impl RedisSink {
         let script = &self.inner.script;
         let mut pipe = redis::pipe();
         pipe.load_script(script).ignore();
-        for (slug, tx, pos, entry) in writes {
+        for PostWrite { slug, transaction_id: tx, position: pos, entry } in writes {
             let (body, ttl) = match entry {
                 Some(e) => {
                     (serde_json::to_string(&e).unwrap_or_default(), 86_400 + rand::thread_rng().gen_range(0..3_600))

@@ -91,11 +91,7 @@ async fn rate_limit_reads(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     if limit.per_minute > 0 {
-        let peer = request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-        let ip = limit.trusted_proxies.client_ip(peer, request.headers());
+        let ip = limit.trusted_proxies.of_request(request.extensions(), request.headers());
         if let Err(limited) = limit.limiter.check("reads", &ip.to_string(), limit.per_minute).await {
             return error::ReadError::RateLimited(limited.retry_after_secs()).into_response();
         }

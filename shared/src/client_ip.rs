@@ -33,6 +33,15 @@ impl TrustedProxies {
         self.0.iter().any(|(net, bits)| in_network(ip, *net, *bits))
     }
 
+    /// The client address of a request: its socket peer (axum's `ConnectInfo`; loopback for a router
+    /// served without it, as in-process tests do) through [`TrustedProxies::client_ip`].
+    pub fn of_request(&self, extensions: &axum::http::Extensions, headers: &HeaderMap) -> IpAddr {
+        let peer = extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+        self.client_ip(peer, headers)
+    }
+
     /// The client address for a request that arrived from `peer`.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.contains(peer) {

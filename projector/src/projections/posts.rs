@@ -18,7 +18,7 @@ use uuid::Uuid;
 use tracing::Instrument;
 
 use super::{Applying, Projection, ProjectionError};
-use crate::redis_sink::RedisSink;
+use crate::redis_sink::{PostWrite, RedisSink};
 
 /// After-commit work: refresh a post's Redis entry, or retire a slug it no longer answers to.
 #[derive(Debug)]
@@ -650,8 +650,8 @@ impl Projection for PostsProjection {
             }
         };
         let mut writes = Vec::with_capacity(rows.len() + retired.len());
-        for (slug, (tx, pos)) in retired {
-            writes.push((slug, tx, pos, None));
+        for (slug, (transaction_id, position)) in retired {
+            writes.push(PostWrite { slug, transaction_id, position, entry: None });
         }
         for r in rows {
             let entry = (r.status == "published").then(|| CachedPost {
@@ -659,7 +659,12 @@ impl Projection for PostsProjection {
                 position: r.last_position,
                 post: r.to_detail(),
             });
-            writes.push((r.slug.clone(), r.last_transaction_id, r.last_position, entry));
+            writes.push(PostWrite {
+                slug: r.slug.clone(),
+                transaction_id: r.last_transaction_id,
+                position: r.last_position,
+                entry,
+            });
         }
         self.redis.write_posts(writes).await
     }
