@@ -118,6 +118,11 @@ pub fn nfkc(raw: &str) -> String {
 
 pub const MAX_NAME_CHARS: usize = 100;
 
+/// The reservation key of an (already normalised) display name: its lower-case form.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
 string_newtype!(
     /// An author's display name: NFKC-normalised, trimmed, 1–100 characters, nothing invisible.
     AuthorName
@@ -135,7 +140,7 @@ impl AuthorName {
 
     /// The key two names share when they differ only by case: no two authors may have the same one.
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        name_key(&self.0)
     }
 }
 

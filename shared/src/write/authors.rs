@@ -29,15 +29,7 @@ pub struct NewAuthor {
 /// Registers an author: reserves the email (with the password hash) and appends AuthorRegistered in one
 /// transaction. A taken email is [`WriteError::EmailTaken`]; a generated slug clash gets `-2`, `-3`…
 pub async fn register(pool: &PgPool, new: NewAuthor, metadata: &Metadata) -> Result<(Author, Appended), WriteError> {
-    if new.password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(WriteError::Validation(vec![FieldError::new(
-            "password",
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
-        )]));
-    }
-    let hash = auth::hash_password(&new.password)
-        .await
-        .map_err(|e| WriteError::Validation(vec![FieldError::new("password", e.to_string())]))?;
+    let hash = password_hash(&new.password).await?;
     let base = match new.slug {
         Some(s) => s,
         None => Slug::from_title(&new.name)
@@ -84,6 +76,19 @@ pub async fn register(pool: &PgPool, new: NewAuthor, metadata: &Metadata) -> Res
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
+/// The argon2 hash of an acceptable password (at least [`MIN_PASSWORD_CHARS`] characters).
+async fn password_hash(password: &str) -> Result<String, WriteError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(WriteError::Validation(vec![FieldError::new(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        )]));
+    }
+    auth::hash_password(password)
+        .await
+        .map_err(|e| WriteError::Validation(vec![FieldError::new("password", e.to_string())]))
+}
+
 /// Sets a new password for the author with this email (an operator's act): the hash replaces the old one
 /// and `AuthorPasswordChanged` (no hash, no password) is appended to their stream in the same transaction,
 /// so the change is on record. None when no author has the email.
@@ -93,15 +98,7 @@ pub async fn set_password(
     password: &str,
     metadata: &Metadata,
 ) -> Result<Option<Appended>, WriteError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(WriteError::Validation(vec![FieldError::new(
-            "password",
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
-        )]));
-    }
-    let hash = auth::hash_password(password)
-        .await
-        .map_err(|e| WriteError::Validation(vec![FieldError::new("password", e.to_string())]))?;
+    let hash = password_hash(password).await?;
     let mut tx = pool.begin().await?;
     let Some(id) = sqlx::query_scalar!(
         "update author_credentials set password_hash = $2 where email = $1 returning author_id",
@@ -131,7 +128,7 @@ pub async fn set_password(
 /// Reserves `name` (as its case-folded key) for author `id` and frees the name they had before; a name
 /// another author holds is [`WriteError::NameTaken`].
 async fn claim_name(conn: &mut PgConnection, id: Uuid, name: &str) -> Result<(), WriteError> {
-    let key = name.to_lowercase();
+    let key = crate::domain::values::name_key(name);
     let owner = sqlx::query_scalar!(
         "insert into author_name_reservations (name_key, author_id) values ($1, $2)
          on conflict (name_key) do update set name_key = excluded.name_key returning author_id",
