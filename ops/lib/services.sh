@@ -27,6 +27,15 @@ svc_stop() {
   rm -f "$pidfile"
 }
 
+# nginx_stop DIR: stops the --scale nginx (graceful QUIT), if it runs.
+nginx_stop() {
+  local pidfile="$1/run/nginx.pid"
+  if pid_alive "$pidfile"; then
+    kill -QUIT "$(cat "$pidfile")" 2>/dev/null || true
+    wait_for 100 pid_dead "$pidfile" || true
+  fi
+}
+
 # Tenths of a second to wait for a stopping service: its shutdown grace plus 5 s.
 svc_stop_tenths() {
   local grace=${PRESSROOM_SHUTDOWN_GRACE:-10s} secs

@@ -71,7 +71,8 @@ check "  and the query API answers on the caller's address again" answers "$q"
 
 python3 -m http.server "$q_taken" --bind 127.0.0.1 >/dev/null 2>&1 &
 squatter=$!
-wait_for 50 bash -c "(exec 3<>/dev/tcp/127.0.0.1/$q_taken) 2>/dev/null" || true
+# Python can take seconds to start on a loaded machine: the port must really be taken before the run.
+check "another program listens on a port" wait_for 300 bash -c "(exec 3<>/dev/tcp/127.0.0.1/$q_taken) 2>/dev/null"
 env PRESSROOM_QUERY_ADDR="127.0.0.1:$q_taken" ./ops/up >"$dir/last.log" 2>&1
 rc=$?
 check "a taken port fails the run" test "$rc" -ne 0
