@@ -30,7 +30,15 @@ trap cleanup EXIT
 passed=0 failed=0
 check() {
   local what=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   ops/up: $what"; else failed=$((failed + 1)); echo "FAIL ops/up: $what"; fi
+  if "$@"; then passed=$((passed + 1)); echo "ok   ops/up: $what"; return; fi
+  failed=$((failed + 1))
+  echo "FAIL ops/up: $what"
+  # The first failure shows what the last ./ops/up printed: CI keeps nothing else of the temp folder.
+  if [ "$failed" -eq 1 ] && [ -f "$dir/last.log" ]; then
+    echo "---- the last ./ops/up printed (last 40 lines):"
+    tail -n 40 "$dir/last.log"
+    echo "----"
+  fi
 }
 up() { ./ops/up "$@" >"$dir/last.log" 2>&1; }
 said() { grep -q -- "$1" "$dir/last.log"; }
