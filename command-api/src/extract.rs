@@ -81,7 +81,7 @@ fn bearer_subject(parts: &Parts, state: &AppState) -> Result<uuid::Uuid, ApiErro
 pub(crate) async fn load_active(state: &AppState, id: uuid::Uuid) -> Result<Author, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let author =
-        shared::metrics::timed_query("authors.load", "primary", shared::write::authors::load(&mut conn, id)).await?;
+        shared::metrics::timed_query("authors.load", "primary", shared::streams::load_author(&mut conn, id)).await?;
     match author {
         Some(a) if a.active => {
             state.authors.put(&a);

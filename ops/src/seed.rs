@@ -12,7 +12,7 @@ use shared::domain::post::{self as post, Actor, DraftPost, EditPost, PostCommand
 use shared::domain::role::Role;
 use shared::domain::slug::Slug;
 use shared::domain::values::{parse_tags, BodyMarkdown, Email, FieldError, Summary, Title};
-use shared::event_store::{notify_appended, AppendSignal, Metadata};
+use shared::event_store::{self, notify_appended, AppendSignal, Metadata, NewPost};
 use shared::write::authors::{self, NewAuthor};
 use shared::write::comments;
 use shared::write::posts::{self, CreatePost};
@@ -147,7 +147,8 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
 }
 
 /// `--bulk`: each batch claims its slugs and appends every post's PostDrafted, its PostEdited revisions and
-/// its PostPublished in one transaction. A slug someone already holds drops that post from the batch. Returns the new post ids.
+/// its PostPublished in one transaction, through the event store's bulk append. A slug someone already holds
+/// drops that post from the batch. Returns the new post ids.
 async fn seed_bulk(
     pool: &PgPool,
     writers: &[Actor],
@@ -165,55 +166,30 @@ async fn seed_bulk(
     let mut from = 0;
     while from < total {
         let to = (from + BULK_BATCH).min(total);
-        let mut slugs = Vec::new();
-        let mut streams = Vec::new();
-        let mut events: Vec<(uuid::Uuid, i32, &'static str, sqlx::types::Json<Box<serde_json::value::RawValue>>)> =
-            Vec::new();
+        let mut drafted = Vec::new();
         for n in from..to {
             let actor = writers[n as usize % writers.len()];
             let draft = draft_post(actor, offset + n)?;
             let id = uuid::Uuid::now_v7();
-            slugs.push(draft.slug.as_str().to_string());
-            streams.push(id);
+            let slug = draft.slug.as_str().to_string();
             let now = Utc::now();
-            let mut appended = post::decide(None, actor, PostCommand::Draft(draft))?;
-            let mut state = appended.iter().fold(None, |s, e| post::apply(s, id, e, now));
+            let mut events = post::decide(None, actor, PostCommand::Draft(draft))?;
+            let mut state = events.iter().fold(None, |s, e| post::apply(s, id, e, now));
             for r in 1..=revisions {
                 let edited = post::decide(state.as_ref(), actor, revision(offset + n, r)?)?;
                 state = edited.iter().fold(state, |s, e| post::apply(s, id, e, now));
-                appended.extend(edited);
+                events.extend(edited);
             }
-            appended.extend(post::decide(state.as_ref(), actor, PostCommand::Publish { at: None, now })?);
-            for (version, e) in appended.iter().enumerate() {
-                events.push((id, version as i32 + 1, e.event_type(), sqlx::types::Json(e.payload_json())));
-            }
+            events.extend(post::decide(state.as_ref(), actor, PostCommand::Publish { at: None, now })?);
+            drafted.push((id, slug, events, Metadata { actor_id: Some(actor.id), ..Metadata::default() }));
         }
+        let posts: Vec<NewPost> =
+            drafted.iter().map(|(id, slug, events, metadata)| NewPost { id: *id, slug, events, metadata }).collect();
         let mut tx = pool.begin().await?;
-        let claimed = sqlx::query_scalar!(
-            "insert into slug_reservations (slug, post_id) select * from unnest($1::text[], $2::uuid[])
-             on conflict (slug) do nothing returning post_id",
-            &slugs,
-            &streams
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let claimed: std::collections::HashSet<uuid::Uuid> = claimed.into_iter().collect();
-        events.retain(|e| claimed.contains(&e.0));
-        sqlx::query!(
-            "insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload)
-             select gen_random_uuid(), s, 'post', v, t, $5, p
-             from unnest($1::uuid[], $2::int[], $3::text[], $4::jsonb[]) as u(s, v, t, p)",
-            &events.iter().map(|e| e.0).collect::<Vec<_>>(),
-            &events.iter().map(|e| e.1).collect::<Vec<_>>(),
-            &events.iter().map(|e| e.2.to_string()).collect::<Vec<_>>(),
-            &events.iter().map(|e| e.3.clone()).collect::<Vec<_>>() as _,
-            shared::domain::events::CURRENT_SCHEMA_VERSION,
-        )
-        .execute(&mut *tx)
-        .await?;
+        let appended = event_store::append_new_posts(&mut tx, &posts).await?;
         tx.commit().await?;
         signal.appended();
-        ids.extend(streams.into_iter().filter(|id| claimed.contains(id)));
+        ids.extend(appended);
         from = to;
         if from % 50_000 == 0 {
             eprintln!("seeded {from} of {total} posts");
@@ -252,7 +228,14 @@ async fn seed_comments(
                     body: format!("Comment {} — {}", n + 1, WORDS[n as usize % WORDS.len()]),
                 };
                 let (id, _) = comments::submit(&pool, post, new, &Metadata::default()).await?;
-                comments::moderate(&pool, editor, id, Moderation::Approve, &Metadata::default()).await?;
+                comments::moderate(
+                    &pool,
+                    editor,
+                    id,
+                    Moderation::Approve,
+                    &Metadata { actor_id: Some(editor.id), ..Metadata::default() },
+                )
+                .await?;
                 signal.appended();
             }
         })
@@ -300,7 +283,7 @@ async fn seed_post(
     n: u32,
     revisions: u32,
 ) -> anyhow::Result<uuid::Uuid> {
-    let meta = Metadata::default();
+    let meta = Metadata { actor_id: Some(actor.id), ..Metadata::default() };
     let draft = draft_post(actor, n)?;
     let (post, _) = posts::create(statements, actor, None, &CreatePost { draft, explicit_slug: false }, &meta).await?;
     for r in 1..=revisions {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared::db::{set_search_path, LIVE_SCHEMA};
 use shared::event_store;
 use shared::position::LogPosition;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -290,9 +291,6 @@ impl BatchScope {
     }
 }
 
-/// The schema of the live read tables.
-pub const LIVE_SCHEMA: &str = "read";
-
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Batch {
@@ -356,12 +354,4 @@ pub async fn apply_batch_in<P: Projection>(
     tx.commit().await?;
     let effects_landed = !scope.side_effects || projection.after_commit(effects).await;
     Ok(Batch { events: events.len(), last: Some(last), effects_landed })
-}
-
-/// Puts `schema` first on the transaction's `search_path` (then `public`, where the event store lives).
-pub async fn set_search_path(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
-    sqlx::query!("select set_config('search_path', $1, true) as path", format!("{schema}, public"))
-        .fetch_one(conn)
-        .await?;
-    Ok(())
 }

@@ -55,11 +55,21 @@ pub async fn run(pool: PgPool, direct_url: String, status: StatusBoard, shutdown
 /// The author who scheduled the post, as they are now (None when there is no such author).
 async fn requester(pool: &PgPool, post: Uuid) -> Result<Option<Requester>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    let Some(by) = shared::write::posts::load(&mut conn, post).await?.and_then(|p| p.scheduled_by) else {
+    let Some(by) = shared::streams::load_post(&mut conn, post).await?.and_then(|p| p.scheduled_by) else {
         return Ok(None);
     };
-    let author = shared::write::authors::load(&mut conn, by).await?;
+    let author = shared::streams::load_author(&mut conn, by).await?;
     Ok(author.map(|a| Requester { actor: Actor { id: a.id, role: a.role }, active: a.active }))
+}
+
+/// The id of the post's last `PostScheduled` event.
+async fn scheduled_by_event(pool: &PgPool, post: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select event_id from events where stream_id = $1 and event_type = 'PostScheduled' order by version desc limit 1",
+        post
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 /// One pass: every post whose scheduled time has come is published (or its schedule cancelled); returns
@@ -73,7 +83,8 @@ pub async fn publish_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
     .await?;
     let (mut published, mut changed) = (0, 0);
     for post in due {
-        let meta = Metadata { causation_id: Some(post.id), ..Metadata::default() };
+        // Caused by the PostScheduled event that set the time.
+        let meta = Metadata { causation_id: scheduled_by_event(pool, post.id).await?, ..Metadata::default() };
         let command = PostCommand::PublishDue { requester: requester(pool, post.id).await? };
         match shared::write::posts::execute(pool, SYSTEM, post.id, Some(post.version), command, &meta).await {
             Ok((folded, appended)) if folded.status == PostStatus::Published => {

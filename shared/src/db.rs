@@ -34,6 +34,17 @@ impl ReadSource {
     }
 }
 
+/// The schema of the live read tables (a rebuild builds its copy in a schema of its own).
+pub const LIVE_SCHEMA: &str = "read";
+
+/// Puts `schema` first on the transaction's `search_path` (then `public`, where the event store lives).
+pub async fn set_search_path(conn: &mut sqlx::PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!("select set_config('search_path', $1, true) as path", format!("{schema}, public"))
+        .fetch_one(conn)
+        .await?;
+    Ok(())
+}
+
 /// A pooled connection idle for longer than this is pinged before it is handed out.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
 /// A connection idle for longer than this is closed instead of handed out.
@@ -148,8 +159,13 @@ impl Lease {
     /// Ends the lease after a statement with this `outcome`: the connection goes back when the server
     /// answered (successfully, or with an error it sent: outside a transaction the connection is clean
     /// either way) and is closed after anything else (an I/O or protocol error).
-    pub fn settle<T>(mut self, outcome: &Result<T, sqlx::Error>) {
-        if !matches!(outcome, Ok(_) | Err(sqlx::Error::Database(_))) {
+    pub fn settle<T>(self, outcome: &Result<T, sqlx::Error>) {
+        self.settle_clean(matches!(outcome, Ok(_) | Err(sqlx::Error::Database(_))));
+    }
+
+    /// Ends the lease: the connection goes back when `clean` (the server answered), else it is closed.
+    pub fn settle_clean(mut self, clean: bool) {
+        if !clean {
             return;
         }
         if let Some(conn) = self.conn.take() {

@@ -21,6 +21,7 @@ pub struct Metadata {
     pub request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<Uuid>,
+    /// The event that caused this one (a scheduled publish: its `PostScheduled`); None for a person's command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,8 +54,30 @@ pub enum EventStoreError {
     /// Another writer got there first, or the caller's view of the stream is stale.
     #[error("stream {stream_id} is at version {actual}, expected {expected}")]
     Conflict { stream_id: Uuid, expected: i32, actual: i32 },
+    /// The [`Guard`]'s stream moved on since the caller read it: nothing was appended.
+    #[error("stream {0} changed since it was read")]
+    GuardMoved(Uuid),
+    /// The slug the append claims belongs to another stream: nothing was appended.
+    #[error("slug `{0}` is taken")]
+    SlugTaken(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+/// Another stream that must still be at a version for an append to go ahead: the acting author's,
+/// whose role and being active the caller decided with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guard {
+    pub stream_id: Uuid,
+    pub version: i32,
+}
+
+/// What an append checks and claims in the statement that appends, besides the stream's version.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Conditions<'a> {
+    pub guard: Option<Guard>,
+    /// A post slug to reserve for the stream (kept if it already holds it).
+    pub slug: Option<&'a str>,
 }
 
 /// The result of an append.
@@ -98,7 +121,6 @@ impl RecordedEvent {
 ///
 /// A version mismatch, including one caused by a concurrent writer (SQLSTATE 23505 on
 /// `unique (stream_id, version)`), is [`EventStoreError::Conflict`]; nothing is overwritten.
-#[tracing::instrument(skip_all, fields(stream_id = %stream_id, events = events.len()))]
 pub async fn append(
     conn: &mut PgConnection,
     stream_id: Uuid,
@@ -106,6 +128,21 @@ pub async fn append(
     expected: ExpectedVersion,
     events: &[DomainEvent],
     metadata: &Metadata,
+) -> Result<Appended, EventStoreError> {
+    append_if(conn, stream_id, stream_type, expected, events, metadata, Conditions::default()).await
+}
+
+/// [`append`] that also checks a [`Guard`] and claims a slug, all in the one statement that appends (one
+/// round trip, atomic without a transaction): the only writer of `events` besides [`append_new_posts`].
+#[tracing::instrument(skip_all, fields(stream_id = %stream_id, events = events.len()))]
+pub async fn append_if(
+    conn: &mut PgConnection,
+    stream_id: Uuid,
+    stream_type: StreamType,
+    expected: ExpectedVersion,
+    events: &[DomainEvent],
+    metadata: &Metadata,
+    conditions: Conditions<'_>,
 ) -> Result<Appended, EventStoreError> {
     let expected_version = expected.as_version();
     if events.is_empty() {
@@ -115,32 +152,37 @@ pub async fn append(
         }
         return Ok(Appended { version: actual, position: 0 });
     }
-    let n = events.len();
-    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
-    let streams = vec![stream_id; n];
-    let types = vec![stream_type.as_str().to_string(); n];
-    let versions: Vec<i32> = (1..=n as i32).map(|i| expected_version + i).collect();
-    let event_types: Vec<String> = events.iter().map(|e| e.event_type().to_string()).collect();
-    let schema_versions = vec![CURRENT_SCHEMA_VERSION; n];
-    let payloads: Vec<Json<Box<RawValue>>> = events.iter().map(|e| Json(e.payload_json())).collect();
-    let metadatas = vec![Json(metadata); n];
-    // One round trip: the version check rides along with the insert. A stale expectation inserts
-    // nothing; a concurrent writer trips `unique (stream_id, version)`.
+    let rows =
+        EventRows::new(std::iter::repeat_n(stream_id, events.len()), stream_type, expected_version, events, metadata);
+    let guard = conditions.guard;
+    // The version and guard checks ride along with the insert; the slug is claimed only when they hold.
+    // A stale expectation inserts nothing; a concurrent writer trips `unique (stream_id, version)`.
     let positions = sqlx::query_scalar!(
-        r#"insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
-           select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int2[], $7::jsonb[], $8::jsonb[])
-           where (select coalesce(max(version), 0) from events where stream_id = $9) = $10
+        r#"with ok as (
+               select where (select coalesce(max(version), 0) from events where stream_id = $9) = $10
+                 and ($11::uuid is null or (select coalesce(max(version), 0) from events where stream_id = $11) = $12::int)
+           ), claimed as (
+               insert into slug_reservations (slug, post_id)
+               select $13::text, $9 from ok where $13::text is not null
+               on conflict (slug) do update set slug = excluded.slug returning post_id
+           )
+           insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
+           select u.* from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int2[], $7::jsonb[], $8::jsonb[]) as u, ok
+           where $13::text is null or (select post_id from claimed) = $9
            returning global_position"#,
-        &ids,
-        &streams,
-        &types,
-        &versions,
-        &event_types,
-        &schema_versions,
-        &payloads as _,
-        &metadatas as _,
+        &rows.ids,
+        &rows.streams,
+        &rows.types,
+        &rows.versions,
+        &rows.event_types,
+        &rows.schema_versions,
+        &rows.payloads as _,
+        &rows.metadatas as _,
         stream_id,
         expected_version,
+        guard.map(|g| g.stream_id) as Option<Uuid>,
+        guard.map(|g| g.version) as Option<i32>,
+        conditions.slug,
     )
     .fetch_all(&mut *conn)
     .await
@@ -150,12 +192,114 @@ pub async fn append(
         }
         _ => EventStoreError::Database(e),
     })?;
-    if positions.is_empty() {
-        let actual = stream_version(&mut *conn, stream_id).await?;
+    if let Some(position) = positions.into_iter().max() {
+        return Ok(Appended { version: expected_version + events.len() as i32, position });
+    }
+    // Nothing was appended: say which condition failed.
+    let actual = stream_version(&mut *conn, stream_id).await?;
+    if actual != expected_version {
         return Err(EventStoreError::Conflict { stream_id, expected: expected_version, actual });
     }
-    let position = positions.into_iter().max().unwrap_or_default();
-    Ok(Appended { version: expected_version + n as i32, position })
+    if let Some(g) = guard {
+        if stream_version(&mut *conn, g.stream_id).await? != g.version {
+            return Err(EventStoreError::GuardMoved(g.stream_id));
+        }
+    }
+    Err(EventStoreError::SlugTaken(conditions.slug.unwrap_or_default().to_string()))
+}
+
+/// A new post stream for [`append_new_posts`]: its id, the slug it claims, its first events and their metadata.
+pub struct NewPost<'a> {
+    pub id: Uuid,
+    pub slug: &'a str,
+    pub events: &'a [DomainEvent],
+    pub metadata: &'a Metadata,
+}
+
+/// Appends many new post streams at once (seeding a large bench): the slugs are claimed in one statement
+/// and the streams whose slug was free appended in another, in the caller's transaction. Returns the ids
+/// of the streams appended; a post whose slug is taken is left out.
+pub async fn append_new_posts(conn: &mut PgConnection, posts: &[NewPost<'_>]) -> Result<Vec<Uuid>, sqlx::Error> {
+    let claimed = sqlx::query_scalar!(
+        "insert into slug_reservations (slug, post_id) select * from unnest($1::text[], $2::uuid[])
+         on conflict (slug) do nothing returning post_id",
+        &posts.iter().map(|p| p.slug.to_string()).collect::<Vec<_>>(),
+        &posts.iter().map(|p| p.id).collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut rows = EventRows::default();
+    for p in posts.iter().filter(|p| claimed.contains(&p.id)) {
+        rows.extend(EventRows::new(
+            std::iter::repeat_n(p.id, p.events.len()),
+            StreamType::Post,
+            0,
+            p.events,
+            p.metadata,
+        ));
+    }
+    sqlx::query!(
+        "insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
+         select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int2[], $7::jsonb[], $8::jsonb[])",
+        &rows.ids,
+        &rows.streams,
+        &rows.types,
+        &rows.versions,
+        &rows.event_types,
+        &rows.schema_versions,
+        &rows.payloads as _,
+        &rows.metadatas as _,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(claimed)
+}
+
+/// Events as the columns of `events`, for one `unnest` insert.
+#[derive(Default)]
+struct EventRows<'m> {
+    ids: Vec<Uuid>,
+    streams: Vec<Uuid>,
+    types: Vec<String>,
+    versions: Vec<i32>,
+    event_types: Vec<String>,
+    schema_versions: Vec<i16>,
+    payloads: Vec<Json<Box<RawValue>>>,
+    metadatas: Vec<Json<&'m Metadata>>,
+}
+
+impl<'m> EventRows<'m> {
+    /// `events` of one stream (`streams` repeats its id), numbered from `after + 1`, with new v7 ids.
+    fn new(
+        streams: impl Iterator<Item = Uuid>,
+        stream_type: StreamType,
+        after: i32,
+        events: &[DomainEvent],
+        metadata: &'m Metadata,
+    ) -> Self {
+        let n = events.len();
+        EventRows {
+            ids: (0..n).map(|_| Uuid::now_v7()).collect(),
+            streams: streams.collect(),
+            types: vec![stream_type.as_str().to_string(); n],
+            versions: (1..=n as i32).map(|i| after + i).collect(),
+            event_types: events.iter().map(|e| e.event_type().to_string()).collect(),
+            schema_versions: vec![CURRENT_SCHEMA_VERSION; n],
+            payloads: events.iter().map(|e| Json(e.payload_json())).collect(),
+            metadatas: vec![Json(metadata); n],
+        }
+    }
+
+    fn extend(&mut self, other: EventRows<'m>) {
+        self.ids.extend(other.ids);
+        self.streams.extend(other.streams);
+        self.types.extend(other.types);
+        self.versions.extend(other.versions);
+        self.event_types.extend(other.event_types);
+        self.schema_versions.extend(other.schema_versions);
+        self.payloads.extend(other.payloads);
+        self.metadatas.extend(other.metadatas);
+    }
 }
 
 /// The stream's last version, 0 when it does not exist.

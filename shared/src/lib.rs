@@ -20,6 +20,7 @@ pub mod read_model;
 pub mod redis_keys;
 pub mod render;
 pub mod shutdown;
+pub mod streams;
 pub mod telemetry;
 pub mod write;
 

@@ -65,6 +65,42 @@ pub struct PostDetail {
     pub status: String,
 }
 
+/// The one constructor of a [`PostSummary`] from a row: any value with the summary's columns as fields of
+/// the same names (`author` and `tags` as sqlx `Json`), which it moves out — every summary-shaped read
+/// (lists, trending, search, the projector's rows) builds through it, so a new field is added once.
+#[macro_export]
+macro_rules! post_summary {
+    ($row:ident) => {
+        $crate::read_model::PostSummary {
+            id: $row.id,
+            slug: $row.slug,
+            title: $row.title,
+            summary: $row.summary,
+            author: $row.author.0,
+            tags: $row.tags.0,
+            published_at: $row.published_at,
+            updated_at: $row.updated_at,
+            reading_time_minutes: $row.reading_time_minutes,
+            comment_count: $row.comment_count,
+        }
+    };
+}
+
+/// The one constructor of a [`PostDetail`] from a row: the [`post_summary!`] columns plus `body_html`,
+/// `version`, `cover_image_url` and `status`.
+#[macro_export]
+macro_rules! post_detail {
+    ($row:ident) => {
+        $crate::read_model::PostDetail {
+            body_html: $row.body_html,
+            version: $row.version,
+            cover_image_url: $row.cover_image_url,
+            status: $row.status,
+            summary: $crate::post_summary!($row),
+        }
+    };
+}
+
 impl PostDetail {
     /// Renders a folded post (the events fallback and author reads).
     pub fn from_folded(post: &Post, author: AuthorRef, comment_count: i32) -> Self {

@@ -18,7 +18,7 @@ use shared::domain::post::Post;
 use shared::domain::values::FieldError;
 use shared::http::IdPath;
 use shared::read_model::{AuthorRef, PostDetail};
-use shared::write::{authors, posts};
+use shared::streams::{self, Loaded, Until};
 use uuid::Uuid;
 
 use super::posts::{decode_cursor, encode_cursor};
@@ -45,7 +45,7 @@ impl FromRequestParts<AppState> for Reader {
         let token = shared::auth::bearer_token(&parts.headers).ok_or(ReadError::Unauthorized)?;
         let claims = state.keys.verify(token).map_err(|_| ReadError::Unauthorized)?;
         let mut conn = state.reads.primary.acquire().await?;
-        match authors::load(&mut conn, claims.sub).await? {
+        match streams::load_author(&mut conn, claims.sub).await? {
             Some(a) if a.active => Ok(Reader(a)),
             _ => Err(ReadError::Unauthorized),
         }
@@ -123,28 +123,16 @@ pub async fn list(
     .await
 }
 
-/// Folds the post (optionally up to a version or a moment) from the event store on the primary.
-async fn fold(
-    state: &AppState,
-    reader: &Reader,
-    id: Uuid,
-    max_version: Option<i32>,
-    as_of: Option<DateTime<Utc>>,
-) -> ReadResult<Response> {
+/// Folds the post as far as `until` from the event store on the primary.
+async fn fold(state: &AppState, reader: &Reader, id: Uuid, until: Until) -> ReadResult<Response> {
     let mut conn = state.reads.primary.acquire().await?;
-    let events = shared::event_store::read_stream(&mut conn, id, max_version).await?;
-    let mut post = None;
-    let mut position = 0;
-    for e in events.iter().filter(|e| e.stream_type == "post" && as_of.is_none_or(|t| e.recorded_at <= t)) {
-        let decoded = e.decode().map_err(|_| ReadError::NotFound("post"))?;
-        post = shared::domain::post::apply(post, id, &decoded, e.recorded_at);
-        position = e.global_position;
-    }
-    let post = post.filter(|p| reader.may_read(p)).ok_or(ReadError::NotFound("post"))?;
-    if max_version.is_some_and(|v| v > post.version) {
+    let loaded = streams::load::<Post>(&mut conn, id, until).await?;
+    let Loaded { state: post, position } =
+        loaded.filter(|l| reader.may_read(&l.state)).ok_or(ReadError::NotFound("post"))?;
+    if matches!(until, Until::Version(v) if v > post.version) {
         return Err(ReadError::NotFound("version"));
     }
-    let author = authors::load(&mut conn, post.author_id)
+    let author = streams::load_author(&mut conn, post.author_id)
         .await?
         .map(|a| AuthorRef::from(&a))
         .ok_or(ReadError::NotFound("author"))?;
@@ -170,7 +158,7 @@ pub async fn one(
         ),
         None => None,
     };
-    fold(&state, &reader, id, None, as_of).await
+    fold(&state, &reader, id, as_of.map_or(Until::Head, Until::Time)).await
 }
 
 /// The post as it was at version `n`, folded from its events.
@@ -183,7 +171,7 @@ pub async fn at_version(
 ) -> ReadResult<Response> {
     let id = Uuid::try_parse(&id).map_err(|_| ReadError::NotFound("post"))?;
     let n: i32 = n.parse().ok().filter(|n| *n >= 1).ok_or(ReadError::NotFound("version"))?;
-    fold(&state, &reader, id, Some(n), None).await
+    fold(&state, &reader, id, Until::Version(n)).await
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -205,7 +193,7 @@ pub struct Version {
 pub async fn versions(State(state): State<AppState>, reader: Reader, IdPath(id): IdPath) -> ReadResult<Response> {
     let mut conn = state.reads.primary.acquire().await?;
     let events = shared::event_store::read_stream(&mut conn, id, None).await?;
-    posts::load(&mut conn, id).await?.filter(|p| reader.may_read(p)).ok_or(ReadError::NotFound("post"))?;
+    streams::load_post(&mut conn, id).await?.filter(|p| reader.may_read(p)).ok_or(ReadError::NotFound("post"))?;
     let versions: Vec<Version> = events
         .iter()
         .map(|e| Version {

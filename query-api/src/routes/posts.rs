@@ -366,10 +366,10 @@ fn respond(entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -
 /// Answers a single post from its events when no projection has reached the client's token.
 async fn from_events(state: &AppState, slug: &str, token: i64) -> ReadResult<Response> {
     let mut conn = state.reads.primary.acquire().await?;
-    let Some(id) = shared::write::posts::id_by_slug(&mut conn, slug).await? else {
+    let Some(id) = shared::streams::post_id_by_slug(&mut conn, slug).await? else {
         return Err(ReadError::NotFound("post"));
     };
-    let Some(post) = shared::write::posts::load(&mut conn, id).await? else {
+    let Some(post) = shared::streams::load_post(&mut conn, id).await? else {
         return Err(ReadError::NotFound("post"));
     };
     if post.status != PostStatus::Published {
@@ -378,7 +378,7 @@ async fn from_events(state: &AppState, slug: &str, token: i64) -> ReadResult<Res
     if post.slug != slug {
         return Ok(stamp(moved_to(&post.slug), token, ReadSource::Events));
     }
-    let author = shared::write::authors::load(&mut conn, post.author_id).await?.ok_or(ReadError::NotFound("author"))?;
+    let author = shared::streams::load_author(&mut conn, post.author_id).await?.ok_or(ReadError::NotFound("author"))?;
     let detail = PostDetail::from_folded(&post, AuthorRef::from(&author), 0);
     let mut res = Json(&detail).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -13,6 +13,7 @@ use crate::domain::slug::Slug;
 use crate::domain::values::{Email, FieldError};
 use crate::domain::{DomainEvent, StreamType};
 use crate::event_store::{self, Appended, ExpectedVersion, Metadata};
+use crate::streams;
 
 /// A validated registration.
 #[derive(Debug, Clone)]
@@ -110,7 +111,7 @@ pub async fn set_password(
     else {
         return Ok(None);
     };
-    let version = load(&mut tx, id).await?.map_or(0, |a| a.version);
+    let version = streams::load_author(&mut tx, id).await?.map_or(0, |a| a.version);
     let event = DomainEvent::AuthorPasswordChanged(Default::default());
     let appended = event_store::append(
         &mut tx,
@@ -164,21 +165,6 @@ async fn unique_author_slug(conn: &mut PgConnection, id: Uuid, base: &Slug) -> R
     Err(WriteError::SlugTaken(base.to_string()))
 }
 
-/// Folds an author's stream; None when the id is not an author.
-pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<Author>, sqlx::Error> {
-    let events = event_store::read_stream(conn, id, None).await?;
-    let mut state = None;
-    for e in events.iter().filter(|e| e.stream_type == StreamType::Author.as_str()) {
-        match e.decode() {
-            Ok(d) => state = author::apply(state, id, &d, e.recorded_at),
-            Err(err) => {
-                tracing::error!(stream_id = %id, position = e.global_position, error = %err, "undecodable author event")
-            }
-        }
-    }
-    Ok(state)
-}
-
 /// Checks an email and password; returns the active author. Unknown email, wrong password and a
 /// deactivated author are indistinguishable (`None`), in time as well as in result.
 pub async fn authenticate(pool: &PgPool, email: &str, password: &str) -> Result<Option<Author>, sqlx::Error> {
@@ -194,7 +180,7 @@ pub async fn authenticate(pool: &PgPool, email: &str, password: &str) -> Result<
         return Ok(None);
     }
     let mut conn = pool.acquire().await?;
-    Ok(load(&mut conn, row.author_id).await?.filter(|a| a.active))
+    Ok(streams::load_author(&mut conn, row.author_id).await?.filter(|a| a.active))
 }
 
 /// Runs profile, role or deactivation commands on an author, all or nothing, in one append. A new slug
@@ -207,7 +193,7 @@ pub async fn execute(
     metadata: &Metadata,
 ) -> Result<(Author, Option<Appended>), WriteError> {
     let mut tx = pool.begin().await?;
-    let state = load(&mut tx, id).await?;
+    let state = streams::load_author(&mut tx, id).await?;
     let version = state.as_ref().map_or(0, |a| a.version);
     let now = chrono::Utc::now();
     let mut events = Vec::new();

@@ -1,6 +1,6 @@
 //! Comment submission (public, on published posts only) and moderation.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::WriteError;
@@ -8,6 +8,7 @@ use crate::domain::comment::{self, Comment, Moderation};
 use crate::domain::post::{Actor, PostStatus};
 use crate::domain::{DomainError, StreamType};
 use crate::event_store::{self, Appended, ExpectedVersion, Metadata};
+use crate::streams;
 
 /// A validated comment.
 #[derive(Debug, Clone)]
@@ -25,7 +26,7 @@ pub async fn submit(
     metadata: &Metadata,
 ) -> Result<(Uuid, Appended), WriteError> {
     let mut tx = pool.begin().await?;
-    let post = super::posts::load(&mut tx, post_id).await?;
+    let post = streams::load_post(&mut tx, post_id).await?;
     if post.is_none_or(|p| p.status != PostStatus::Published) {
         return Err(DomainError::NotFound("post").into());
     }
@@ -46,7 +47,7 @@ pub async fn moderate(
     metadata: &Metadata,
 ) -> Result<(Comment, Appended), WriteError> {
     let mut tx = pool.begin().await?;
-    let state = load(&mut tx, id).await?;
+    let state = streams::load_comment(&mut tx, id).await?;
     let version = state.as_ref().map_or(0, |c| c.version);
     let events = comment::decide(state.as_ref(), actor, moderation)?;
     let appended =
@@ -55,18 +56,4 @@ pub async fn moderate(
     tx.commit().await?;
     let folded = events.iter().fold(state, |s, e| comment::apply(s, id, e)).ok_or(WriteError::Concurrent)?;
     Ok((folded, appended))
-}
-
-pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<Comment>, sqlx::Error> {
-    let events = event_store::read_stream(conn, id, None).await?;
-    let mut state = None;
-    for e in &events {
-        if e.stream_type != StreamType::Comment.as_str() {
-            return Ok(None);
-        }
-        if let Ok(d) = e.decode() {
-            state = comment::apply(state, id, &d);
-        }
-    }
-    Ok(state)
 }

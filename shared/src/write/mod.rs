@@ -1,5 +1,5 @@
-//! Write-side application services: each loads a stream, lets its aggregate decide, and appends the
-//! events together with any reservation rows in one transaction. Used by the command API and `pressroom-ops`.
+//! Write-side application services: each loads a stream ([`crate::streams`]), lets its aggregate decide,
+//! and appends the events together with any reservation rows atomically. Used by the command API and `pressroom-ops`.
 
 pub mod authors;
 pub mod comments;
@@ -40,6 +40,8 @@ impl From<EventStoreError> for WriteError {
     fn from(e: EventStoreError) -> Self {
         match e {
             EventStoreError::Conflict { .. } => WriteError::Concurrent,
+            EventStoreError::GuardMoved(_) => WriteError::AuthorChanged,
+            EventStoreError::SlugTaken(slug) => WriteError::SlugTaken(slug),
             EventStoreError::Database(d) => WriteError::Database(d),
         }
     }

@@ -1,15 +1,16 @@
 //! Post commands: fold the stream, check the expected version, reserve slugs, decide, append — one
 //! transaction per command.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::WriteError;
 use crate::db::StatementConnections;
 use crate::domain::post::{self, Actor, DraftPost, EditPost, Post, PostCommand};
 use crate::domain::slug::Slug;
-use crate::domain::StreamType;
-use crate::event_store::{self, Appended, ExpectedVersion, Metadata};
+use crate::domain::{DomainEvent, StreamType};
+use crate::event_store::{self, Appended, Conditions, EventStoreError, ExpectedVersion, Guard, Metadata};
+use crate::streams;
 
 /// A new post whose slug is either explicit (a clash is an error) or generated from the title.
 #[derive(Debug, Clone)]
@@ -31,76 +32,70 @@ pub async fn create(
     create: &CreatePost,
     metadata: &Metadata,
 ) -> Result<(Post, Appended), WriteError> {
-    let pool = statements.pool();
     let id = Uuid::now_v7();
-    let guard = actor_version.map(|v| (actor.id, v));
-    // Decide first (authorisation included), then try the one-round-trip path with the first candidate.
-    let events = post::decide(None, actor, PostCommand::Draft(create.draft.clone()))?;
-    if let Some(appended) = claim_and_append(statements, id, &create.draft.slug, &events, metadata, guard).await? {
-        let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
-        return Ok((state, appended));
-    }
-    // Nothing was appended: the actor changed, or the slug is taken.
-    if let Some((author, version)) = guard {
-        let mut conn = pool.acquire().await?;
-        if event_store::stream_version(&mut conn, author).await? != version {
-            return Err(WriteError::AuthorChanged);
+    let guard = actor_version.map(|version| Guard { stream_id: actor.id, version });
+    // Decided once (authorisation included): a generated slug that clashes only changes the draft's slug.
+    let mut events = post::decide(None, actor, PostCommand::Draft(create.draft.clone()))?;
+    let base = &create.draft.slug;
+    let mut slug = base.clone();
+    let mut next_suffix = None;
+    for _ in 0..=MAX_SLUG_TRIES {
+        let conditions = Conditions { guard, slug: Some(slug.as_str()) };
+        // One statement: the slug, the guard and the append, on a statement connection.
+        let mut lease = statements.acquire().await?;
+        let result = event_store::append_if(
+            lease.conn(),
+            id,
+            StreamType::Post,
+            ExpectedVersion::NoStream,
+            &events,
+            metadata,
+            conditions,
+        )
+        .await;
+        lease.settle_clean(
+            !matches!(&result, Err(EventStoreError::Database(e)) if !matches!(e, sqlx::Error::Database(_))),
+        );
+        match result {
+            Ok(appended) => {
+                let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
+                return Ok((state, appended));
+            }
+            Err(EventStoreError::SlugTaken(_)) if !create.explicit_slug => {
+                let n = match next_suffix {
+                    Some(n) => n,
+                    None => first_free_suffix(statements.pool(), base).await?,
+                };
+                next_suffix = Some(n + 1);
+                slug = base.with_suffix(n);
+                for e in &mut events {
+                    if let DomainEvent::PostDrafted(d) = e {
+                        d.slug = slug.to_string();
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    if create.explicit_slug {
-        return Err(WriteError::SlugTaken(create.draft.slug.to_string()));
-    }
-    // The generated slug is taken: find the next free `-2`, `-3`… in a transaction.
-    let mut tx = pool.begin().await?;
-    let mut draft = create.draft.clone();
-    draft.slug = generate_slug(&mut tx, &draft.slug, id).await?;
-    let events = post::decide(None, actor, PostCommand::Draft(draft))?;
-    let appended =
-        event_store::append(&mut tx, id, StreamType::Post, ExpectedVersion::NoStream, &events, metadata).await?;
-    tx.commit().await?;
-    let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
-    Ok((state, appended))
+    Err(WriteError::SlugTaken(base.to_string()))
 }
 
-/// Reserves `slug` and appends the new stream's first event in one statement (one round trip, atomic
-/// without an explicit transaction), only while the `guard` stream (the actor) is at its version. None
-/// when the slug is already reserved or the guard failed.
-async fn claim_and_append(
-    statements: &StatementConnections,
-    id: Uuid,
-    slug: &Slug,
-    events: &[crate::domain::DomainEvent],
-    metadata: &Metadata,
-    guard: Option<(Uuid, i32)>,
-) -> Result<Option<Appended>, WriteError> {
-    let [first] = events else { return Ok(None) };
-    let mut lease = statements.acquire().await?;
-    let position = sqlx::query_scalar!(
-        r#"with claimed as (
-               insert into slug_reservations (slug, post_id)
-               select $1, $2
-               where $8::uuid is null
-                  or (select coalesce(max(version), 0) from events where stream_id = $8) = $9::int
-               on conflict (slug) do nothing returning post_id
-           )
-           insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
-           select $3, post_id, 'post', 1, $4, $5, $6, $7 from claimed
-           returning global_position"#,
-        slug.as_str(),
-        id,
-        Uuid::now_v7(),
-        first.event_type(),
-        crate::domain::events::CURRENT_SCHEMA_VERSION,
-        sqlx::types::Json(first.payload_json()) as _,
-        sqlx::types::Json(metadata) as _,
-        guard.map(|g| g.0) as Option<Uuid>,
-        guard.map(|g| g.1) as Option<i32>,
+/// How many generated slugs a new post tries before giving up (each only after a concurrent writer took the last).
+const MAX_SLUG_TRIES: u32 = 1000;
+
+/// The suffix after the highest `base-N` already taken (one range scan of the reservations' primary key),
+/// at least 2: a popular title must not cost one try per earlier post.
+async fn first_free_suffix(pool: &PgPool, base: &Slug) -> Result<u32, sqlx::Error> {
+    let prefix = format!("{base}-");
+    let taken = sqlx::query_scalar!(
+        "select slug from slug_reservations where slug > $1 and slug < $2",
+        prefix,
+        format!("{base}.")
     )
-    .fetch_optional(lease.conn())
-    .await;
-    lease.settle(&position);
-    let position = position?;
-    Ok(position.map(|position| Appended { version: 1, position }))
+    .fetch_all(pool)
+    .await?;
+    let highest = taken.iter().filter_map(|s| s.strip_prefix(&prefix)?.parse::<u32>().ok()).max().unwrap_or(1);
+    Ok(highest.saturating_add(1).max(2))
 }
 
 /// Runs a command on an existing post. `expected` (from If-Match) must equal the current version when given.
@@ -115,7 +110,7 @@ pub async fn execute(
     // The fold needs no transaction: the append re-checks the version in the same statement, and a
     // concurrent writer trips the unique (stream_id, version) constraint.
     let mut conn = pool.acquire().await?;
-    let state = load(&mut conn, id).await?;
+    let state = streams::load_post(&mut conn, id).await?;
     let Some(current) = state.as_ref() else {
         return Err(crate::domain::DomainError::NotFound("post").into());
     };
@@ -130,102 +125,23 @@ pub async fn execute(
         _ => None,
     };
     let events = post::decide(state.as_ref(), actor, command)?;
-    let appended = match new_slug {
-        None => {
-            event_store::append(&mut conn, id, StreamType::Post, ExpectedVersion::Exact(version), &events, metadata)
-                .await?
-        }
-        Some(slug) => {
-            // A new slug is reserved in the same transaction as the event that claims it.
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            if !reserve_slug(&mut tx, &slug, id).await? {
-                return Err(WriteError::SlugTaken(slug.to_string()));
-            }
-            let appended =
-                event_store::append(&mut tx, id, StreamType::Post, ExpectedVersion::Exact(version), &events, metadata)
-                    .await?;
-            tx.commit().await?;
-            appended
-        }
-    };
+    // A new slug is claimed in the statement that appends the event that takes it.
+    let conditions = Conditions { guard: None, slug: new_slug.as_ref().map(Slug::as_str) };
+    let appended = event_store::append_if(
+        &mut conn,
+        id,
+        StreamType::Post,
+        ExpectedVersion::Exact(version),
+        &events,
+        metadata,
+        conditions,
+    )
+    .await?;
     let state = fold_new(state, id, &events).ok_or(WriteError::Concurrent)?;
     Ok((state, appended))
 }
 
-fn fold_new(state: Option<Post>, id: Uuid, events: &[crate::domain::DomainEvent]) -> Option<Post> {
+fn fold_new(state: Option<Post>, id: Uuid, events: &[DomainEvent]) -> Option<Post> {
     let now = chrono::Utc::now();
     events.iter().fold(state, |s, e| post::apply(s, id, e, now))
-}
-
-/// Folds a post's stream; None when the id is not a post. `max_version` stops early (time travel).
-pub async fn load_version(
-    conn: &mut PgConnection,
-    id: Uuid,
-    max_version: Option<i32>,
-) -> Result<Option<Post>, sqlx::Error> {
-    let events = event_store::read_stream(conn, id, max_version).await?;
-    let mut state = None;
-    for e in &events {
-        if e.stream_type != StreamType::Post.as_str() {
-            return Ok(None);
-        }
-        match e.decode() {
-            Ok(d) => state = post::apply(state, id, &d, e.recorded_at),
-            Err(err) => {
-                tracing::error!(stream_id = %id, position = e.global_position, error = %err, "undecodable post event")
-            }
-        }
-    }
-    Ok(state)
-}
-
-/// Folds a post's whole stream.
-pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<Post>, sqlx::Error> {
-    load_version(conn, id, None).await
-}
-
-/// The post that holds `slug` (current or former), from the reservations.
-pub async fn id_by_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!("select post_id from slug_reservations where slug = $1", slug).fetch_optional(conn).await
-}
-
-/// Claims `slug` for post `id`; true when it is (now or already) this post's.
-async fn reserve_slug(conn: &mut PgConnection, slug: &Slug, id: Uuid) -> Result<bool, sqlx::Error> {
-    let owner = sqlx::query_scalar!(
-        "insert into slug_reservations (slug, post_id) values ($1, $2)
-         on conflict (slug) do update set slug = excluded.slug returning post_id",
-        slug.as_str(),
-        id
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(owner == id)
-}
-
-async fn generate_slug(conn: &mut PgConnection, base: &Slug, id: Uuid) -> Result<Slug, WriteError> {
-    // Start after the highest `base-N` already taken (one range scan of the primary key) instead of
-    // probing -2, -3… one by one: a popular title must not cost one insert per earlier post.
-    let prefix = format!("{base}-");
-    let taken = sqlx::query_scalar!(
-        "select slug from slug_reservations where slug > $1 and slug < $2",
-        prefix,
-        format!("{base}.")
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let highest = taken.iter().filter_map(|s| s.strip_prefix(&prefix)?.parse::<u32>().ok()).max().unwrap_or(1);
-    for n in (highest + 1).max(2)..=highest.saturating_add(1000) {
-        let candidate = base.with_suffix(n);
-        let got = sqlx::query_scalar!(
-            "insert into slug_reservations (slug, post_id) values ($1, $2) on conflict (slug) do nothing returning post_id",
-            candidate.as_str(),
-            id
-        )
-        .fetch_optional(&mut *conn)
-        .await?;
-        if got.is_some() {
-            return Ok(candidate);
-        }
-    }
-    Err(WriteError::SlugTaken(base.to_string()))
 }

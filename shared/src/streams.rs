@@ -1,0 +1,111 @@
+//! Loading a stream: its events folded into the aggregate's state — up to its head, a version or a
+//! moment — with the position of the last event folded. The one fold of a stream, used by the write side
+//! to decide, by author reads and time travel, and by the read-your-writes fallback.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::author::{self, Author};
+use crate::domain::comment::{self, Comment};
+use crate::domain::post::{self, Post};
+use crate::domain::{DomainEvent, StreamType};
+use crate::event_store;
+
+/// A state folded from one stream type's events.
+pub trait Aggregate: Sized {
+    /// The stream type whose events fold into it; a stream of another type loads as None.
+    const STREAM: StreamType;
+    fn apply(state: Option<Self>, id: Uuid, event: &DomainEvent, recorded_at: DateTime<Utc>) -> Option<Self>;
+}
+
+impl Aggregate for Post {
+    const STREAM: StreamType = StreamType::Post;
+    fn apply(state: Option<Self>, id: Uuid, event: &DomainEvent, recorded_at: DateTime<Utc>) -> Option<Self> {
+        post::apply(state, id, event, recorded_at)
+    }
+}
+
+impl Aggregate for Author {
+    const STREAM: StreamType = StreamType::Author;
+    fn apply(state: Option<Self>, id: Uuid, event: &DomainEvent, recorded_at: DateTime<Utc>) -> Option<Self> {
+        author::apply(state, id, event, recorded_at)
+    }
+}
+
+impl Aggregate for Comment {
+    const STREAM: StreamType = StreamType::Comment;
+    fn apply(state: Option<Self>, id: Uuid, event: &DomainEvent, _: DateTime<Utc>) -> Option<Self> {
+        comment::apply(state, id, event)
+    }
+}
+
+/// How far to fold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Every event.
+    Head,
+    /// Events up to and including this version.
+    Version(i32),
+    /// Events recorded at or before this moment.
+    Time(DateTime<Utc>),
+}
+
+/// A folded state and the `global_position` of the last event folded into it.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    pub state: A,
+    pub position: i64,
+}
+
+/// Folds stream `id` as far as `until`. None when it has no events that far or is another type's stream.
+///
+/// An event this build cannot decode stops the load with [`sqlx::Error::Decode`] (a 500, logged): deciding
+/// or answering from a fold with a gap would be wrong without saying so.
+pub async fn load<A: Aggregate>(
+    conn: &mut PgConnection,
+    id: Uuid,
+    until: Until,
+) -> Result<Option<Loaded<A>>, sqlx::Error> {
+    let max_version = match until {
+        Until::Version(v) => Some(v),
+        _ => None,
+    };
+    let events = event_store::read_stream(conn, id, max_version).await?;
+    let mut folded: Option<Loaded<A>> = None;
+    for e in &events {
+        if e.stream_type != A::STREAM.as_str() {
+            return Ok(None);
+        }
+        if matches!(until, Until::Time(t) if e.recorded_at > t) {
+            break;
+        }
+        let decoded = e.decode().map_err(|err| {
+            tracing::error!(stream_id = %id, position = e.global_position, error = %err, "undecodable event in a stream");
+            sqlx::Error::Decode(Box::new(err))
+        })?;
+        let state = A::apply(folded.map(|l| l.state), id, &decoded, e.recorded_at);
+        folded = state.map(|state| Loaded { state, position: e.global_position });
+    }
+    Ok(folded)
+}
+
+/// The post's current state.
+pub async fn load_post(conn: &mut PgConnection, id: Uuid) -> Result<Option<Post>, sqlx::Error> {
+    Ok(load::<Post>(conn, id, Until::Head).await?.map(|l| l.state))
+}
+
+/// The author's current state.
+pub async fn load_author(conn: &mut PgConnection, id: Uuid) -> Result<Option<Author>, sqlx::Error> {
+    Ok(load::<Author>(conn, id, Until::Head).await?.map(|l| l.state))
+}
+
+/// The comment's current state.
+pub async fn load_comment(conn: &mut PgConnection, id: Uuid) -> Result<Option<Comment>, sqlx::Error> {
+    Ok(load::<Comment>(conn, id, Until::Head).await?.map(|l| l.state))
+}
+
+/// The post that holds `slug` (current or former), from the write side's slug reservations.
+pub async fn post_id_by_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!("select post_id from slug_reservations where slug = $1", slug).fetch_optional(conn).await
+}
