@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::domain::values::FieldError;
 use shared::domain::DomainError;
-use shared::problem::Problem;
+use shared::http::problem::Problem;
 use shared::write::WriteError;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +49,10 @@ pub enum ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if shared::db::is_unavailable(&e) {
+        if shared::store::db::is_unavailable(&e) {
             ApiError::Unavailable(e)
-        } else if shared::db::is_unstorable_text(&e) {
-            ApiError::BadRequest(shared::db::UNSTORABLE_TEXT.into())
+        } else if shared::store::db::is_unstorable_text(&e) {
+            ApiError::BadRequest(shared::store::db::UNSTORABLE_TEXT.into())
         } else {
             ApiError::Internal(Box::new(e))
         }
@@ -133,8 +133,8 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-impl From<shared::rate_limit::Limited> for ApiError {
-    fn from(l: shared::rate_limit::Limited) -> Self {
+impl From<shared::http::rate_limit::Limited> for ApiError {
+    fn from(l: shared::http::rate_limit::Limited) -> Self {
         ApiError::RateLimited(l.retry_after_secs())
     }
 }

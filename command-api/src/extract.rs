@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use shared::domain::author::Author;
 use shared::domain::post::Actor;
-use shared::event_store::Metadata;
+use shared::store::event_store::Metadata;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -73,15 +73,19 @@ impl FromRequestParts<AppState> for KnownAuthor {
 
 /// The subject of the request's valid Bearer token.
 fn bearer_subject(parts: &Parts, state: &AppState) -> Result<uuid::Uuid, ApiError> {
-    let token = shared::auth::bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+    let token = shared::http::auth::bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
     Ok(state.keys.verify(token).map_err(|_| ApiError::Unauthorized)?.sub)
 }
 
 /// Folds the author's stream; 401 unless they exist and are active. Remembers them for [`KnownAuthor`].
 pub(crate) async fn load_active(state: &AppState, id: uuid::Uuid) -> Result<Author, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    let author =
-        shared::metrics::timed_query("authors.load", "primary", shared::streams::load_author(&mut conn, id)).await?;
+    let author = shared::service::metrics::timed_query(
+        "authors.load",
+        "primary",
+        shared::store::streams::load_author(&mut conn, id),
+    )
+    .await?;
     match author {
         Some(a) if a.active => {
             state.authors.put(&a);
@@ -154,6 +158,6 @@ pub fn metadata(headers: &HeaderMap, actor: Option<uuid::Uuid>) -> Metadata {
         request_id,
         causation_id: None,
         idempotency_key: header("idempotency-key"),
-        traceparent: shared::telemetry::current_traceparent(),
+        traceparent: shared::service::telemetry::current_traceparent(),
     }
 }

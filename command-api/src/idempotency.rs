@@ -61,7 +61,7 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
     let path = req.uri().path().to_string();
     let (parts, body) = req.into_parts();
     let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
-        ApiError::Problem(Box::new(shared::problem::Problem::new(
+        ApiError::Problem(Box::new(shared::http::problem::Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload-too-large",
             Some("the body exceeds 1 MiB".into()),
@@ -81,7 +81,7 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
 /// The key's owner: the author behind the bearer token — which must be valid and the account active, or
 /// the request is a 401 before any replay — or, without a token, the client IP.
 async fn principal(state: &AppState, headers: &HeaderMap, client: IpAddr) -> Result<String, ApiError> {
-    if let Some(token) = shared::auth::bearer_token(headers) {
+    if let Some(token) = shared::http::auth::bearer_token(headers) {
         let claims = state.keys.verify(token).map_err(|_| ApiError::Unauthorized)?;
         crate::extract::load_active(state, claims.sub).await?;
         return Ok(format!("author:{}", claims.sub));

@@ -13,11 +13,11 @@ use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 
-use shared::auth::JwtKeys;
-use shared::config::Config;
-use shared::db::StatementConnections;
-use shared::event_store::AppendSignal;
-use shared::rate_limit::RateLimiter;
+use shared::http::auth::JwtKeys;
+use shared::http::rate_limit::RateLimiter;
+use shared::service::config::Config;
+use shared::store::db::StatementConnections;
+use shared::store::event_store::AppendSignal;
 use sqlx::PgPool;
 
 /// Bodies over 1 MiB are refused with 413.
@@ -39,10 +39,10 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state from configuration (pools connect lazily).
-    pub fn from_config(config: Config) -> Result<Self, shared::config::ConfigError> {
+    pub fn from_config(config: Config) -> Result<Self, shared::service::config::ConfigError> {
         let keys = Arc::new(JwtKeys::new(config.require_jwt_secret()?, config.session_ttl));
-        let pool = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-command-api")
-            .map_err(|e| shared::config::ConfigError::Invalid {
+        let pool = shared::store::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-command-api")
+            .map_err(|e| shared::service::config::ConfigError::Invalid {
                 name: "DATABASE_PRIMARY_URL",
                 value: config.database_primary_url.clone(),
                 reason: e.to_string(),
@@ -69,7 +69,7 @@ async fn wake_projector(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let res = next.run(req).await;
-    if res.status().is_success() && res.headers().contains_key(shared::position::POSITION_HEADER) {
+    if res.status().is_success() && res.headers().contains_key(shared::store::position::POSITION_HEADER) {
         signal.appended();
     }
     res

@@ -8,7 +8,7 @@ mod seed;
 use clap::{Parser, Subcommand};
 use shared::domain::role::Role;
 use shared::domain::values::Email;
-use shared::event_store::Metadata;
+use shared::store::event_store::Metadata;
 use shared::write::authors::{self, NewAuthor};
 use shared::write::WriteError;
 use sqlx::PgPool;
@@ -159,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Restore(args) => return backup::restore(args),
         _ => {}
     }
-    let pool = shared::db::pool(&cli.admin_url, 8, "pressroom-ops")?;
+    let pool = shared::store::db::pool(&cli.admin_url, 8, "pressroom-ops")?;
     match cli.command {
         Command::Migrate => {
             shared::MIGRATOR.run(&pool).await?;
@@ -177,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Projections { command } => match command {
             ProjectionsCommand::Status { json } => projections::status(&pool, json).await?,
             ProjectionsCommand::Rebuild { name, accept_changes, json, redis_url, redis_prefix } => {
-                let keys = shared::redis_keys::RedisKeys::new(&redis_prefix);
+                let keys = shared::read::redis_keys::RedisKeys::new(&redis_prefix);
                 projections::rebuild(&pool, &name, accept_changes, json, redis_url, keys).await?
             }
             ProjectionsCommand::Skip { name, position, reason, by } => {

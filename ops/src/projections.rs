@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 /// `projections status [--json]`.
 pub async fn status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
-    let statuses = shared::projections::status(pool).await?;
+    let statuses = shared::store::projections::status(pool).await?;
     if json {
         println!("{}", serde_json::json!({ "projections": statuses }));
         return Ok(());
@@ -219,7 +219,7 @@ pub async fn rebuild(
     accept_changes: bool,
     json: bool,
     redis_url: String,
-    redis_keys: shared::redis_keys::RedisKeys,
+    redis_keys: shared::read::redis_keys::RedisKeys,
 ) -> anyhow::Result<()> {
     use pressroom_projector::rebuild::{self, RebuildOptions};
     let bars = Bars { current: std::sync::Mutex::new(None), hidden: json };

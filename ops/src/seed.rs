@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use shared::db::StatementConnections;
 use shared::domain::comment::Moderation;
 use shared::domain::post::{self as post, Actor, DraftPost, EditPost, PostCommand};
 use shared::domain::role::Role;
 use shared::domain::slug::Slug;
 use shared::domain::values::{parse_tags, BodyMarkdown, Email, FieldError, Summary, Title};
-use shared::event_store::{self, notify_appended, AppendSignal, Metadata, NewPost};
+use shared::store::db::StatementConnections;
+use shared::store::event_store::{self, notify_appended, AppendSignal, Metadata, NewPost};
 use shared::write::authors::{self, NewAuthor};
 use shared::write::comments;
 use shared::write::posts::{self, CreatePost};

@@ -2,7 +2,7 @@
 //! table is found through the transaction's `search_path` (`read`, or a rebuild's shadow schema); outside
 //! one it is always `read.checkpoints`.
 
-use shared::position::LogPosition;
+use shared::store::position::LogPosition;
 use sqlx::PgConnection;
 
 /// Makes sure the projection's row exists.

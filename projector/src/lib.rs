@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use shared::config::Config;
+use shared::service::config::Config;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -132,7 +132,7 @@ enum Runner {
 /// Publishes every projection's lag (events and seconds behind the log) as gauges every 5 s.
 async fn report_lag(pool: PgPool, shutdown: CancellationToken) {
     loop {
-        match shared::projections::status(&pool).await {
+        match shared::store::projections::status(&pool).await {
             Ok(rows) => {
                 for r in rows {
                     metrics::gauge!("pressroom_projection_lag_events", "projection" => r.name.clone())

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use rand::Rng;
 use redis::aio::ConnectionManager;
-use shared::read_model::CachedPost;
-use shared::redis_keys::{self, RedisKeys};
+use shared::read::model::CachedPost;
+use shared::read::redis_keys::{self, RedisKeys};
 
 /// Sets a hash {tx, pos, body} only when (tx, pos) is newer than what the key holds.
 /// An empty body is a tombstone: the post is not publicly readable at that position.
@@ -41,7 +41,7 @@ pub struct RedisSink {
 }
 
 struct Inner {
-    redis: shared::db::LazyRedis,
+    redis: shared::store::db::LazyRedis,
     keys: RedisKeys,
     script: redis::Script,
 }
@@ -50,7 +50,7 @@ impl RedisSink {
     pub fn new(url: String, keys: RedisKeys) -> Self {
         RedisSink {
             inner: Arc::new(Inner {
-                redis: shared::db::LazyRedis::new(&url),
+                redis: shared::store::db::LazyRedis::new(&url),
                 keys,
                 script: redis::Script::new(CAS_SCRIPT),
             }),

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::db::{set_search_path, LIVE_SCHEMA};
-use shared::event_store;
-use shared::position::LogPosition;
+use shared::store::db::{set_search_path, LIVE_SCHEMA};
+use shared::store::event_store;
+use shared::store::position::LogPosition;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,7 @@ pub struct RunnerConfig {
     pub poll_interval: Duration,
 }
 
-use shared::event_store::EVENTS_CHANNEL;
+use shared::store::event_store::EVENTS_CHANNEL;
 
 /// After a batch that emptied the backlog, how long a leader waits before looking again: events that
 /// arrive meanwhile share one batch. The first event after a quiet spell is applied at once.
@@ -143,7 +143,7 @@ async fn lead<P: Projection>(
             last_lock_check = tokio::time::Instant::now();
         }
         wake.borrow_and_update();
-        match shared::metrics::timed_query(name, "primary", apply_batch(projection, pool, limit)).await {
+        match shared::service::metrics::timed_query(name, "primary", apply_batch(projection, pool, limit)).await {
             Ok(Batch { events: 0, .. }) => {
                 status.set_state(name, "running", None);
                 effects.idle(projection, pool).await;
@@ -164,7 +164,7 @@ async fn lead<P: Projection>(
                     sleep_or_shutdown(BATCH_LINGER, shutdown).await;
                 }
             }
-            Err(ProjectionError::Database(e)) if shared::db::is_unavailable(&e) => {
+            Err(ProjectionError::Database(e)) if shared::store::db::is_unavailable(&e) => {
                 tracing::warn!(projection = name, error = %e, "database unavailable; retrying");
                 status.set_state(name, "retrying", Some(e.to_string()));
                 sleep_or_shutdown(backoff, shutdown).await;
@@ -344,7 +344,7 @@ pub async fn apply_batch_in<P: Projection>(
             position = event.global_position
         );
         if let Some(traceparent) = event.metadata.get("traceparent").and_then(|t| t.as_str()) {
-            shared::telemetry::continue_trace(&span, traceparent);
+            shared::service::telemetry::continue_trace(&span, traceparent);
         }
         batch.push(Applying { event, decoded, span });
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shared::domain::post::{Actor, PostCommand, PostStatus, Requester};
 use shared::domain::role::Role;
-use shared::event_store::Metadata;
+use shared::store::event_store::Metadata;
 use shared::write::WriteError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -55,10 +55,10 @@ pub async fn run(pool: PgPool, direct_url: String, status: StatusBoard, shutdown
 /// The author who scheduled the post, as they are now (None when there is no such author).
 async fn requester(pool: &PgPool, post: Uuid) -> Result<Option<Requester>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    let Some(by) = shared::streams::load_post(&mut conn, post).await?.and_then(|p| p.scheduled_by) else {
+    let Some(by) = shared::store::streams::load_post(&mut conn, post).await?.and_then(|p| p.scheduled_by) else {
         return Ok(None);
     };
-    let author = shared::streams::load_author(&mut conn, by).await?;
+    let author = shared::store::streams::load_author(&mut conn, by).await?;
     Ok(author.map(|a| Requester { actor: Actor { id: a.id, role: a.role }, active: a.active }))
 }
 
@@ -104,7 +104,7 @@ pub async fn publish_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
         }
     }
     if published + changed > 0 {
-        if let Err(e) = shared::event_store::notify_appended(pool).await {
+        if let Err(e) = shared::store::event_store::notify_appended(pool).await {
             tracing::warn!(error = %e, "cannot notify listeners of published posts; they will poll");
         }
     }

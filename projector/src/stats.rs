@@ -4,8 +4,8 @@
 //! records the batch in `read.view_batches`, so a batch is counted exactly once: a batch a failed run
 //! left behind is taken by the next run (of any projector process) before the new views.
 
-use shared::db::LazyRedis;
-use shared::redis_keys::RedisKeys;
+use shared::read::redis_keys::RedisKeys;
+use shared::store::db::LazyRedis;
 use sqlx::PgPool;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;

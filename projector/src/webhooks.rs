@@ -52,7 +52,7 @@ pub async fn run(
     status: StatusBoard,
     shutdown: CancellationToken,
 ) {
-    let client = match shared::outbound::delivery_client(ATTEMPT_TIMEOUT, config.allow_private) {
+    let client = match shared::http::outbound::delivery_client(ATTEMPT_TIMEOUT, config.allow_private) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "webhook HTTP client not built; no deliveries");
@@ -119,11 +119,11 @@ async fn attempt(
     body: Vec<u8>,
     allow_private: bool,
 ) -> (Option<i32>, Option<String>) {
-    if !shared::outbound::literal_target_allowed(&sub.url, allow_private) {
+    if !shared::http::outbound::literal_target_allowed(&sub.url, allow_private) {
         return (None, Some("the URL names a loopback, private or reserved address".into()));
     }
     let timestamp = Utc::now().timestamp();
-    let Some(signature) = shared::outbound::sign(&sub.secret, msg_id, timestamp, &body) else {
+    let Some(signature) = shared::http::outbound::sign(&sub.secret, msg_id, timestamp, &body) else {
         return (None, Some("the subscription's secret is not a whsec_ secret".into()));
     };
     let sent = client

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use moka::future::Cache;
 use rand::Rng;
-use shared::db::{LazyRedis, ReadSource};
-use shared::read_model::{CachedPost, PostDetail};
-use shared::redis_keys::{self, RedisKeys};
+use shared::read::model::{CachedPost, PostDetail};
+use shared::read::redis_keys::{self, RedisKeys};
+use shared::store::db::{LazyRedis, ReadSource};
 use tokio_util::sync::CancellationToken;
 
 /// Counts a cache lookup: `layer` is `process` or `redis`.
@@ -41,7 +41,7 @@ pub struct PostEntry {
     /// `Pressroom-Position` to answer with.
     pub header_position: i64,
     /// The projection position this entry is known to reflect (row position, or the checkpoint it was read at).
-    pub valid_through: shared::position::LogPosition,
+    pub valid_through: shared::store::position::LogPosition,
     /// Where it came from on the miss that loaded it.
     pub source: ReadSource,
 }

@@ -2,9 +2,9 @@
 
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
-use shared::db::ReadRoute;
-use shared::db::ReadSource;
-use shared::position::{LogPosition, MIN_POSITION_HEADER, POSITION_HEADER, READ_SOURCE_HEADER};
+use shared::store::db::ReadRoute;
+use shared::store::db::ReadSource;
+use shared::store::position::{LogPosition, MIN_POSITION_HEADER, POSITION_HEADER, READ_SOURCE_HEADER};
 
 use crate::error::{ReadError, ReadResult};
 use crate::AppState;
@@ -20,7 +20,7 @@ pub async fn min_position(state: &AppState, headers: &HeaderMap) -> ReadResult<O
             ReadError::BadRequest("Pressroom-Min-Position must be a position a command returned".into())
         })?;
     let mut conn = state.reads.primary.acquire().await?;
-    shared::event_store::log_position_of(&mut conn, n)
+    shared::store::event_store::log_position_of(&mut conn, n)
         .await?
         .map(Some)
         .ok_or_else(|| ReadError::BadRequest(format!("Pressroom-Min-Position {n} names no event")))
@@ -52,7 +52,8 @@ where
 {
     let token = min_position(state, headers).await?;
     let chosen = state.reads.choose(route, projections, token).await?;
-    let body = shared::metrics::timed_query(operation, chosen.source.as_str(), read(chosen.pool.clone())).await?;
+    let body =
+        shared::service::metrics::timed_query(operation, chosen.source.as_str(), read(chosen.pool.clone())).await?;
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let res = crate::etag::respond(headers, "application/json", body);
     Ok(stamp(res, chosen.position.global_position, chosen.source))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::domain::values::FieldError;
-use shared::problem::Problem;
+use shared::http::problem::Problem;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -37,10 +37,10 @@ pub enum ReadError {
 
 impl From<sqlx::Error> for ReadError {
     fn from(e: sqlx::Error) -> Self {
-        if shared::db::is_unavailable(&e) {
+        if shared::store::db::is_unavailable(&e) {
             ReadError::Unavailable(e)
-        } else if shared::db::is_unstorable_text(&e) {
-            ReadError::BadRequest(shared::db::UNSTORABLE_TEXT.into())
+        } else if shared::store::db::is_unstorable_text(&e) {
+            ReadError::BadRequest(shared::store::db::UNSTORABLE_TEXT.into())
         } else {
             ReadError::Internal(e)
         }

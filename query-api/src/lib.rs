@@ -19,7 +19,7 @@ use axum::{Json, Router};
 
 use cache::ReadCache;
 use routing::ReadPools;
-use shared::config::Config;
+use shared::service::config::Config;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,16 +28,16 @@ pub struct AppState {
     /// `PRESSROOM_PUBLIC_URL`, the base of links in feeds and sitemaps.
     pub public_url: Arc<str>,
     /// Verifies author tokens for the `/v1/author/…` reads.
-    pub keys: Arc<shared::auth::JwtKeys>,
+    pub keys: Arc<shared::http::auth::JwtKeys>,
     /// Reads per client IP and minute (`PRESSROOM_RATE_LIMIT_READS`, shared through Redis; 0 disables).
     pub read_limit: Arc<ReadLimit>,
 }
 
 /// The per-IP read rate limit and how the client IP is found.
 pub struct ReadLimit {
-    pub limiter: shared::rate_limit::RateLimiter,
+    pub limiter: shared::http::rate_limit::RateLimiter,
     pub per_minute: u32,
-    pub trusted_proxies: shared::client_ip::TrustedProxies,
+    pub trusted_proxies: shared::http::client_ip::TrustedProxies,
 }
 
 /// How long an in-process entry lives before it is re-read (jittered by up to a quarter).
@@ -46,12 +46,13 @@ pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 impl AppState {
     /// The primary pool and one pool per replica URL (`replica1`, `replica2`…), and the cache.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let primary = shared::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-query-api")?;
+        let primary =
+            shared::store::db::pool(&config.database_primary_url, config.db_pool_size, "pressroom-query-api")?;
         let mut replicas = Vec::new();
         for (i, url) in config.database_replica_urls.iter().enumerate() {
             replicas.push((
                 format!("replica{}", i + 1),
-                shared::db::pool(url, config.db_pool_size, "pressroom-query-api")?,
+                shared::store::db::pool(url, config.db_pool_size, "pressroom-query-api")?,
             ));
         }
         let reads = ReadPools::new(primary, replicas, config.max_replica_lag, config.consistency_wait);
@@ -59,9 +60,9 @@ impl AppState {
             reads: Arc::new(reads),
             cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL, config.redis_keys.clone())),
             public_url: Arc::from(config.public_url.as_str()),
-            keys: Arc::new(shared::auth::JwtKeys::new(config.require_jwt_secret()?, config.session_ttl)),
+            keys: Arc::new(shared::http::auth::JwtKeys::new(config.require_jwt_secret()?, config.session_ttl)),
             read_limit: Arc::new(ReadLimit {
-                limiter: shared::rate_limit::RateLimiter::new(&config.redis_url, config.redis_keys.clone()),
+                limiter: shared::http::rate_limit::RateLimiter::new(&config.redis_url, config.redis_keys.clone()),
                 per_minute: config.rate_limits.reads,
                 trusted_proxies: config.trusted_proxies.clone(),
             }),

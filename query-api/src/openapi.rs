@@ -1,13 +1,13 @@
 //! The query API's OpenAPI document, generated from the handlers (`/openapi.json`), and `/docs`.
 
 use axum::Router;
-use shared::api_doc::{BearerAuth, ProblemResponses};
+use shared::http::api_doc::{BearerAuth, ProblemResponses};
 use utoipa::OpenApi;
 
 use crate::routes::{author, authors, comments, feeds, posts, search, tags, trending};
 use crate::AppState;
 
-pub use shared::problem::ProblemDoc;
+pub use shared::http::problem::ProblemDoc;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,7 +32,7 @@ pub use shared::problem::ProblemDoc;
         author::versions,
         author::at_version,
     ),
-    components(schemas(ProblemDoc, shared::problem::FieldErrorDoc)),
+    components(schemas(ProblemDoc, shared::http::problem::FieldErrorDoc)),
     modifiers(&BearerAuth, &ProblemResponses)
 )]
 pub struct ApiDoc;
@@ -44,7 +44,7 @@ pub fn router() -> Router<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::api_doc::{documented_paths, routed_paths};
+    use shared::http::api_doc::{documented_paths, routed_paths};
 
     #[test]
     fn the_document_lists_exactly_the_routed_paths() {

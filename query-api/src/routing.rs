@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::db::{ReadRoute, ReadSource};
-use shared::position::LogPosition;
+use shared::store::db::{ReadRoute, ReadSource};
+use shared::store::position::LogPosition;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 

@@ -1,27 +1,13 @@
-//! Pressroom's shared core: event types and aggregates, the event store, configuration, telemetry,
-//! problem+json errors, authentication and database/Redis helpers. It knows no service.
+//! Pressroom's shared core, in layers: `domain` (events and aggregates: pure, no IO), `store` (the event
+//! store, stream loading, connections and read routes), `write` (the command services), `read` (the
+//! public read shapes, rendering, Redis key names), `http` (serving, problem+json, middleware, auth, rate
+//! limits, outbound requests) and `service` (configuration, telemetry, metrics, shutdown). It knows no service.
 
-pub mod api_doc;
-pub mod auth;
-pub mod client_ip;
-pub mod config;
-pub mod db;
 pub mod domain;
-pub mod event_store;
 pub mod http;
-pub mod metrics;
-pub mod middleware;
-pub mod outbound;
-pub mod position;
-pub mod problem;
-pub mod projections;
-pub mod rate_limit;
-pub mod read_model;
-pub mod redis_keys;
-pub mod render;
-pub mod shutdown;
-pub mod streams;
-pub mod telemetry;
+pub mod read;
+pub mod service;
+pub mod store;
 pub mod write;
 
 /// Embedded migrations (`migrations/`), applied by `pressroom-ops migrate` and by the tests.

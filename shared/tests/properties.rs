@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use shared::domain::events::{DomainEvent, PostDrafted, PostEdited, CURRENT_SCHEMA_VERSION};
 use shared::domain::slug::{Slug, MAX_SLUG_LEN};
-use shared::render::{highlighted_excerpt, markdown_to_safe_html, MATCH_END, MATCH_START};
+use shared::read::render::{highlighted_excerpt, markdown_to_safe_html, MATCH_END, MATCH_START};
 
 fn is_slug_shaped(s: &str) -> bool {
     !s.is_empty()

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shared::config::Config;
 use shared::domain::role::Role;
 use shared::domain::values::Email;
-use shared::event_store::Metadata;
+use shared::service::config::Config;
+use shared::store::event_store::Metadata;
 use shared::write::authors::{self, NewAuthor};
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
@@ -139,7 +139,7 @@ impl TestDb {
 
     /// A pool as the application role, through PgBouncer.
     pub async fn app_pool(&self) -> PgPool {
-        shared::db::pool(&self.primary_url, 20, "pressroom-tests").unwrap()
+        shared::store::db::pool(&self.primary_url, 20, "pressroom-tests").unwrap()
     }
 
     /// Registers an author with this role; returns (id, email, password).

@@ -367,7 +367,7 @@ async fn the_database_being_unreachable_is_a_503_with_retry_after() {
 #[tokio::test]
 async fn forged_unsigned_expired_and_wrong_audience_tokens_are_401() {
     use secrecy::SecretString;
-    use shared::auth::{JwtKeys, DEFAULT_SESSION_TTL};
+    use shared::http::auth::{JwtKeys, DEFAULT_SESSION_TTL};
     let stack = Stack::start(TestDb::fresh().await).await;
     let (id, _) = stack.token(Role::Admin).await;
     let right =

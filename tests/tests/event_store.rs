@@ -11,7 +11,7 @@ use pressroom_projector::status::StatusBoard;
 use pressroom_tests::TestDb;
 use shared::domain::events::PostEdited;
 use shared::domain::{DomainEvent, StreamType};
-use shared::event_store::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent};
+use shared::store::event_store::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -249,7 +249,7 @@ async fn counting_relay(db: &TestDb) -> (u16, Arc<std::sync::atomic::AtomicU64>)
 
 /// The backend behind a leased connection, asked in one statement; the lease is settled with the outcome,
 /// as the draft path settles it.
-async fn backend_pid(mut lease: shared::db::Lease) -> i32 {
+async fn backend_pid(mut lease: shared::store::db::Lease) -> i32 {
     let pid = sqlx::query_scalar("select pg_backend_pid()").fetch_one(lease.conn()).await;
     lease.settle(&pid);
     pid.unwrap()
@@ -260,8 +260,8 @@ async fn a_statement_connection_goes_back_without_another_round_trip_and_is_reus
     let db = TestDb::fresh().await;
     let (port, sent) = counting_relay(&db).await;
     let url = format!("postgres://pressroom_app@127.0.0.1:{port}/{}", db.name);
-    let pool = shared::db::pool(&url, 4, "pressroom-tests").unwrap();
-    let statements = shared::db::StatementConnections::new(pool, 4);
+    let pool = shared::store::db::pool(&url, 4, "pressroom-tests").unwrap();
+    let statements = shared::store::db::StatementConnections::new(pool, 4);
     let pid = backend_pid(statements.acquire().await.unwrap()).await;
     let after_statement = sent.load(std::sync::atomic::Ordering::SeqCst);
     // sqlx's pool would ping here: another message to the server after the answer.
@@ -275,8 +275,8 @@ async fn a_statement_connection_goes_back_without_another_round_trip_and_is_reus
 #[tokio::test]
 async fn a_statement_connection_whose_statement_was_cancelled_is_never_handed_out_again() {
     let db = TestDb::fresh().await;
-    let pool = shared::db::pool(&db.direct_url, 4, "pressroom-tests").unwrap();
-    let statements = shared::db::StatementConnections::new(pool, 4);
+    let pool = shared::store::db::pool(&db.direct_url, 4, "pressroom-tests").unwrap();
+    let statements = shared::store::db::StatementConnections::new(pool, 4);
     let mut lease = statements.acquire().await.unwrap();
     let pid: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(lease.conn()).await.unwrap();
     let slow = sqlx::query("select pg_sleep(2)").execute(lease.conn());

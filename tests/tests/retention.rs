@@ -8,8 +8,8 @@ use std::time::Duration;
 use pressroom_projector::retention::{self, Retention};
 use pressroom_projector::stats::flush_and_score;
 use pressroom_tests::TestDb;
-use shared::db::LazyRedis;
-use shared::redis_keys::RedisKeys;
+use shared::read::redis_keys::RedisKeys;
+use shared::store::db::LazyRedis;
 use uuid::Uuid;
 
 async fn views_of(db: &TestDb, post: Uuid) -> Option<i64> {
@@ -32,7 +32,7 @@ async fn views_whose_flush_failed_are_counted_on_the_next_run_exactly_once() {
     let _: i64 = hincr(5).query_async(&mut conn).await.unwrap();
 
     // The database is unreachable for this run: the batch is taken from the live hash but not stored.
-    let unreachable = shared::db::pool("postgres://pressroom_app@127.0.0.1:1/nowhere", 1, "test").unwrap();
+    let unreachable = shared::store::db::pool("postgres://pressroom_app@127.0.0.1:1/nowhere", 1, "test").unwrap();
     assert!(flush_and_score(&unreachable, &redis, &keys).await.is_err());
     assert_eq!(views_of(&db, post).await, None);
 

@@ -137,7 +137,7 @@ pub async fn register(
         return Err(ApiError::BadRequest("invalid author".into()));
     };
     let new = NewAuthor { email, name, password: req.password, role, slug: new_slug, bio: new_bio, avatar_url };
-    let (author, appended) = shared::metrics::timed_query(
+    let (author, appended) = shared::service::metrics::timed_query(
         "authors.register",
         "primary",
         author_writes::register(&state.pool, new, &metadata(&headers, Some(admin.0.id))),
@@ -195,7 +195,7 @@ async fn run(
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let meta = metadata(headers, Some(actor.0.id));
-    let (author, appended) = shared::metrics::timed_query(
+    let (author, appended) = shared::service::metrics::timed_query(
         "authors.execute",
         "primary",
         author_writes::execute(&state.pool, actor.actor(), id, commands, &meta),
@@ -205,7 +205,7 @@ async fn run(
         Some(a) => a.position,
         None => {
             let mut conn = state.pool.acquire().await?;
-            shared::event_store::stream_last_position(&mut conn, id).await?
+            shared::store::event_store::stream_last_position(&mut conn, id).await?
         }
     };
     Ok(committed(StatusCode::OK, position, AuthorBody::new(author, Some(position))))

@@ -71,7 +71,7 @@ pub async fn submit(
         return Err(ApiError::BadRequest("invalid comment".into()));
     };
     let new = NewComment { author_name, author_email: author_email.map(Email::into_string), body };
-    let (id, appended) = shared::metrics::timed_query(
+    let (id, appended) = shared::service::metrics::timed_query(
         "comments.submit",
         "primary",
         comment_writes::submit(&state.pool, post_id, new, &metadata(&headers, None)),
@@ -117,7 +117,7 @@ async fn moderate(
     m: Moderation,
 ) -> ApiResult<Response> {
     let meta = metadata(&headers, Some(actor.0.id));
-    let (comment, appended) = shared::metrics::timed_query(
+    let (comment, appended) = shared::service::metrics::timed_query(
         "comments.moderate",
         "primary",
         comment_writes::moderate(&state.pool, actor.actor(), id, m, &meta),

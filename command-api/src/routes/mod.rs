@@ -12,7 +12,7 @@ use axum::routing::MethodRouter;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use shared::domain::values::FieldError;
-use shared::position::POSITION_HEADER;
+use shared::store::position::POSITION_HEADER;
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;

@@ -129,7 +129,7 @@ pub async fn create(
     // again and decide again (once: a fresh read is current).
     let (post, appended) = loop {
         let write = post_writes::create(&state.statements, author.actor(), Some(author.author.version), &create, &meta);
-        match shared::metrics::timed_query("posts.create", "primary", write).await {
+        match shared::service::metrics::timed_query("posts.create", "primary", write).await {
             Err(WriteError::AuthorChanged) if !author.fresh => author.refresh(&state).await?,
             result => break result?,
         }
@@ -265,9 +265,9 @@ async fn run(
     expected: Option<i32>,
     cmd: PostCommand,
     headers: &HeaderMap,
-) -> ApiResult<(Post, shared::event_store::Appended)> {
+) -> ApiResult<(Post, shared::store::event_store::Appended)> {
     let meta = metadata(headers, Some(author.0.id));
-    match shared::metrics::timed_query(
+    match shared::service::metrics::timed_query(
         "posts.execute",
         "primary",
         post_writes::execute(&state.pool, author.actor(), id, expected, cmd, &meta),
@@ -276,7 +276,7 @@ async fn run(
     {
         Err(shared::write::WriteError::Concurrent) if expected.is_some() => {
             let mut conn = state.pool.acquire().await?;
-            let current = shared::event_store::stream_version(&mut conn, id).await?;
+            let current = shared::store::event_store::stream_version(&mut conn, id).await?;
             Err(ApiError::PreconditionFailed { expected: expected.unwrap_or_default(), current })
         }
         other => Ok(other?),

@@ -39,7 +39,7 @@ pub async fn login(
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     state.limiter.check("login", &ip.to_string(), state.config.rate_limits.login).await?;
-    let author = shared::metrics::timed_query(
+    let author = shared::service::metrics::timed_query(
         "authors.authenticate",
         "primary",
         shared::write::authors::authenticate(&state.pool, &req.email, &req.password),

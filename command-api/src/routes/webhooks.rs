@@ -80,11 +80,11 @@ pub async fn create(
 ) -> ApiResult<Response> {
     require_admin(&admin)?;
     let mut c = Checker::default();
-    let url = c.check(shared::outbound::check_webhook_url(&req.url, state.config.webhook_allow_private).await);
+    let url = c.check(shared::http::outbound::check_webhook_url(&req.url, state.config.webhook_allow_private).await);
     if req.events.is_empty() || req.events.iter().any(|e| !shared::domain::events::KNOWN_TYPES.contains(&e.as_str())) {
         c.0.push(FieldError::new("events", "must list known event types, e.g. PostPublished"));
     }
-    let secret = c.check(shared::outbound::webhook_secret(req.secret.as_deref()));
+    let secret = c.check(shared::http::outbound::webhook_secret(req.secret.as_deref()));
     if req.from_position.is_some_and(|p| p < 0) {
         c.0.push(FieldError::new("from_position", "must be 0 or more"));
     }
@@ -96,7 +96,7 @@ pub async fn create(
         Some(p) => p,
         None => {
             let mut conn = state.pool.acquire().await?;
-            shared::event_store::head(&mut conn).await?
+            shared::store::event_store::head(&mut conn).await?
         }
     };
     let id = Uuid::now_v7();

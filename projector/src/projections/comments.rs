@@ -2,7 +2,7 @@
 //! comments. A count change evicts the post's cached entries so readers see it.
 
 use shared::domain::DomainEvent;
-use shared::event_store::RecordedEvent;
+use shared::store::event_store::RecordedEvent;
 use sqlx::PgConnection;
 
 use super::{Projection, ProjectionError};

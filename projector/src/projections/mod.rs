@@ -8,8 +8,8 @@ use std::future::Future;
 
 use shared::domain::events::DecodeError;
 use shared::domain::DomainEvent;
-use shared::event_store::RecordedEvent;
-use shared::position::LogPosition;
+use shared::store::event_store::RecordedEvent;
+use shared::store::position::LogPosition;
 use sqlx::PgConnection;
 use tracing::Instrument;
 

@@ -11,7 +11,7 @@ use super::fold::Folded;
 use super::shadow::parallelism;
 use super::{Progress, WRITE_CHUNK};
 use crate::projections::posts::{FoldedAuthor, FoldedPost, PostRow, TagDelta};
-use shared::db::set_search_path;
+use shared::store::db::set_search_path;
 
 /// Writes the fold into the shadow tables (posts on several connections), then the rest and the shadow checkpoint.
 /// Markdown is rendered here, once per post.

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use shared::event_store::{self, RecordedEvent};
-use shared::position::LogPosition;
+use shared::store::event_store::{self, RecordedEvent};
+use shared::store::position::LogPosition;
 use sqlx::PgPool;
 
 use super::{Progress, RebuildError, FOLD_CHUNK};

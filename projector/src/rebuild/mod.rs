@@ -19,8 +19,8 @@ mod swap;
 
 use std::time::{Duration, Instant};
 
-use shared::db::{set_search_path, LIVE_SCHEMA};
-use shared::position::LogPosition;
+use shared::store::db::{set_search_path, LIVE_SCHEMA};
+use shared::store::position::LogPosition;
 use sqlx::{Connection, PgPool};
 
 use crate::projections::posts::PostsProjection;
@@ -100,7 +100,7 @@ pub struct RebuildOptions {
     pub accept_changes: bool,
     /// Where the projector writes through (the namespace to bump), and the deployment's key names.
     pub redis_url: String,
-    pub redis_keys: shared::redis_keys::RedisKeys,
+    pub redis_keys: shared::read::redis_keys::RedisKeys,
 }
 
 /// One table compared at the swap.

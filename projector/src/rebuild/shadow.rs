@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use shared::db::LIVE_SCHEMA;
-use shared::position::LogPosition;
-use shared::redis_keys;
+use shared::read::redis_keys;
+use shared::store::db::LIVE_SCHEMA;
+use shared::store::position::LogPosition;
 use sqlx::{PgConnection, PgPool};
 
 use super::{FOREIGN_COLUMNS, POSTS_TABLES};
@@ -172,7 +172,7 @@ pub(super) async fn checksum(conn: &mut PgConnection, schema: &str, table: &str)
     Ok((rows, sum))
 }
 
-pub(super) async fn bump_namespace(redis_url: &str, keys: &shared::redis_keys::RedisKeys) -> Option<i64> {
+pub(super) async fn bump_namespace(redis_url: &str, keys: &shared::read::redis_keys::RedisKeys) -> Option<i64> {
     let bump = async {
         let client = redis::Client::open(redis_url)?;
         let mut conn = client.get_multiplexed_async_connection().await?;

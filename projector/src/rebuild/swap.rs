@@ -2,7 +2,7 @@
 //! other projections keep, compare every table with live (row count and checksum), and swap the shadow
 //! tables in.
 
-use shared::db::LIVE_SCHEMA;
+use shared::store::db::LIVE_SCHEMA;
 use sqlx::{PgConnection, PgPool};
 
 use super::shadow::checksum;

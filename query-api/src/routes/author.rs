@@ -12,13 +12,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::db::{ReadRoute, ReadSource};
 use shared::domain::author::Author;
 use shared::domain::post::Post;
 use shared::domain::values::FieldError;
 use shared::http::IdPath;
-use shared::read_model::{AuthorRef, PostDetail};
-use shared::streams::{self, Loaded, Until};
+use shared::read::model::{AuthorRef, PostDetail};
+use shared::store::db::{ReadRoute, ReadSource};
+use shared::store::streams::{self, Loaded, Until};
 use uuid::Uuid;
 
 use super::posts::{decode_cursor, encode_cursor};
@@ -42,7 +42,7 @@ impl FromRequestParts<AppState> for Reader {
     type Rejection = ReadError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = shared::auth::bearer_token(&parts.headers).ok_or(ReadError::Unauthorized)?;
+        let token = shared::http::auth::bearer_token(&parts.headers).ok_or(ReadError::Unauthorized)?;
         let claims = state.keys.verify(token).map_err(|_| ReadError::Unauthorized)?;
         let mut conn = state.reads.primary.acquire().await?;
         match streams::load_author(&mut conn, claims.sub).await? {
@@ -192,7 +192,7 @@ pub struct Version {
     params(("id" = Uuid, Path)), responses((status = 200, body = VersionList)))]
 pub async fn versions(State(state): State<AppState>, reader: Reader, IdPath(id): IdPath) -> ReadResult<Response> {
     let mut conn = state.reads.primary.acquire().await?;
-    let events = shared::event_store::read_stream(&mut conn, id, None).await?;
+    let events = shared::store::event_store::read_stream(&mut conn, id, None).await?;
     streams::load_post(&mut conn, id).await?.filter(|p| reader.may_read(p)).ok_or(ReadError::NotFound("post"))?;
     let versions: Vec<Version> = events
         .iter()

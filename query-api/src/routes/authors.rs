@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
-use shared::db::ReadRoute;
+use shared::store::db::ReadRoute;
 use uuid::Uuid;
 
 use crate::consistency::projected_read;

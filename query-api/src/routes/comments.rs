@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::db::ReadRoute;
+use shared::store::db::ReadRoute;
 use uuid::Uuid;
 
 use super::posts::{decode_cursor, encode_cursor};

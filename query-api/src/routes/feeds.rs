@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use shared::db::ReadRoute;
+use shared::store::db::ReadRoute;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 
@@ -49,7 +49,7 @@ struct FeedRow {
     slug: String,
     title: String,
     summary: Option<String>,
-    tags: SqlJson<Vec<shared::read_model::TagRef>>,
+    tags: SqlJson<Vec<shared::read::model::TagRef>>,
     author_name: String,
     published_at: Option<DateTime<Utc>>,
 }
@@ -58,7 +58,7 @@ fn xml(
     headers: &HeaderMap,
     body: String,
     position: i64,
-    source: shared::db::ReadSource,
+    source: shared::store::db::ReadSource,
     content_type: &'static str,
 ) -> Response {
     let mut res = crate::etag::respond(headers, content_type, body);
@@ -73,7 +73,7 @@ pub async fn feed(State(state): State<AppState>, headers: HeaderMap) -> ReadResu
     let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
     let rows = sqlx::query_as!(
         FeedRow,
-        r#"select id, slug, title, summary, tags as "tags: SqlJson<Vec<shared::read_model::TagRef>>",
+        r#"select id, slug, title, summary, tags as "tags: SqlJson<Vec<shared::read::model::TagRef>>",
                   author->>'name' as "author_name!", published_at
            from read.posts where status = 'published' order by published_at desc, id desc limit $1"#,
         FEED_ITEMS

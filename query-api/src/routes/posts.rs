@@ -10,16 +10,16 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::db::{ReadRoute, ReadSource};
 use shared::domain::post::PostStatus;
-use shared::read_model::{AuthorRef, PostDetail, PostSummary, TagRef};
+use shared::read::model::{AuthorRef, PostDetail, PostSummary, TagRef};
+use shared::store::db::{ReadRoute, ReadSource};
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shared::position::{LogPosition, MIN_POSITION_HEADER};
+use shared::store::position::{LogPosition, MIN_POSITION_HEADER};
 use sqlx::PgPool;
 
 use crate::cache::{PostEntry, SlugEntry};
@@ -155,7 +155,7 @@ async fn load_list(state: &AppState, q: &ListQuery, token: Option<LogPosition>) 
         q.limit + 1,
     )
     .fetch_all(&chosen.pool);
-    let rows = shared::metrics::timed_query("posts.list", chosen.source.as_str(), rows).await?;
+    let rows = shared::service::metrics::timed_query("posts.list", chosen.source.as_str(), rows).await?;
     let mut posts: Vec<PostSummary> = rows.into_iter().map(PostSummary::from).collect();
     let next_cursor = page::next_cursor(&mut posts, q.limit, |p| p.published_at.map(|at| encode_cursor(at, p.id)));
     let body = Bytes::from(serde_json::to_vec(&PostPage { posts, next_cursor }).unwrap_or_default());
@@ -233,7 +233,7 @@ async fn load_from(pool: &PgPool, source: ReadSource, slug: &str) -> ReadResult<
         slug
     )
     .fetch_optional(pool);
-    let row = shared::metrics::timed_query("posts.by_slug", source.as_str(), row).await?;
+    let row = shared::service::metrics::timed_query("posts.by_slug", source.as_str(), row).await?;
     if let Some(row) = row {
         let checkpoint = LogPosition::new(row.checkpoint_tx, row.checkpoint_position);
         if row.status != PostStatus::Published.as_str() {
@@ -285,7 +285,7 @@ async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
 /// One published post by its slug (301 from a former slug).
 #[utoipa::path(get, path = "/v1/posts/{slug}", tag = "posts",
     params(("slug" = String, Path), ("If-None-Match" = Option<String>, Header), ("Pressroom-Min-Position" = Option<i64>, Header, minimum = 1, description = "read your writes: a position a command returned")),
-    responses((status = 200, body = shared::read_model::PostDetail), (status = 301, description = "moved to the current slug"),
+    responses((status = 200, body = shared::read::model::PostDetail), (status = 301, description = "moved to the current slug"),
         (status = 304, description = "not modified"), (status = 404, body = crate::openapi::ProblemDoc)))]
 #[tracing::instrument(skip_all, fields(slug = %slug))]
 pub async fn by_slug(
@@ -366,10 +366,10 @@ fn respond(entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -
 /// Answers a single post from its events when no projection has reached the client's token.
 async fn from_events(state: &AppState, slug: &str, token: i64) -> ReadResult<Response> {
     let mut conn = state.reads.primary.acquire().await?;
-    let Some(id) = shared::streams::post_id_by_slug(&mut conn, slug).await? else {
+    let Some(id) = shared::store::streams::post_id_by_slug(&mut conn, slug).await? else {
         return Err(ReadError::NotFound("post"));
     };
-    let Some(post) = shared::streams::load_post(&mut conn, id).await? else {
+    let Some(post) = shared::store::streams::load_post(&mut conn, id).await? else {
         return Err(ReadError::NotFound("post"));
     };
     if post.status != PostStatus::Published {
@@ -378,7 +378,8 @@ async fn from_events(state: &AppState, slug: &str, token: i64) -> ReadResult<Res
     if post.slug != slug {
         return Ok(stamp(moved_to(&post.slug), token, ReadSource::Events));
     }
-    let author = shared::streams::load_author(&mut conn, post.author_id).await?.ok_or(ReadError::NotFound("author"))?;
+    let author =
+        shared::store::streams::load_author(&mut conn, post.author_id).await?.ok_or(ReadError::NotFound("author"))?;
     let detail = PostDetail::from_folded(&post, AuthorRef::from(&author), 0);
     let mut res = Json(&detail).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -10,9 +10,9 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::db::ReadRoute;
 use shared::domain::values::FieldError;
-use shared::read_model::{AuthorRef, PostSummary, TagRef};
+use shared::read::model::{AuthorRef, PostSummary, TagRef};
+use shared::store::db::ReadRoute;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 
@@ -121,7 +121,7 @@ pub async fn search(
                     comment_count: r.comment_count,
                 },
                 rank: r.rank,
-                snippet: shared::render::highlighted_excerpt(&r.snippet),
+                snippet: shared::read::render::highlighted_excerpt(&r.snippet),
             })
             .collect();
         let next_cursor = page::next_cursor(&mut results, limit, |r| Some(encode_cursor(r.rank, r.post.id)));

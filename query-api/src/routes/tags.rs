@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
-use shared::db::ReadRoute;
+use shared::store::db::ReadRoute;
 
 use crate::consistency::projected_read;
 use crate::error::{ReadError, ReadResult};

@@ -9,8 +9,8 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
-use shared::db::ReadRoute;
-use shared::read_model::{AuthorRef, PostSummary, TagRef};
+use shared::read::model::{AuthorRef, PostSummary, TagRef};
+use shared::store::db::ReadRoute;
 use sqlx::types::Json as SqlJson;
 
 use super::posts::SummaryRow;

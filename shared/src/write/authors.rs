@@ -4,7 +4,6 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::WriteError;
-use crate::auth;
 use crate::domain::author::{self, Author, AuthorCommand};
 use crate::domain::events::{AuthorProfileUpdated, AuthorRegistered};
 use crate::domain::post::Actor;
@@ -12,8 +11,9 @@ use crate::domain::role::Role;
 use crate::domain::slug::Slug;
 use crate::domain::values::{Email, FieldError};
 use crate::domain::{DomainEvent, StreamType};
-use crate::event_store::{self, Appended, ExpectedVersion, Metadata};
-use crate::streams;
+use crate::http::auth;
+use crate::store::event_store::{self, Appended, ExpectedVersion, Metadata};
+use crate::store::streams;
 
 /// A validated registration.
 #[derive(Debug, Clone)]

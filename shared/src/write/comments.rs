@@ -7,8 +7,8 @@ use super::WriteError;
 use crate::domain::comment::{self, Comment, Moderation};
 use crate::domain::post::{Actor, PostStatus};
 use crate::domain::{DomainError, StreamType};
-use crate::event_store::{self, Appended, ExpectedVersion, Metadata};
-use crate::streams;
+use crate::store::event_store::{self, Appended, ExpectedVersion, Metadata};
+use crate::store::streams;
 
 /// A validated comment.
 #[derive(Debug, Clone)]

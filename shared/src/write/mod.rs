@@ -1,4 +1,4 @@
-//! Write-side application services: each loads a stream ([`crate::streams`]), lets its aggregate decide,
+//! Write-side application services: each loads a stream ([`crate::store::streams`]), lets its aggregate decide,
 //! and appends the events together with any reservation rows atomically. Used by the command API and `pressroom-ops`.
 
 pub mod authors;
@@ -7,7 +7,7 @@ pub mod posts;
 
 use crate::domain::values::FieldError;
 use crate::domain::DomainError;
-use crate::event_store::EventStoreError;
+use crate::store::event_store::EventStoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {

@@ -5,12 +5,12 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::WriteError;
-use crate::db::StatementConnections;
 use crate::domain::post::{self, Actor, DraftPost, EditPost, Post, PostCommand};
 use crate::domain::slug::Slug;
 use crate::domain::{DomainEvent, StreamType};
-use crate::event_store::{self, Appended, Conditions, EventStoreError, ExpectedVersion, Guard, Metadata};
-use crate::streams;
+use crate::store::db::StatementConnections;
+use crate::store::event_store::{self, Appended, Conditions, EventStoreError, ExpectedVersion, Guard, Metadata};
+use crate::store::streams;
 
 /// A new post whose slug is either explicit (a clash is an error) or generated from the title.
 #[derive(Debug, Clone)]

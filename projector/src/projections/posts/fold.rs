@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use shared::domain::events::{AuthorProfileUpdated, AuthorRegistered};
 use shared::domain::post::{self, Post, PostStatus};
 use shared::domain::DomainEvent;
-use shared::event_store::RecordedEvent;
-use shared::position::LogPosition;
-use shared::read_model::{tag_refs, AuthorRef, TagRef};
-use shared::render;
+use shared::read::model::{tag_refs, AuthorRef, TagRef};
+use shared::read::render;
+use shared::store::event_store::RecordedEvent;
+use shared::store::position::LogPosition;
 use uuid::Uuid;
 
 use super::PostEffect;

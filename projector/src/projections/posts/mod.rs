@@ -8,9 +8,9 @@ mod rows;
 use std::collections::BTreeMap;
 
 use shared::domain::DomainEvent;
-use shared::event_store::RecordedEvent;
-use shared::position::LogPosition;
-use shared::read_model::CachedPost;
+use shared::read::model::CachedPost;
+use shared::store::event_store::RecordedEvent;
+use shared::store::position::LogPosition;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -141,7 +141,7 @@ impl Projection for PostsProjection {
         }
         let rows = async {
             let mut tx = self.pool.begin().await?;
-            shared::db::set_search_path(&mut tx, shared::db::LIVE_SCHEMA).await?;
+            shared::store::db::set_search_path(&mut tx, shared::store::db::LIVE_SCHEMA).await?;
             rows::load_rows(&mut tx, &ids).await
         }
         .await;

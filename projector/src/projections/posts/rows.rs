@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use shared::domain::post::{Post, PostStatus};
-use shared::position::LogPosition;
-use shared::read_model::{tag_refs, AuthorRef, PostDetail, TagRef};
+use shared::read::model::{tag_refs, AuthorRef, PostDetail, TagRef};
+use shared::store::position::LogPosition;
 use sqlx::types::Json;
 use sqlx::PgConnection;
 use uuid::Uuid;

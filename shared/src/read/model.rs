@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::author::Author;
 use crate::domain::post::Post;
 use crate::domain::slug::Slug;
-use crate::render;
+use crate::read::render;
 
 /// The author as embedded in a post summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -71,7 +71,7 @@ pub struct PostDetail {
 #[macro_export]
 macro_rules! post_summary {
     ($row:ident) => {
-        $crate::read_model::PostSummary {
+        $crate::read::model::PostSummary {
             id: $row.id,
             slug: $row.slug,
             title: $row.title,
@@ -91,7 +91,7 @@ macro_rules! post_summary {
 #[macro_export]
 macro_rules! post_detail {
     ($row:ident) => {
-        $crate::read_model::PostDetail {
+        $crate::read::model::PostDetail {
             body_html: $row.body_html,
             version: $row.version,
             cover_image_url: $row.cover_image_url,

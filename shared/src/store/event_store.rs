@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::events::{DecodeError, CURRENT_SCHEMA_VERSION};
 use crate::domain::{DomainEvent, StreamType};
-use crate::position::LogPosition;
+use crate::store::position::LogPosition;
 
 /// Event metadata: who did it, and which request and causal chain it belongs to.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use crate::domain::author::{self, Author};
 use crate::domain::comment::{self, Comment};
 use crate::domain::post::{self, Post};
 use crate::domain::{DomainEvent, StreamType};
-use crate::event_store;
+use crate::store::event_store;
 
 /// A state folded from one stream type's events.
 pub trait Aggregate: Sized {

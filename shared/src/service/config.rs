@@ -34,7 +34,7 @@ pub struct Config {
     pub database_replica_urls: Vec<String>,
     pub redis_url: String,
     /// `PRESSROOM_REDIS_PREFIX`: the start of every Redis key and channel of this deployment.
-    pub redis_keys: crate::redis_keys::RedisKeys,
+    pub redis_keys: crate::read::redis_keys::RedisKeys,
     pub jwt_secret: Option<SecretString>,
     pub command_addr: SocketAddr,
     pub query_addr: SocketAddr,
@@ -48,7 +48,7 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Per-minute limits; 0 disables one.
     pub rate_limits: RateLimits,
-    pub trusted_proxies: crate::client_ip::TrustedProxies,
+    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
     /// `PRESSROOM_WEBHOOK_ALLOW_PRIVATE=1` lets webhooks target loopback and private addresses.
     pub webhook_allow_private: bool,
     /// `PRESSROOM_TRENDING_CRON` (with seconds): when views are flushed and trending recomputed.
@@ -109,7 +109,7 @@ impl Config {
             database_replica_urls: replicas,
             redis_url: s("REDIS_URL", "redis://127.0.0.1:16379"),
             redis_keys: {
-                let prefix = s("PRESSROOM_REDIS_PREFIX", crate::redis_keys::DEFAULT_PREFIX);
+                let prefix = s("PRESSROOM_REDIS_PREFIX", crate::read::redis_keys::DEFAULT_PREFIX);
                 if prefix.is_empty()
                     || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
                 {
@@ -119,7 +119,7 @@ impl Config {
                         reason: "letters, digits, `_`, `-` and `.` only".into(),
                     });
                 }
-                crate::redis_keys::RedisKeys::new(&prefix)
+                crate::read::redis_keys::RedisKeys::new(&prefix)
             },
             jwt_secret: match get("PRESSROOM_JWT_SECRET") {
                 Some(secret) if secret.len() < MIN_JWT_SECRET_BYTES => {
@@ -151,7 +151,7 @@ impl Config {
             },
             trusted_proxies: {
                 let raw = get("PRESSROOM_TRUSTED_PROXIES").unwrap_or_default();
-                crate::client_ip::TrustedProxies::parse(&raw).map_err(|bad| ConfigError::Invalid {
+                crate::http::client_ip::TrustedProxies::parse(&raw).map_err(|bad| ConfigError::Invalid {
                     name: "PRESSROOM_TRUSTED_PROXIES",
                     value: raw.clone(),
                     reason: format!("`{bad}` is not an IP address or CIDR range"),

@@ -1,5 +1,14 @@
 //! HTTP plumbing shared by the services: the standard middleware stack, liveness, and a server that
-//! drains in-flight requests on shutdown.
+//! drains in-flight requests on shutdown; problem+json, authentication, client addresses, rate limits,
+//! the OpenAPI error documentation and the guard on outbound requests are its submodules.
+
+pub mod api_doc;
+pub mod auth;
+pub mod client_ip;
+pub mod middleware;
+pub mod outbound;
+pub mod problem;
+pub mod rate_limit;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,7 +22,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -43,7 +52,7 @@ pub async fn serve_or_exit(listen: Listen, app: Router, shutdown: CancellationTo
         if e.kind() != std::io::ErrorKind::AddrInUse && e.kind() != std::io::ErrorKind::AddrNotAvailable {
             tracing::error!(error = %e, "the server failed");
         }
-        crate::telemetry::shutdown();
+        crate::service::telemetry::shutdown();
         std::process::exit(1);
     }
 }
@@ -82,17 +91,17 @@ pub fn standard_layers(router: Router, timeout: Duration) -> Router {
     use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
     use tower_http::trace::TraceLayer;
     let header = HeaderName::from_static(REQUEST_ID_HEADER);
-    crate::metrics::install();
+    crate::service::metrics::install();
     let stack = tower::ServiceBuilder::new()
         .map_request(bounded_request_id as fn(Request) -> Request)
         .layer(SetRequestIdLayer::new(header.clone(), FastRequestId))
         .layer(PropagateRequestIdLayer::new(header))
         .layer(TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> tracing::Span))
-        .layer(crate::middleware::LazyTimeoutLayer::new(timeout))
-        .layer(crate::middleware::CompressWhenAcceptedLayer);
+        .layer(crate::http::middleware::LazyTimeoutLayer::new(timeout))
+        .layer(crate::http::middleware::CompressWhenAcceptedLayer);
     router
-        .route("/metrics", axum::routing::get(crate::metrics::render))
-        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .route("/metrics", axum::routing::get(crate::service::metrics::render))
+        .route_layer(axum::middleware::from_fn(crate::service::metrics::track_http))
         .layer(stack)
 }
 
@@ -130,7 +139,7 @@ fn request_span(req: &Request) -> tracing::Span {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| req.uri().path().to_string());
     let span = tracing::info_span!("request", method = %req.method(), route, request_id = id, trace_id = tracing::field::Empty);
-    if let Some(trace_id) = crate::telemetry::trace_id(&span) {
+    if let Some(trace_id) = crate::service::telemetry::trace_id(&span) {
         span.record("trace_id", trace_id);
     }
     span
@@ -304,7 +313,7 @@ pub async fn ready_primary(pool: &sqlx::PgPool) -> Response {
 
 /// Redoc's standalone bundle (npm `redoc@2.1.5`, MIT; licence beside it in `shared/vendor/`), served by
 /// the services themselves so `/docs` works offline and under a strict Content-Security-Policy.
-const REDOC_JS: &[u8] = include_bytes!("../vendor/redoc-2.1.5.standalone.js");
+const REDOC_JS: &[u8] = include_bytes!("../../vendor/redoc-2.1.5.standalone.js");
 /// Where the bundle is served: versioned, so it can be cached for good.
 const REDOC_PATH: &str = "/docs/redoc-2.1.5.standalone.js";
 

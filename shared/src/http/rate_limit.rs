@@ -37,17 +37,17 @@ impl Limited {
 }
 
 pub struct RateLimiter {
-    redis: crate::db::LazyRedis,
-    keys: crate::redis_keys::RedisKeys,
+    redis: crate::store::db::LazyRedis,
+    keys: crate::read::redis_keys::RedisKeys,
     script: redis::Script,
     local: Mutex<HashMap<String, f64>>,
     started: Instant,
 }
 
 impl RateLimiter {
-    pub fn new(redis_url: &str, keys: crate::redis_keys::RedisKeys) -> Self {
+    pub fn new(redis_url: &str, keys: crate::read::redis_keys::RedisKeys) -> Self {
         RateLimiter {
-            redis: crate::db::LazyRedis::new(redis_url),
+            redis: crate::store::db::LazyRedis::new(redis_url),
             keys,
             script: redis::Script::new(GCRA),
             local: Mutex::new(HashMap::new()),
