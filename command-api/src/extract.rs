@@ -73,8 +73,9 @@ impl FromRequestParts<AppState> for KnownAuthor {
 
 /// The subject of the request's valid Bearer token.
 fn bearer_subject(parts: &Parts, state: &AppState) -> Result<uuid::Uuid, ApiError> {
-    let token = shared::http::auth::bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-    Ok(state.keys.verify(token).map_err(|_| ApiError::Unauthorized)?.sub)
+    shared::http::auth::bearer_subject(&parts.headers, &state.keys)
+        .map_err(|_| ApiError::Unauthorized)?
+        .ok_or(ApiError::Unauthorized)
 }
 
 /// Folds the author's stream; 401 unless they exist and are active. Remembers them for [`KnownAuthor`].
@@ -83,11 +84,11 @@ pub(crate) async fn load_active(state: &AppState, id: uuid::Uuid) -> Result<Auth
     let author = shared::service::metrics::timed_query(
         "authors.load",
         "primary",
-        shared::store::streams::load_author(&mut conn, id),
+        shared::http::auth::active_author(&mut conn, id),
     )
     .await?;
     match author {
-        Some(a) if a.active => {
+        Some(a) => {
             state.authors.put(&a);
             Ok(a)
         }

@@ -81,10 +81,9 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
 /// The key's owner: the author behind the bearer token — which must be valid and the account active, or
 /// the request is a 401 before any replay — or, without a token, the client IP.
 async fn principal(state: &AppState, headers: &HeaderMap, client: IpAddr) -> Result<String, ApiError> {
-    if let Some(token) = shared::http::auth::bearer_token(headers) {
-        let claims = state.keys.verify(token).map_err(|_| ApiError::Unauthorized)?;
-        crate::extract::load_active(state, claims.sub).await?;
-        return Ok(format!("author:{}", claims.sub));
+    if let Some(id) = shared::http::auth::bearer_subject(headers, &state.keys).map_err(|_| ApiError::Unauthorized)? {
+        crate::extract::load_active(state, id).await?;
+        return Ok(format!("author:{id}"));
     }
     Ok(format!("ip:{client}"))
 }

@@ -7,7 +7,7 @@ use utoipa::OpenApi;
 use crate::routes::{authors, comments, posts, session, webhooks};
 use crate::AppState;
 
-pub use shared::http::problem::ProblemDoc;
+use shared::http::problem::ProblemDoc;
 
 #[derive(OpenApi)]
 #[openapi(

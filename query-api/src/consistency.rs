@@ -19,7 +19,7 @@ pub async fn min_position(state: &AppState, headers: &HeaderMap) -> ReadResult<O
         raw.to_str().ok().and_then(|s| s.trim().parse().ok()).filter(|n| *n > 0).ok_or_else(|| {
             ReadError::BadRequest("Pressroom-Min-Position must be a position a command returned".into())
         })?;
-    let mut conn = state.reads.primary.acquire().await?;
+    let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
     shared::store::event_store::log_position_of(&mut conn, n)
         .await?
         .map(Some)

@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use cache::ReadCache;
 use routing::ReadPools;
 use shared::service::config::Config;
+use shared::store::db::ReadRoute;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -108,7 +109,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         .iter()
         .map(|r| serde_json::json!({"name": r.name, "healthy": r.healthy(), "lag_ms": r.lag().0.as_millis()}))
         .collect();
-    match sqlx::query_scalar!("select 1 as one").fetch_one(&state.reads.primary).await {
+    match sqlx::query_scalar!("select 1 as one").fetch_one(&state.reads.route(ReadRoute::Primary).0).await {
         Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ready", "replicas": replicas}))),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: primary unreachable");

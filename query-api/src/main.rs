@@ -17,7 +17,11 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState::from_config(&config)?;
     let shutdown = shared::service::shutdown::on_signal();
     tokio::spawn(state.reads.clone().watch_health(shutdown.clone()));
-    tokio::spawn(shared::service::metrics::watch_pool("primary".into(), state.reads.primary.clone(), shutdown.clone()));
+    tokio::spawn(shared::service::metrics::watch_pool(
+        "primary".into(),
+        state.reads.route(shared::store::db::ReadRoute::Primary).0,
+        shutdown.clone(),
+    ));
     for replica in &state.reads.replicas {
         tokio::spawn(shared::service::metrics::watch_pool(
             replica.name.clone(),

@@ -4,10 +4,10 @@ use axum::Router;
 use shared::http::api_doc::{BearerAuth, ProblemResponses};
 use utoipa::OpenApi;
 
-use crate::routes::{author, authors, comments, feeds, posts, search, tags, trending};
+use crate::routes::{authors, comments, feeds, own_posts, posts, search, tags, trending};
 use crate::AppState;
 
-pub use shared::http::problem::ProblemDoc;
+use shared::http::problem::ProblemDoc;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,7 @@ pub use shared::http::problem::ProblemDoc;
     ),
     paths(
         posts::list,
-        posts::by_slug,
+        posts::slug::by_slug,
         comments::list,
         authors::list,
         authors::by_slug,
@@ -27,10 +27,10 @@ pub use shared::http::problem::ProblemDoc;
         trending::trending,
         feeds::feed,
         feeds::sitemap,
-        author::list,
-        author::one,
-        author::versions,
-        author::at_version,
+        own_posts::list,
+        own_posts::one,
+        own_posts::versions,
+        own_posts::at_version,
     ),
     components(schemas(ProblemDoc, shared::http::problem::FieldErrorDoc)),
     modifiers(&BearerAuth, &ProblemResponses)
@@ -49,11 +49,12 @@ mod tests {
     #[test]
     fn the_document_lists_exactly_the_routed_paths() {
         let routed = routed_paths(&[
-            include_str!("routes/author.rs"),
+            include_str!("routes/own_posts.rs"),
             include_str!("routes/authors.rs"),
             include_str!("routes/comments.rs"),
             include_str!("routes/feeds.rs"),
-            include_str!("routes/posts.rs"),
+            include_str!("routes/posts/mod.rs"),
+            include_str!("routes/posts/slug.rs"),
             include_str!("routes/search.rs"),
             include_str!("routes/tags.rs"),
             include_str!("routes/trending.rs"),

@@ -31,7 +31,8 @@ impl Replica {
 
 /// The primary and the replicas, with round-robin over healthy replicas.
 pub struct ReadPools {
-    pub primary: PgPool,
+    /// Reached only through [`ReadPools::route`] and [`ReadPools::acquire`], so every read names its route.
+    primary: PgPool,
     pub replicas: Vec<Arc<Replica>>,
     next: AtomicUsize,
     max_lag: Duration,
@@ -78,6 +79,11 @@ impl ReadPools {
             }
         }
         (self.primary.clone(), ReadSource::Primary)
+    }
+
+    /// A connection on the route's pool (the event store and reservations: `ReadRoute::Primary`).
+    pub async fn acquire(&self, route: ReadRoute) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        self.route(route).0.acquire().await
     }
 
     /// Healthy replicas starting at a rotating offset.

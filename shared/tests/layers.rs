@@ -1,4 +1,5 @@
 //! The layers hold: the domain is pure, and the read side never names the write side.
+#![allow(clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -111,7 +111,7 @@ fn url(raw: &str) -> Result<String, FieldError> {
 
 /// Register an author (admin).
 #[utoipa::path(post, path = "/v1/authors", request_body = RegisterRequest, security(("bearer" = [])), tag = "authors",
-    responses((status = 201, body = AuthorBody), (status = 409, body = crate::openapi::ProblemDoc, description = "email taken")))]
+    responses((status = 201, body = AuthorBody), (status = 409, body = shared::http::problem::ProblemDoc, description = "email taken")))]
 #[tracing::instrument(skip_all)]
 pub async fn register(
     State(state): State<AppState>,

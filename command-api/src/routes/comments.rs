@@ -52,7 +52,7 @@ fn bounded(field: &str, raw: &str, max: usize) -> Result<String, FieldError> {
 
 /// Submit a comment on a published post (no auth; rate-limited per IP).
 #[utoipa::path(post, path = "/v1/posts/{id}/comments", request_body = CommentRequest, tag = "comments",
-    params(("id" = Uuid, Path)), responses((status = 202, body = CommentAccepted), (status = 404, body = crate::openapi::ProblemDoc), (status = 429, body = crate::openapi::ProblemDoc)))]
+    params(("id" = Uuid, Path)), responses((status = 202, body = CommentAccepted), (status = 404, body = shared::http::problem::ProblemDoc), (status = 429, body = shared::http::problem::ProblemDoc)))]
 #[tracing::instrument(skip_all, fields(post_id = %post_id))]
 pub async fn submit(
     State(state): State<AppState>,

@@ -93,8 +93,8 @@ fn parse_slug(raw: &str) -> Result<Slug, FieldError> {
 #[utoipa::path(post, path = "/v1/posts", request_body = CreatePostRequest, security(("bearer" = [])), tag = "posts",
     params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses((status = 201, body = PostCreated, headers(("Pressroom-Position" = i64))),
-        (status = 409, body = crate::openapi::ProblemDoc, description = "explicit slug taken"),
-        (status = 422, body = crate::openapi::ProblemDoc)))]
+        (status = 409, body = shared::http::problem::ProblemDoc, description = "explicit slug taken"),
+        (status = 422, body = shared::http::problem::ProblemDoc)))]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
@@ -147,8 +147,8 @@ pub async fn create(
 /// Edit fields of a post; `If-Match: "<version>"` is required.
 #[utoipa::path(patch, path = "/v1/posts/{id}", request_body = EditPostRequest, security(("bearer" = [])), tag = "posts",
     params(("id" = Uuid, Path), ("If-Match" = String, Header, description = "\"<version>\"")),
-    responses((status = 200, body = PostEdited), (status = 412, body = crate::openapi::ProblemDoc, description = "stale; body has current_version"),
-        (status = 428, body = crate::openapi::ProblemDoc, description = "If-Match missing")))]
+    responses((status = 200, body = PostEdited), (status = 412, body = shared::http::problem::ProblemDoc, description = "stale; body has current_version"),
+        (status = 428, body = shared::http::problem::ProblemDoc, description = "If-Match missing")))]
 #[tracing::instrument(skip_all, fields(post_id = %id))]
 pub async fn edit(
     State(state): State<AppState>,
@@ -179,7 +179,7 @@ pub async fn edit(
 /// Publish now, or schedule when `at` is in the future.
 #[utoipa::path(post, path = "/v1/posts/{id}/publish", request_body(content = Option<PublishRequest>), security(("bearer" = [])), tag = "posts",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, body = PostTransitioned), (status = 409, body = crate::openapi::ProblemDoc, description = "not publishable from its state")))]
+    responses((status = 200, body = PostTransitioned), (status = 409, body = shared::http::problem::ProblemDoc, description = "not publishable from its state")))]
 #[tracing::instrument(skip_all, fields(post_id = %id))]
 pub async fn publish(
     State(state): State<AppState>,

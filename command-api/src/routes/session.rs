@@ -31,7 +31,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
 /// Log in: a one-hour HS256 token.
 #[utoipa::path(post, path = "/v1/session", request_body = LoginRequest, tag = "session",
-    responses((status = 200, body = LoginResponse), (status = 401, body = crate::openapi::ProblemDoc), (status = 429, body = crate::openapi::ProblemDoc)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = shared::http::problem::ProblemDoc), (status = 429, body = shared::http::problem::ProblemDoc)))]
 #[tracing::instrument(skip_all)]
 pub async fn login(
     State(state): State<AppState>,

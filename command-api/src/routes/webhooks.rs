@@ -71,7 +71,7 @@ fn require_admin(author: &CurrentAuthor) -> ApiResult<()> {
 
 /// Subscribe a URL to event types (admin). Loopback/private targets are refused unless allowed.
 #[utoipa::path(post, path = "/v1/webhooks", request_body = CreateWebhook, security(("bearer" = [])), tag = "webhooks",
-    responses((status = 201, body = WebhookCreated), (status = 422, body = crate::openapi::ProblemDoc)))]
+    responses((status = 201, body = WebhookCreated), (status = 422, body = shared::http::problem::ProblemDoc)))]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
@@ -135,7 +135,7 @@ pub async fn list(State(state): State<AppState>, admin: CurrentAuthor) -> ApiRes
 
 /// Delete a subscription (admin).
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", security(("bearer" = [])), tag = "webhooks",
-    params(("id" = Uuid, Path)), responses((status = 204), (status = 404, body = crate::openapi::ProblemDoc)))]
+    params(("id" = Uuid, Path)), responses((status = 204), (status = 404, body = shared::http::problem::ProblemDoc)))]
 pub async fn remove(State(state): State<AppState>, admin: CurrentAuthor, IdPath(id): IdPath) -> ApiResult<Response> {
     require_admin(&admin)?;
     let done =
@@ -157,7 +157,7 @@ pub struct ReplayRequest {
 
 /// Re-deliver a subscription's events after a position (admin), dead-lettered ones included.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/replay", request_body = ReplayRequest, security(("bearer" = [])), tag = "webhooks",
-    params(("id" = Uuid, Path)), responses((status = 200, description = "restarted"), (status = 404, body = crate::openapi::ProblemDoc)))]
+    params(("id" = Uuid, Path)), responses((status = 200, description = "restarted"), (status = 404, body = shared::http::problem::ProblemDoc)))]
 pub async fn replay(
     State(state): State<AppState>,
     admin: CurrentAuthor,

@@ -83,7 +83,7 @@ pub async fn list(
 
 /// One active author with a published post.
 #[utoipa::path(get, path = "/v1/authors/{slug}", tag = "authors", params(("slug" = String, Path)),
-    responses((status = 200, body = AuthorView), (status = 404, body = crate::openapi::ProblemDoc)))]
+    responses((status = 200, body = AuthorView), (status = 404, body = shared::http::problem::ProblemDoc)))]
 pub async fn by_slug(
     State(state): State<AppState>,
     headers: HeaderMap,

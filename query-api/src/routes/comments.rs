@@ -39,7 +39,7 @@ struct CommentPage {
 /// Approved comments of a published post: `{comments: [...], next_cursor}`.
 #[utoipa::path(get, path = "/v1/posts/{slug}/comments", tag = "comments",
     params(("slug" = String, Path), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "oldest first"), (status = 404, body = crate::openapi::ProblemDoc)))]
+    responses((status = 200, description = "oldest first"), (status = 404, body = shared::http::problem::ProblemDoc)))]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,9 +1,9 @@
 //! The query API's routes, one module per feature, merged here.
 
-pub mod author;
 pub mod authors;
 pub mod comments;
 pub mod feeds;
+pub mod own_posts;
 pub mod posts;
 pub mod search;
 pub mod tags;
@@ -14,7 +14,7 @@ use crate::AppState;
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .merge(posts::router())
-        .merge(author::router())
+        .merge(own_posts::router())
         .merge(authors::router())
         .merge(comments::router())
         .merge(tags::router())

@@ -69,7 +69,7 @@ fn decode_cursor(raw: &str) -> Option<(f64, Uuid)> {
 /// Full-text search: `{results: [...], next_cursor}`.
 #[utoipa::path(get, path = "/v1/search", tag = "search",
     params(("q" = String, Query, min_length = 1, max_length = 200, description = "websearch syntax, 1 to 200 characters"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "ranked results with snippets"), (status = 422, body = crate::openapi::ProblemDoc)))]
+    responses((status = 200, description = "ranked results with snippets"), (status = 422, body = shared::http::problem::ProblemDoc)))]
 pub async fn search(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -108,18 +108,7 @@ pub async fn search(
         let mut results: Vec<SearchResult> = rows
             .into_iter()
             .map(|r| SearchResult {
-                post: PostSummary {
-                    id: r.id,
-                    slug: r.slug,
-                    title: r.title,
-                    summary: r.summary,
-                    author: r.author.0,
-                    tags: r.tags.0,
-                    published_at: r.published_at,
-                    updated_at: r.updated_at,
-                    reading_time_minutes: r.reading_time_minutes,
-                    comment_count: r.comment_count,
-                },
+                post: shared::post_summary!(r),
                 rank: r.rank,
                 snippet: shared::read::render::highlighted_excerpt(&r.snippet),
             })

@@ -45,7 +45,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResu
 
 /// One tag.
 #[utoipa::path(get, path = "/v1/tags/{slug}", tag = "tags", params(("slug" = String, Path)),
-    responses((status = 200, body = TagView), (status = 404, body = crate::openapi::ProblemDoc)))]
+    responses((status = 200, body = TagView), (status = 404, body = shared::http::problem::ProblemDoc)))]
 pub async fn by_slug(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -18,6 +18,19 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
+/// Who a request's bearer token speaks for: None without a token, an error when it is not valid.
+pub fn bearer_subject(headers: &axum::http::HeaderMap, keys: &JwtKeys) -> Result<Option<Uuid>, AuthError> {
+    bearer_token(headers).map(|token| keys.verify(token).map(|c| c.sub)).transpose()
+}
+
+/// The author `id`, folded from their stream, if they exist and are active: whom a valid token may act as.
+pub async fn active_author(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+) -> Result<Option<crate::domain::author::Author>, sqlx::Error> {
+    Ok(crate::store::streams::load_author(conn, id).await?.filter(|a| a.active))
+}
+
 pub const ISSUER: &str = "pressroom";
 pub const AUDIENCE: &str = "pressroom";
 /// The session lifetime when `PRESSROOM_SESSION_TTL` is not set.

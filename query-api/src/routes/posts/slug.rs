@@ -1,166 +1,27 @@
-//! Public post reads: the keyset-paginated list and a single post by slug (with ETag/304, 301 from old
-//! slugs, and the event-store fallback for a token the projection has not reached).
-
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use shared::domain::post::PostStatus;
-use shared::read::model::{AuthorRef, PostDetail, PostSummary, TagRef};
-use shared::store::db::{ReadRoute, ReadSource};
-use sqlx::types::Json as SqlJson;
-use uuid::Uuid;
+//! A single published post by slug: process cache, Redis, replica, primary — with ETag/304, 301 from old
+//! slugs, and the event-store fallback for a token no projection has reached.
 
 use std::sync::Arc;
 
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use shared::domain::post::PostStatus;
+use shared::read::model::{AuthorRef, PostDetail, TagRef};
+use shared::store::db::{ReadRoute, ReadSource};
 use shared::store::position::{LogPosition, MIN_POSITION_HEADER};
+use sqlx::types::Json as SqlJson;
 use sqlx::PgPool;
+use uuid::Uuid;
 
+use super::PROJECTIONS;
 use crate::cache::{PostEntry, SlugEntry};
 use crate::consistency::{min_position, stamp};
 use crate::error::{ReadError, ReadResult};
-use crate::page;
 use crate::{etag, AppState};
-
-const PROJECTIONS: &[&str] = &["posts"];
-
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/posts", get(list)).route("/v1/posts/{slug}", get(by_slug))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct PostPage {
-    posts: Vec<PostSummary>,
-    next_cursor: Option<String>,
-}
-
-/// The columns of a post summary, shared by every list-shaped read.
-pub(crate) struct SummaryRow {
-    pub(crate) id: Uuid,
-    pub(crate) slug: String,
-    pub(crate) title: String,
-    pub(crate) summary: Option<String>,
-    pub(crate) author: SqlJson<AuthorRef>,
-    pub(crate) tags: SqlJson<Vec<TagRef>>,
-    pub(crate) published_at: Option<DateTime<Utc>>,
-    pub(crate) updated_at: DateTime<Utc>,
-    pub(crate) reading_time_minutes: i32,
-    pub(crate) comment_count: i32,
-}
-
-impl From<SummaryRow> for PostSummary {
-    fn from(r: SummaryRow) -> Self {
-        PostSummary {
-            id: r.id,
-            slug: r.slug,
-            title: r.title,
-            summary: r.summary,
-            author: r.author.0,
-            tags: r.tags.0,
-            published_at: r.published_at,
-            updated_at: r.updated_at,
-            reading_time_minutes: r.reading_time_minutes,
-            comment_count: r.comment_count,
-        }
-    }
-}
-
-/// A keyset cursor: the (published_at, id) of the last post on the previous page.
-pub(crate) fn encode_cursor(published_at: DateTime<Utc>, id: Uuid) -> String {
-    format!("{}.{}", published_at.timestamp_micros(), id.simple())
-}
-
-pub(crate) fn decode_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let (micros, id) = raw.split_once('.')?;
-    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::try_parse(id).ok()?))
-}
-
-/// Published posts, newest first, keyset-paginated.
-#[utoipa::path(get, path = "/v1/posts", tag = "posts",
-    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query),
-        ("tag" = Option<String>, Query, description = "tag slug"), ("author" = Option<String>, Query, description = "author slug"),
-        ("Pressroom-Min-Position" = Option<i64>, Header, minimum = 1, description = "read your writes: a position a command returned")),
-    responses((status = 200, body = PostPage), (status = 400, body = crate::openapi::ProblemDoc), (status = 422, body = crate::openapi::ProblemDoc)))]
-#[tracing::instrument(skip_all)]
-pub async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> ReadResult<Response> {
-    let limit = page::limit(&params)?;
-    let cursor = page::cursor(&params, decode_cursor)?;
-    let tag = params.get("tag").filter(|t| !t.is_empty());
-    let author = params.get("author").filter(|a| !a.is_empty());
-    let token = min_position(&state, &headers).await?;
-    let query = ListQuery { limit, cursor, tag: tag.cloned(), author: author.cloned() };
-    if token.is_some() {
-        let page = load_list(&state, &query, token).await?;
-        return Ok(list_response(&headers, &page, page.source));
-    }
-    let generation = state.cache.list_generation();
-    let key = format!("{generation}|{limit}|{:?}|{:?}|{:?}", query.cursor, query.tag, query.author);
-    if let Some(hit) = state.cache.lists.get(&key).await {
-        return Ok(list_response(&headers, &hit, ReadSource::Cache));
-    }
-    let page =
-        state.cache.lists.try_get_with(key, async { load_list(&state, &query, None).await.map(Arc::new) }).await?;
-    Ok(list_response(&headers, &page, page.source))
-}
-
-/// A serialized list page, as cached and served.
-pub struct ListPage {
-    body: Bytes,
-    etag: HeaderValue,
-    position: i64,
-    source: ReadSource,
-}
-
-struct ListQuery {
-    limit: i64,
-    cursor: Option<(DateTime<Utc>, Uuid)>,
-    tag: Option<String>,
-    author: Option<String>,
-}
-
-fn list_response(headers: &HeaderMap, page: &ListPage, source: ReadSource) -> Response {
-    let res = etag::conditional(headers, "application/json", page.body.clone(), page.etag.clone());
-    stamp(res, page.position, source)
-}
-
-/// One page from the database the route (and token) selects, serialized.
-async fn load_list(state: &AppState, q: &ListQuery, token: Option<LogPosition>) -> ReadResult<ListPage> {
-    let chosen = state.reads.choose(ReadRoute::Replica, PROJECTIONS, token).await?;
-    let tag_filter = q.tag.as_ref().map(|t| serde_json::json!([{ "slug": t }]));
-    let rows = sqlx::query_as!(
-        SummaryRow,
-        r#"select id, slug, title, summary, author as "author: SqlJson<AuthorRef>", tags as "tags: SqlJson<Vec<TagRef>>",
-                  published_at, updated_at, reading_time_minutes, comment_count
-           from read.posts
-           where status = 'published'
-             and ($1::timestamptz is null or (published_at, id) < ($1, $2))
-             and ($3::jsonb is null or tags @> $3)
-             and ($4::text is null or author_id = (select a.id from read.post_authors a where a.slug = $4))
-           order by published_at desc, id desc
-           limit $5"#,
-        q.cursor.map(|c| c.0),
-        q.cursor.map(|c| c.1),
-        tag_filter,
-        q.author.as_deref(),
-        q.limit + 1,
-    )
-    .fetch_all(&chosen.pool);
-    let rows = shared::service::metrics::timed_query("posts.list", chosen.source.as_str(), rows).await?;
-    let mut posts: Vec<PostSummary> = rows.into_iter().map(PostSummary::from).collect();
-    let next_cursor = page::next_cursor(&mut posts, q.limit, |p| p.published_at.map(|at| encode_cursor(at, p.id)));
-    let body = Bytes::from(serde_json::to_vec(&PostPage { posts, next_cursor }).unwrap_or_default());
-    Ok(ListPage { etag: etag::of(&body), body, position: chosen.position.global_position, source: chosen.source })
-}
 
 struct DetailRow {
     id: Uuid,
@@ -185,24 +46,7 @@ struct DetailRow {
 
 impl DetailRow {
     fn into_detail(self) -> PostDetail {
-        PostDetail {
-            summary: PostSummary {
-                id: self.id,
-                slug: self.slug,
-                title: self.title,
-                summary: self.summary,
-                author: self.author.0,
-                tags: self.tags.0,
-                published_at: self.published_at,
-                updated_at: self.updated_at,
-                reading_time_minutes: self.reading_time_minutes,
-                comment_count: self.comment_count,
-            },
-            body_html: self.body_html,
-            version: self.version,
-            cover_image_url: self.cover_image_url,
-            status: self.status,
-        }
+        shared::post_detail!(self)
     }
 }
 
@@ -271,7 +115,8 @@ async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
         // A client's bad input is the same on every database; only a failing replica is worth a second read.
         Err(e) if source == ReadSource::Replica && !matches!(e, ReadError::BadRequest(_)) => {
             tracing::warn!(error = %e, "replica read failed; reading the primary");
-            load_from(&state.reads.primary, ReadSource::Primary, slug).await
+            let (pool, source) = state.reads.route(ReadRoute::Primary);
+            load_from(&pool, source, slug).await
         }
         other => other,
     };
@@ -286,7 +131,7 @@ async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
 #[utoipa::path(get, path = "/v1/posts/{slug}", tag = "posts",
     params(("slug" = String, Path), ("If-None-Match" = Option<String>, Header), ("Pressroom-Min-Position" = Option<i64>, Header, minimum = 1, description = "read your writes: a position a command returned")),
     responses((status = 200, body = shared::read::model::PostDetail), (status = 301, description = "moved to the current slug"),
-        (status = 304, description = "not modified"), (status = 404, body = crate::openapi::ProblemDoc)))]
+        (status = 304, description = "not modified"), (status = 404, body = shared::http::problem::ProblemDoc)))]
 #[tracing::instrument(skip_all, fields(slug = %slug))]
 pub async fn by_slug(
     State(state): State<AppState>,
@@ -365,7 +210,7 @@ fn respond(entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -
 
 /// Answers a single post from its events when no projection has reached the client's token.
 async fn from_events(state: &AppState, slug: &str, token: i64) -> ReadResult<Response> {
-    let mut conn = state.reads.primary.acquire().await?;
+    let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
     let Some(id) = shared::store::streams::post_id_by_slug(&mut conn, slug).await? else {
         return Err(ReadError::NotFound("post"));
     };
@@ -411,32 +256,4 @@ fn surrogate_keys(post: &PostDetail) -> HeaderValue {
 
 fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_rejected() {
-        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap_or_default();
-        let id = Uuid::now_v7();
-        assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
-        assert_eq!(decode_cursor("nope"), None);
-        assert_eq!(decode_cursor("1.zzz"), None);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_cursor_round_trips_and_any_text_decodes_without_panicking(
-            micros in -62_000_000_000_000_000i64..253_000_000_000_000_000i64,
-            id in proptest::array::uniform16(proptest::num::u8::ANY),
-            garbage in "\\PC{0,80}",
-        ) {
-            let at = DateTime::from_timestamp_micros(micros).unwrap_or_default();
-            let id = Uuid::from_bytes(id);
-            proptest::prop_assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
-            let _ = decode_cursor(&garbage);
-        }
-    }
 }

@@ -1,4 +1,4 @@
-//! Author reads (JWT): one's own posts in any status (editors and admins see all), a post by id with
+//! An author's own posts (JWT): their posts in any status (editors and admins see all), a post by id with
 //! drafts included, its version history, and the post as it was at a version or a moment — folded from
 //! the post's events, so they are exact whatever the projections' lag.
 
@@ -42,13 +42,12 @@ impl FromRequestParts<AppState> for Reader {
     type Rejection = ReadError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = shared::http::auth::bearer_token(&parts.headers).ok_or(ReadError::Unauthorized)?;
-        let claims = state.keys.verify(token).map_err(|_| ReadError::Unauthorized)?;
-        let mut conn = state.reads.primary.acquire().await?;
-        match streams::load_author(&mut conn, claims.sub).await? {
-            Some(a) if a.active => Ok(Reader(a)),
-            _ => Err(ReadError::Unauthorized),
-        }
+        let id = shared::http::auth::bearer_subject(&parts.headers, &state.keys)
+            .map_err(|_| ReadError::Unauthorized)?
+            .ok_or(ReadError::Unauthorized)?;
+        let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
+        let author = shared::http::auth::active_author(&mut conn, id).await?;
+        author.map(Reader).ok_or(ReadError::Unauthorized)
     }
 }
 
@@ -125,7 +124,7 @@ pub async fn list(
 
 /// Folds the post as far as `until` from the event store on the primary.
 async fn fold(state: &AppState, reader: &Reader, id: Uuid, until: Until) -> ReadResult<Response> {
-    let mut conn = state.reads.primary.acquire().await?;
+    let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
     let loaded = streams::load::<Post>(&mut conn, id, until).await?;
     let Loaded { state: post, position } =
         loaded.filter(|l| reader.may_read(&l.state)).ok_or(ReadError::NotFound("post"))?;
@@ -191,7 +190,7 @@ pub struct Version {
 #[utoipa::path(get, path = "/v1/author/posts/{id}/versions", tag = "author", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = VersionList)))]
 pub async fn versions(State(state): State<AppState>, reader: Reader, IdPath(id): IdPath) -> ReadResult<Response> {
-    let mut conn = state.reads.primary.acquire().await?;
+    let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
     let events = shared::store::event_store::read_stream(&mut conn, id, None).await?;
     streams::load_post(&mut conn, id).await?.filter(|p| reader.may_read(p)).ok_or(ReadError::NotFound("post"))?;
     let versions: Vec<Version> = events
