@@ -112,19 +112,8 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited(secs) => {
                 Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail).with_retry_after(secs)
             }
-            ApiError::Unavailable(e) => {
-                tracing::warn!(error = %e, "database unavailable");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    Some("the database is unavailable; retry shortly".into()),
-                )
-                .with_retry_after(2)
-            }
-            ApiError::Internal(e) => {
-                tracing::error!(error = ?e, "internal error");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", Some("an internal error occurred".into()))
-            }
+            ApiError::Unavailable(e) => Problem::unavailable(&e),
+            ApiError::Internal(e) => Problem::internal(&e),
             ApiError::Problem(p) => *p,
         };
         problem.into_response()

@@ -135,15 +135,7 @@ async fn claim(
         let abandoned = row.status_code.is_none() && row.age > ABANDONED_AFTER_SECS;
         if expired || abandoned {
             // Take the key over (expired, or its first request died without an answer).
-            sqlx::query!(
-                "delete from idempotency_keys where principal = $1 and method = $2 and path = $3 and key = $4",
-                principal,
-                method,
-                path,
-                key
-            )
-            .execute(&state.pool)
-            .await?;
+            release(state, Scope { principal, method, path, key }).await?;
             continue;
         }
         if row.request_hash != hash {
@@ -164,6 +156,20 @@ async fn claim(
     Err(ApiError::Conflict("a request with this Idempotency-Key is still in flight".into()))
 }
 
+/// Frees the key: it may be used again.
+async fn release(state: &AppState, Scope { principal, method, path, key }: Scope<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "delete from idempotency_keys where principal = $1 and method = $2 and path = $3 and key = $4",
+        principal,
+        method,
+        path,
+        key
+    )
+    .execute(&state.pool)
+    .await?;
+    Ok(())
+}
+
 /// Stores the reply (or frees the key after a 5xx, so the client may retry) and returns it.
 async fn record(
     state: &AppState,
@@ -172,15 +178,7 @@ async fn record(
 ) -> Result<Response, ApiError> {
     let (parts, body) = res.into_parts();
     if parts.status.is_server_error() {
-        sqlx::query!(
-            "delete from idempotency_keys where principal = $1 and method = $2 and path = $3 and key = $4",
-            principal,
-            method,
-            path,
-            key
-        )
-        .execute(&state.pool)
-        .await?;
+        release(state, Scope { principal, method, path, key }).await?;
         return Ok(Response::from_parts(parts, body));
     }
     let bytes = to_bytes(body, usize::MAX).await.map_err(|e| ApiError::Internal(Box::new(e)))?;

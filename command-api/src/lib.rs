@@ -17,7 +17,7 @@ use shared::http::auth::JwtKeys;
 use shared::http::rate_limit::RateLimiter;
 use shared::service::config::Config;
 use shared::store::db::StatementConnections;
-use shared::store::event_store::AppendSignal;
+use shared::store::notify::AppendSignal;
 use sqlx::PgPool;
 
 /// Bodies over 1 MiB are refused with 413.

@@ -48,48 +48,36 @@ pub async fn run(pool: PgPool, retention: Retention, shutdown: CancellationToken
 
 /// One sweep: every expired row of each kind, `BATCH` rows per statement.
 pub async fn purge(pool: &PgPool, retention: Retention) -> Result<Purged, sqlx::Error> {
-    let idempotency_keys = in_batches(|| {
-        sqlx::query!(
-            "delete from idempotency_keys where ctid = any(array(
-                select ctid from idempotency_keys where created_at < now() - make_interval(secs => $1) limit $2))",
-            retention.idempotency_ttl.as_secs_f64(),
-            BATCH
-        )
-        .execute(pool)
+    Ok(Purged {
+        idempotency_keys: expire(pool, Expiring::IDEMPOTENCY_KEYS, retention.idempotency_ttl).await?,
+        webhook_deliveries: expire(pool, Expiring::WEBHOOK_DELIVERIES, retention.webhook_log).await?,
+        view_batches: expire(pool, Expiring::VIEW_BATCHES, VIEW_BATCHES_KEPT).await?,
     })
-    .await?;
-    let webhook_deliveries = in_batches(|| {
-        sqlx::query!(
-            "delete from webhook_deliveries where id = any(array(
-                select id from webhook_deliveries where attempted_at < now() - make_interval(secs => $1) limit $2))",
-            retention.webhook_log.as_secs_f64(),
-            BATCH
-        )
-        .execute(pool)
-    })
-    .await?;
-    let view_batches = in_batches(|| {
-        sqlx::query!(
-            "delete from read.view_batches where batch = any(array(
-                select batch from read.view_batches where applied_at < now() - make_interval(secs => $1) limit $2))",
-            VIEW_BATCHES_KEPT.as_secs_f64(),
-            BATCH
-        )
-        .execute(pool)
-    })
-    .await?;
-    Ok(Purged { idempotency_keys, webhook_deliveries, view_batches })
 }
 
-/// Runs a `BATCH`-limited delete until it deletes fewer; the total deleted.
-async fn in_batches<F, Fut>(mut delete: F) -> Result<u64, sqlx::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<sqlx::postgres::PgQueryResult, sqlx::Error>>,
-{
+/// A kind of row that expires: its table, a column that picks rows out, and the time it is dated by.
+struct Expiring {
+    table: &'static str,
+    key: &'static str,
+    dated: &'static str,
+}
+
+impl Expiring {
+    const IDEMPOTENCY_KEYS: Expiring = Expiring { table: "idempotency_keys", key: "ctid", dated: "created_at" };
+    const WEBHOOK_DELIVERIES: Expiring = Expiring { table: "webhook_deliveries", key: "id", dated: "attempted_at" };
+    const VIEW_BATCHES: Expiring = Expiring { table: "read.view_batches", key: "batch", dated: "applied_at" };
+}
+
+/// Deletes the rows of `kind` older than `kept`, `BATCH` at a time until fewer are left; the total deleted.
+async fn expire(pool: &PgPool, kind: Expiring, kept: Duration) -> Result<u64, sqlx::Error> {
+    let Expiring { table, key, dated } = kind;
+    let sql = format!(
+        "delete from {table} where {key} = any(array(
+             select {key} from {table} where {dated} < now() - make_interval(secs => $1) limit $2))"
+    );
     let mut total = 0;
     loop {
-        let n = delete().await?.rows_affected();
+        let n = sqlx::query(&sql).bind(kept.as_secs_f64()).bind(BATCH).execute(pool).await?.rows_affected();
         total += n;
         if n < BATCH as u64 {
             return Ok(total);

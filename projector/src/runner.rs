@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::store::db::{set_search_path, LIVE_SCHEMA};
-use shared::store::event_store;
 use shared::store::position::LogPosition;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
@@ -24,7 +23,7 @@ pub struct RunnerConfig {
     pub poll_interval: Duration,
 }
 
-use shared::store::event_store::EVENTS_CHANNEL;
+use shared::store::notify::EVENTS_CHANNEL;
 
 /// After a batch that emptied the backlog, how long a leader waits before looking again: events that
 /// arrive meanwhile share one batch. The first event after a quiet spell is applied at once.
@@ -322,7 +321,7 @@ pub async fn apply_batch_in<P: Projection>(
     set_search_path(&mut tx, &scope.schema).await?;
     checkpoint::ensure(&mut tx, name).await?;
     let from = checkpoint::load_for_update(&mut tx, name).await?;
-    let mut events = event_store::read_after(&mut tx, from, limit, Some(projection.event_types())).await?;
+    let mut events = shared::store::log::read_after(&mut tx, from, limit, Some(projection.event_types())).await?;
     if let Some(until) = scope.until {
         events.retain(|e| e.log_position() <= until);
     }

@@ -104,7 +104,7 @@ pub async fn publish_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
         }
     }
     if published + changed > 0 {
-        if let Err(e) = shared::store::event_store::notify_appended(pool).await {
+        if let Err(e) = shared::store::notify::notify_appended(pool).await {
             tracing::warn!(error = %e, "cannot notify listeners of published posts; they will poll");
         }
     }

@@ -20,7 +20,7 @@ pub async fn min_position(state: &AppState, headers: &HeaderMap) -> ReadResult<O
             ReadError::BadRequest("Pressroom-Min-Position must be a position a command returned".into())
         })?;
     let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
-    shared::store::event_store::log_position_of(&mut conn, n)
+    shared::store::log::log_position_of(&mut conn, n)
         .await?
         .map(Some)
         .ok_or_else(|| ReadError::BadRequest(format!("Pressroom-Min-Position {n} names no event")))

@@ -66,19 +66,8 @@ impl ReadError {
             ReadError::RateLimited(secs) => {
                 Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail).with_retry_after(*secs)
             }
-            ReadError::Unavailable(e) => {
-                tracing::warn!(error = %e, "database unavailable");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    Some("the database is unavailable; retry shortly".into()),
-                )
-                .with_retry_after(2)
-            }
-            ReadError::Internal(e) => {
-                tracing::error!(error = ?e, "internal error");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", Some("an internal error occurred".into()))
-            }
+            ReadError::Unavailable(e) => Problem::unavailable(e),
+            ReadError::Internal(e) => Problem::internal(e),
             ReadError::Shared(inner) => inner.problem(),
         }
     }

@@ -205,7 +205,7 @@ async fn run(
         Some(a) => a.position,
         None => {
             let mut conn = state.pool.acquire().await?;
-            shared::store::event_store::stream_last_position(&mut conn, id).await?
+            shared::store::log::stream_last_position(&mut conn, id).await?
         }
     };
     Ok(committed(StatusCode::OK, position, AuthorBody::new(author, Some(position))))

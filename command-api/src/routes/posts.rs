@@ -1,6 +1,7 @@
 //! Post commands: create, edit (If-Match required), publish or schedule, unpublish, delete, restore.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{patch, post};
@@ -180,12 +181,10 @@ pub async fn edit(
 #[utoipa::path(post, path = "/v1/posts/{id}/publish", request_body(content = Option<PublishRequest>), security(("bearer" = [])), tag = "posts",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = PostTransitioned), (status = 409, body = shared::http::problem::ProblemDoc, description = "not publishable from its state")))]
-#[tracing::instrument(skip_all, fields(post_id = %id))]
+#[tracing::instrument(skip_all, fields(post_id = %req.id))]
 pub async fn publish(
     State(state): State<AppState>,
-    author: CurrentAuthor,
-    IdPath(id): IdPath,
-    headers: HeaderMap,
+    req: TransitionRequest,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     // The body is optional: empty means "publish now".
@@ -198,62 +197,62 @@ pub async fn publish(
         })?;
         req.at
     };
-    let expected = if_match(&headers)?;
-    let cmd = PostCommand::Publish { at, now: Utc::now() };
-    transition(&state, &author, id, expected, cmd, &headers).await
+    req.run(&state, PostCommand::Publish { at, now: Utc::now() }).await
 }
 
 /// Return a published or scheduled post to draft.
 #[utoipa::path(post, path = "/v1/posts/{id}/unpublish", security(("bearer" = [])), tag = "posts",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, body = PostTransitioned)))]
-pub async fn unpublish(
-    State(state): State<AppState>,
-    author: CurrentAuthor,
-    IdPath(id): IdPath,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let expected = if_match(&headers)?;
-    transition(&state, &author, id, expected, PostCommand::Unpublish, &headers).await
+pub async fn unpublish(State(state): State<AppState>, req: TransitionRequest) -> ApiResult<Response> {
+    req.run(&state, PostCommand::Unpublish).await
 }
 
 /// Soft-delete a post.
 #[utoipa::path(delete, path = "/v1/posts/{id}", security(("bearer" = [])), tag = "posts",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, body = PostTransitioned)))]
-pub async fn delete(
-    State(state): State<AppState>,
-    author: CurrentAuthor,
-    IdPath(id): IdPath,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let expected = if_match(&headers)?;
-    transition(&state, &author, id, expected, PostCommand::Delete, &headers).await
+pub async fn delete(State(state): State<AppState>, req: TransitionRequest) -> ApiResult<Response> {
+    req.run(&state, PostCommand::Delete).await
 }
 
 /// Restore a deleted post to draft.
 #[utoipa::path(post, path = "/v1/posts/{id}/restore", security(("bearer" = [])), tag = "posts",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), responses((status = 200, body = PostTransitioned)))]
-pub async fn restore(
-    State(state): State<AppState>,
-    author: CurrentAuthor,
-    IdPath(id): IdPath,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let expected = if_match(&headers)?;
-    transition(&state, &author, id, expected, PostCommand::Restore, &headers).await
+pub async fn restore(State(state): State<AppState>, req: TransitionRequest) -> ApiResult<Response> {
+    req.run(&state, PostCommand::Restore).await
 }
 
-async fn transition(
-    state: &AppState,
-    author: &CurrentAuthor,
+/// A state change's request: the author, the post, the optional If-Match, and the headers that go into
+/// the event's metadata.
+pub struct TransitionRequest {
+    author: CurrentAuthor,
     id: Uuid,
     expected: Option<i32>,
-    cmd: PostCommand,
-    headers: &HeaderMap,
-) -> ApiResult<Response> {
-    let (post, appended) = run(state, author, id, expected, cmd, headers).await?;
-    let body =
-        PostTransitioned { id, status: post.status.as_str(), version: post.version, position: appended.position };
-    Ok(committed(StatusCode::OK, appended.position, body))
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for TransitionRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let author = CurrentAuthor::from_request_parts(parts, state).await?;
+        let IdPath(id) = IdPath::from_request_parts(parts, state).await.map_err(|p| ApiError::Problem(Box::new(p)))?;
+        let expected = if_match(&parts.headers)?;
+        Ok(TransitionRequest { author, id, expected, headers: parts.headers.clone() })
+    }
+}
+
+impl TransitionRequest {
+    /// Runs `cmd` on the post; answers its new status, version and position.
+    async fn run(self, state: &AppState, cmd: PostCommand) -> ApiResult<Response> {
+        let (post, appended) = run(state, &self.author, self.id, self.expected, cmd, &self.headers).await?;
+        let body = PostTransitioned {
+            id: self.id,
+            status: post.status.as_str(),
+            version: post.version,
+            position: appended.position,
+        };
+        Ok(committed(StatusCode::OK, appended.position, body))
+    }
 }
 
 /// Runs a command; a lost race against a concurrent writer with an If-Match becomes 412 with the
@@ -276,7 +275,7 @@ async fn run(
     {
         Err(shared::write::WriteError::Concurrent) if expected.is_some() => {
             let mut conn = state.pool.acquire().await?;
-            let current = shared::store::event_store::stream_version(&mut conn, id).await?;
+            let current = shared::store::log::stream_version(&mut conn, id).await?;
             Err(ApiError::PreconditionFailed { expected: expected.unwrap_or_default(), current })
         }
         other => Ok(other?),

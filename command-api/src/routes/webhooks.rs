@@ -96,7 +96,7 @@ pub async fn create(
         Some(p) => p,
         None => {
             let mut conn = state.pool.acquire().await?;
-            shared::store::event_store::head(&mut conn).await?
+            shared::store::log::head(&mut conn).await?
         }
     };
     let id = Uuid::now_v7();

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use shared::store::event_store::{self, RecordedEvent};
+use shared::store::event_store::RecordedEvent;
 use shared::store::position::LogPosition;
 use sqlx::PgPool;
 
@@ -61,7 +61,7 @@ async fn read_log(pool: PgPool, chunks: tokio::sync::mpsc::Sender<Result<Vec<Rec
     };
     let mut at = LogPosition::START;
     loop {
-        let chunk = event_store::read_after(&mut conn, at, FOLD_CHUNK, Some(posts::EVENT_TYPES)).await;
+        let chunk = shared::store::log::read_after(&mut conn, at, FOLD_CHUNK, Some(posts::EVENT_TYPES)).await;
         let next = match &chunk {
             Ok(events) if events.len() as i64 == FOLD_CHUNK => events.last().map(|e| e.log_position()),
             _ => None,

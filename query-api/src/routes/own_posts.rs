@@ -191,7 +191,7 @@ pub struct Version {
     params(("id" = Uuid, Path)), responses((status = 200, body = VersionList)))]
 pub async fn versions(State(state): State<AppState>, reader: Reader, IdPath(id): IdPath) -> ReadResult<Response> {
     let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
-    let events = shared::store::event_store::read_stream(&mut conn, id, None).await?;
+    let events = shared::store::log::read_stream(&mut conn, id, None).await?;
     streams::load_post(&mut conn, id).await?.filter(|p| reader.may_read(p)).ok_or(ReadError::NotFound("post"))?;
     let versions: Vec<Version> = events
         .iter()

@@ -27,6 +27,23 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// 503 with `Retry-After: 2` for a database that cannot be reached; the cause is logged, not shown.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "database unavailable");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Some("the database is unavailable; retry shortly".into()),
+        )
+        .with_retry_after(2)
+    }
+
+    /// 500; the cause is logged, never shown.
+    pub fn internal(cause: &dyn std::fmt::Debug) -> Self {
+        tracing::error!(error = ?cause, "internal error");
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", Some("an internal error occurred".into()))
+    }
+
     /// A problem whose `type` is `https://pressroom.dev/problems/<slug>` and `title` the status reason.
     pub fn new(status: StatusCode, slug: &str, detail: impl Into<Option<String>>) -> Self {
         Problem {

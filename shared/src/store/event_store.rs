@@ -146,7 +146,7 @@ pub async fn append_if(
 ) -> Result<Appended, EventStoreError> {
     let expected_version = expected.as_version();
     if events.is_empty() {
-        let actual = stream_version(&mut *conn, stream_id).await?;
+        let actual = super::log::stream_version(&mut *conn, stream_id).await?;
         if actual != expected_version {
             return Err(EventStoreError::Conflict { stream_id, expected: expected_version, actual });
         }
@@ -155,53 +155,23 @@ pub async fn append_if(
     let rows =
         EventRows::new(std::iter::repeat_n(stream_id, events.len()), stream_type, expected_version, events, metadata);
     let guard = conditions.guard;
-    // The version and guard checks ride along with the insert; the slug is claimed only when they hold.
-    // A stale expectation inserts nothing; a concurrent writer trips `unique (stream_id, version)`.
-    let positions = sqlx::query_scalar!(
-        r#"with ok as (
-               select where (select coalesce(max(version), 0) from events where stream_id = $9) = $10
-                 and ($11::uuid is null or (select coalesce(max(version), 0) from events where stream_id = $11) = $12::int)
-           ), claimed as (
-               insert into slug_reservations (slug, post_id)
-               select $13::text, $9 from ok where $13::text is not null
-               on conflict (slug) do update set slug = excluded.slug returning post_id
-           )
-           insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
-           select u.* from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int2[], $7::jsonb[], $8::jsonb[]) as u, ok
-           where $13::text is null or (select post_id from claimed) = $9
-           returning global_position"#,
-        &rows.ids,
-        &rows.streams,
-        &rows.types,
-        &rows.versions,
-        &rows.event_types,
-        &rows.schema_versions,
-        &rows.payloads as _,
-        &rows.metadatas as _,
-        stream_id,
-        expected_version,
-        guard.map(|g| g.stream_id) as Option<Uuid>,
-        guard.map(|g| g.version) as Option<i32>,
-        conditions.slug,
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.constraint() == Some("events_stream_version_key") => {
-            EventStoreError::Conflict { stream_id, expected: expected_version, actual: expected_version + 1 }
-        }
-        _ => EventStoreError::Database(e),
-    })?;
+    let positions =
+        insert(&mut *conn, &rows, Some((stream_id, expected_version)), conditions).await.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.constraint() == Some("events_stream_version_key") => {
+                EventStoreError::Conflict { stream_id, expected: expected_version, actual: expected_version + 1 }
+            }
+            _ => EventStoreError::Database(e),
+        })?;
     if let Some(position) = positions.into_iter().max() {
         return Ok(Appended { version: expected_version + events.len() as i32, position });
     }
     // Nothing was appended: say which condition failed.
-    let actual = stream_version(&mut *conn, stream_id).await?;
+    let actual = super::log::stream_version(&mut *conn, stream_id).await?;
     if actual != expected_version {
         return Err(EventStoreError::Conflict { stream_id, expected: expected_version, actual });
     }
     if let Some(g) = guard {
-        if stream_version(&mut *conn, g.stream_id).await? != g.version {
+        if super::log::stream_version(&mut *conn, g.stream_id).await? != g.version {
             return Err(EventStoreError::GuardMoved(g.stream_id));
         }
     }
@@ -238,9 +208,33 @@ pub async fn append_new_posts(conn: &mut PgConnection, posts: &[NewPost<'_>]) ->
             p.metadata,
         ));
     }
-    sqlx::query!(
-        "insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
-         select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int2[], $7::jsonb[], $8::jsonb[])",
+    insert(&mut *conn, &rows, None, Conditions::default()).await?;
+    Ok(claimed)
+}
+
+/// Inserts `rows` in one statement, only if the stream of `check` is at its version, the guard holds and
+/// the slug could be claimed for that stream (claimed only when the checks hold). A stale expectation
+/// inserts nothing; a concurrent writer trips `unique (stream_id, version)`. Returns the new positions.
+async fn insert(
+    conn: &mut PgConnection,
+    rows: &EventRows<'_>,
+    check: Option<(Uuid, i32)>,
+    conditions: Conditions<'_>,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let guard = conditions.guard;
+    sqlx::query_scalar!(
+        r#"with ok as (
+               select where ($9::uuid is null or (select coalesce(max(version), 0) from events where stream_id = $9) = $10::int)
+                 and ($11::uuid is null or (select coalesce(max(version), 0) from events where stream_id = $11) = $12::int)
+           ), claimed as (
+               insert into slug_reservations (slug, post_id)
+               select $13::text, $9 from ok where $13::text is not null
+               on conflict (slug) do update set slug = excluded.slug returning post_id
+           )
+           insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
+           select u.* from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int2[], $7::jsonb[], $8::jsonb[]) as u, ok
+           where $13::text is null or (select post_id from claimed) = $9
+           returning global_position"#,
         &rows.ids,
         &rows.streams,
         &rows.types,
@@ -249,10 +243,14 @@ pub async fn append_new_posts(conn: &mut PgConnection, posts: &[NewPost<'_>]) ->
         &rows.schema_versions,
         &rows.payloads as _,
         &rows.metadatas as _,
+        check.map(|c| c.0) as Option<Uuid>,
+        check.map(|c| c.1) as Option<i32>,
+        guard.map(|g| g.stream_id) as Option<Uuid>,
+        guard.map(|g| g.version) as Option<i32>,
+        conditions.slug,
     )
-    .execute(&mut *conn)
-    .await?;
-    Ok(claimed)
+    .fetch_all(conn)
+    .await
 }
 
 /// Events as the columns of `events`, for one `unnest` insert.
@@ -299,158 +297,5 @@ impl<'m> EventRows<'m> {
         self.schema_versions.extend(other.schema_versions);
         self.payloads.extend(other.payloads);
         self.metadatas.extend(other.metadatas);
-    }
-}
-
-/// The stream's last version, 0 when it does not exist.
-pub async fn stream_version(conn: &mut PgConnection, stream_id: Uuid) -> Result<i32, sqlx::Error> {
-    let v =
-        sqlx::query_scalar!(r#"select coalesce(max(version), 0) as "v!" from events where stream_id = $1"#, stream_id)
-            .fetch_one(conn)
-            .await?;
-    Ok(v)
-}
-
-/// `global_position` of the stream's last event, 0 when it does not exist.
-pub async fn stream_last_position(conn: &mut PgConnection, stream_id: Uuid) -> Result<i64, sqlx::Error> {
-    let p = sqlx::query_scalar!(
-        r#"select coalesce(max(global_position), 0) as "p!" from events where stream_id = $1"#,
-        stream_id
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(p)
-}
-
-/// Every event of a stream in version order, up to `max_version` when given.
-pub async fn read_stream(
-    conn: &mut PgConnection,
-    stream_id: Uuid,
-    max_version: Option<i32>,
-) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    sqlx::query_as!(
-        RecordedEvent,
-        r#"select global_position, transaction_id::text::bigint as "transaction_id!", event_id, stream_id, stream_type,
-                  version, event_type, schema_version, payload as "payload: Json<Box<RawValue>>", metadata, recorded_at
-           from events where stream_id = $1 and version <= coalesce($2, 2147483647)
-           order by version"#,
-        stream_id,
-        max_version,
-    )
-    .fetch_all(conn)
-    .await
-}
-
-/// Up to `limit` events after `after` in projection order, only from transactions that can no longer
-/// commit late: `transaction_id` below the current snapshot's xmin. Resuming by the pair
-/// (transaction_id, global_position), never by position alone, is what keeps late commits from being skipped.
-///
-/// With `payloads_of` (SQL `LIKE` patterns of event types), the other events come back with a `null` payload
-/// and empty metadata: a reader that only passes them by (to move its checkpoint) is spared their text.
-pub async fn read_after(
-    conn: &mut PgConnection,
-    after: LogPosition,
-    limit: i64,
-    payloads_of: Option<&[&str]>,
-) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    sqlx::query_as!(
-        RecordedEvent,
-        r#"select global_position, transaction_id::text::bigint as "transaction_id!", event_id, stream_id, stream_type,
-                  version, event_type, schema_version,
-                  case when $4::text[] is null or event_type like any($4) then payload else 'null' end
-                      as "payload!: Json<Box<RawValue>>",
-                  case when $4::text[] is null or event_type like any($4) then metadata else '{}' end as "metadata!",
-                  recorded_at
-           from events
-           where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-             and (transaction_id, global_position) > ($1::bigint::text::xid8, $2)
-           order by transaction_id, global_position
-           limit $3"#,
-        after.transaction_id,
-        after.global_position,
-        limit,
-        payloads_of as Option<&[&str]>,
-    )
-    .fetch_all(conn)
-    .await
-}
-
-/// The projection-order position of the event at `global_position`, if such an event exists.
-pub async fn log_position_of(
-    conn: &mut PgConnection,
-    global_position: i64,
-) -> Result<Option<LogPosition>, sqlx::Error> {
-    let tx = sqlx::query_scalar!(
-        r#"select transaction_id::text::bigint as "tx!" from events where global_position = $1"#,
-        global_position
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(tx.map(|t| LogPosition::new(t, global_position)))
-}
-
-/// The newest position in the log (committed), 0 when empty.
-pub async fn head(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    let h =
-        sqlx::query_scalar!(r#"select coalesce(max(global_position), 0) as "h!" from events"#).fetch_one(conn).await?;
-    Ok(h)
-}
-
-/// The channel the projector LISTENs on for "events were committed".
-pub const EVENTS_CHANNEL: &str = "pressroom_events";
-
-/// Tells listeners on [`EVENTS_CHANNEL`] that events were committed, in a short transaction of its own
-/// after the append's commit. A NOTIFY inside the appending transaction would queue every commit behind
-/// PostgreSQL's global notification lock, held through the commit's WAL flush (32 clients: 5,906
-/// inserts/s without it, 1,982 with it). Nothing is lost if this fails: listeners also poll.
-pub async fn notify_appended(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
-    // The notification needs a transaction id; its commit need not wait for the disk.
-    let sql = format!("begin; set local synchronous_commit = off; select pg_notify('{EVENTS_CHANNEL}', ''); commit");
-    sqlx::raw_sql(&sql).execute(pool).await?;
-    Ok(())
-}
-
-/// How long after one NOTIFY the next may go: appends meanwhile share it. A projector that was woken is busy
-/// (and lingers after each batch to look again), so a busy writer's notifications in between would only cost
-/// a transaction each (one for every five `POST /v1/posts` at 2,000/s, measured, without this).
-pub const NOTIFY_SPACING: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Coalesced [`notify_appended`]: each [`AppendSignal::appended`] call is answered by a NOTIFY sent after
-/// it — at once after a quiet spell, else at most [`NOTIFY_SPACING`] after the previous one, which every
-/// append in between shares. The sending task starts on first use and ends with the last clone.
-#[derive(Clone)]
-pub struct AppendSignal {
-    inner: std::sync::Arc<SignalInner>,
-}
-
-struct SignalInner {
-    pool: sqlx::PgPool,
-    pending: tokio::sync::watch::Sender<u64>,
-    started: std::sync::Once,
-}
-
-impl AppendSignal {
-    pub fn new(pool: sqlx::PgPool) -> Self {
-        let (pending, _) = tokio::sync::watch::channel(0);
-        AppendSignal { inner: std::sync::Arc::new(SignalInner { pool, pending, started: std::sync::Once::new() }) }
-    }
-
-    /// Events were committed: wake the listeners (soon, without waiting here). Call inside a Tokio runtime.
-    pub fn appended(&self) {
-        let inner = &self.inner;
-        inner.started.call_once(|| {
-            let mut pending = inner.pending.subscribe();
-            let pool = inner.pool.clone();
-            tokio::spawn(async move {
-                while pending.changed().await.is_ok() {
-                    pending.borrow_and_update();
-                    if let Err(e) = notify_appended(&pool).await {
-                        tracing::warn!(error = %e, "cannot notify listeners of new events; they will poll");
-                    }
-                    tokio::time::sleep(NOTIFY_SPACING).await;
-                }
-            });
-        });
-        inner.pending.send_modify(|n| *n = n.wrapping_add(1));
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod db;
 pub mod event_store;
+pub mod log;
+pub mod notify;
 pub mod position;
 pub mod projections;
 pub mod streams;

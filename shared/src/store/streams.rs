@@ -10,7 +10,6 @@ use crate::domain::author::{self, Author};
 use crate::domain::comment::{self, Comment};
 use crate::domain::post::{self, Post};
 use crate::domain::{DomainEvent, StreamType};
-use crate::store::event_store;
 
 /// A state folded from one stream type's events.
 pub trait Aggregate: Sized {
@@ -71,7 +70,7 @@ pub async fn load<A: Aggregate>(
         Until::Version(v) => Some(v),
         _ => None,
     };
-    let events = event_store::read_stream(conn, id, max_version).await?;
+    let events = crate::store::log::read_stream(conn, id, max_version).await?;
     let mut folded: Option<Loaded<A>> = None;
     for e in &events {
         if e.stream_type != A::STREAM.as_str() {

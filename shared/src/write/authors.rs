@@ -126,19 +126,34 @@ pub async fn set_password(
     Ok(Some(appended))
 }
 
+/// A table of keys each held by one author: (table, key column).
+type Reservations = (&'static str, &'static str);
+const NAMES: Reservations = ("author_name_reservations", "name_key");
+const SLUGS: Reservations = ("author_slug_reservations", "slug");
+
+/// Claims `key` in `table` for author `id`; true when it is (now or already) theirs.
+async fn reserve(
+    conn: &mut PgConnection,
+    (table, column): Reservations,
+    key: &str,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let owner: Uuid = sqlx::query_scalar(&format!(
+        "insert into {table} ({column}, author_id) values ($1, $2)
+         on conflict ({column}) do update set {column} = excluded.{column} returning author_id"
+    ))
+    .bind(key)
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    Ok(owner == id)
+}
+
 /// Reserves `name` (as its case-folded key) for author `id` and frees the name they had before; a name
 /// another author holds is [`WriteError::NameTaken`].
 async fn claim_name(conn: &mut PgConnection, id: Uuid, name: &str) -> Result<(), WriteError> {
     let key = crate::domain::values::name_key(name);
-    let owner = sqlx::query_scalar!(
-        "insert into author_name_reservations (name_key, author_id) values ($1, $2)
-         on conflict (name_key) do update set name_key = excluded.name_key returning author_id",
-        key,
-        id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    if owner != id {
+    if !reserve(&mut *conn, NAMES, &key, id).await? {
         return Err(WriteError::NameTaken(name.to_string()));
     }
     sqlx::query!("delete from author_name_reservations where author_id = $1 and name_key <> $2", id, key)
@@ -208,15 +223,7 @@ pub async fn execute(
             claim_name(&mut tx, id, name).await?;
         }
         if let DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated { slug: Some(slug), .. }) = e {
-            let owner = sqlx::query_scalar!(
-                "insert into author_slug_reservations (slug, author_id) values ($1, $2)
-                 on conflict (slug) do update set slug = excluded.slug returning author_id",
-                slug,
-                id
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            if owner != id {
+            if !reserve(&mut tx, SLUGS, slug, id).await? {
                 return Err(WriteError::SlugTaken(slug.clone()));
             }
         }
