@@ -98,7 +98,8 @@ pub fn standard_layers(router: Router, timeout: Duration) -> Router {
         .layer(PropagateRequestIdLayer::new(header))
         .layer(TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> tracing::Span))
         .layer(crate::http::middleware::LazyTimeoutLayer::new(timeout))
-        .layer(crate::http::middleware::CompressWhenAcceptedLayer);
+        .layer(crate::http::middleware::CompressWhenAcceptedLayer)
+        .map_response(method_not_allowed as fn(Response) -> Response);
     router
         .route("/metrics", axum::routing::get(crate::service::metrics::render))
         .route_layer(axum::middleware::from_fn(crate::service::metrics::track_http))
@@ -284,6 +285,23 @@ fn rejection_is_too_large(detail: &str) -> bool {
 /// Fallback for unknown routes: a problem+json 404.
 pub async fn not_found() -> Response {
     Problem::new(StatusCode::NOT_FOUND, "not-found", Some("no such route".into())).into_response()
+}
+
+/// The router's bare 405 (a known path, another method) as problem+json, its `Allow` header kept.
+fn method_not_allowed(res: Response) -> Response {
+    if res.status() != StatusCode::METHOD_NOT_ALLOWED || res.headers().contains_key(axum::http::header::CONTENT_TYPE) {
+        return res;
+    }
+    let allow = res.headers().get(axum::http::header::ALLOW).cloned();
+    let detail = match allow.as_ref().and_then(|a| a.to_str().ok()) {
+        Some(allowed) => format!("this route answers {allowed}"),
+        None => "this route does not answer this method".to_string(),
+    };
+    let mut problem = Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", Some(detail)).into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(axum::http::header::ALLOW, allow);
+    }
+    problem
 }
 
 /// A `{id}` path segment that must be a UUID; anything else is a problem+json 404 (no such resource).

@@ -247,3 +247,104 @@ impl PostsFold {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::domain::events::{Empty, PostDrafted, PostPublished};
+    use shared::domain::role::Role;
+    use sqlx::types::Json;
+
+    /// `event` as stored at `position` (its transaction numbered alike).
+    fn recorded(stream_id: Uuid, version: i32, position: i64, event: &DomainEvent) -> RecordedEvent {
+        RecordedEvent {
+            global_position: position,
+            transaction_id: position,
+            event_id: Uuid::now_v7(),
+            stream_id,
+            stream_type: String::new(),
+            version,
+            event_type: event.event_type().to_string(),
+            schema_version: 1,
+            payload: Json(event.payload_json()),
+            metadata: serde_json::Value::Null,
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    /// Feeds `events` (stream id, version, event) through `fold` at consecutive positions.
+    fn feed(fold: &mut PostsFold, events: Vec<(Uuid, i32, DomainEvent)>) -> Vec<PostEffect> {
+        let mut effects = Vec::new();
+        for (n, (stream_id, version, event)) in events.into_iter().enumerate() {
+            let recorded = recorded(stream_id, version, n as i64 + 1, &event);
+            fold.apply(&recorded, &event, &mut effects).unwrap_or_else(|e| panic!("{e}"));
+        }
+        effects
+    }
+
+    fn registered(name: &str) -> DomainEvent {
+        DomainEvent::AuthorRegistered(AuthorRegistered {
+            email: "a@example.com".into(),
+            name: name.into(),
+            slug: name.to_lowercase(),
+            role: Role::Author,
+            bio: None,
+            avatar_url: None,
+        })
+    }
+
+    fn drafted(author_id: Uuid, tags: &[&str]) -> DomainEvent {
+        DomainEvent::PostDrafted(PostDrafted {
+            author_id,
+            title: "Title".into(),
+            slug: "title".into(),
+            body_markdown: "Body".into(),
+            summary: None,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            cover_image_url: None,
+        })
+    }
+
+    #[test]
+    fn a_rename_reaches_a_post_drafted_earlier_in_the_same_fold_and_is_left_for_the_rest_of_the_table() {
+        let (author, post) = (Uuid::now_v7(), Uuid::now_v7());
+        let rename = DomainEvent::AuthorProfileUpdated(AuthorProfileUpdated {
+            name: Some("Renamed".into()),
+            ..AuthorProfileUpdated::default()
+        });
+        let mut fold = PostsFold::default();
+        feed(&mut fold, vec![(author, 1, registered("Ada")), (post, 1, drafted(author, &[])), (author, 2, rename)]);
+        assert_eq!(fold.posts[&post].author.name, "Renamed");
+        assert_eq!(fold.posts[&post].last.global_position, 3, "the row is stamped with the rename");
+        assert_eq!(fold.renamed.get(&author).map(|at| at.global_position), Some(3));
+    }
+
+    #[test]
+    fn publishing_then_unpublishing_counts_a_tag_once_and_takes_it_back() {
+        let (author, post) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut fold = PostsFold::default();
+        let published = DomainEvent::PostPublished(PostPublished { published_at: chrono::Utc::now() });
+        let effects = feed(
+            &mut fold,
+            vec![(author, 1, registered("Bo")), (post, 1, drafted(author, &["Rust"])), (post, 2, published.clone())],
+        );
+        assert_eq!(fold.tags["rust"].delta, 1);
+        assert_eq!(fold.author_counts[&author], 1);
+        assert!(matches!(effects.as_slice(), [PostEffect::Changed(id)] if *id == post), "{effects:?}");
+        feed(&mut fold, vec![(post, 3, DomainEvent::PostUnpublished(Empty {}))]);
+        assert_eq!((fold.tags["rust"].delta, fold.tags["rust"].added), (0, true), "the tag row stays, at zero");
+        assert_eq!(fold.author_counts[&author], 0);
+    }
+
+    #[test]
+    fn an_event_already_applied_is_passed_by_and_a_gap_in_versions_halts() {
+        let (author, post) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut fold = PostsFold::default();
+        feed(&mut fold, vec![(author, 1, registered("Cy")), (post, 1, drafted(author, &[]))]);
+        let again = feed(&mut fold, vec![(post, 1, drafted(author, &[]))]);
+        assert!(again.is_empty());
+        let recorded = recorded(post, 5, 9, &DomainEvent::PostDeleted(Empty {}));
+        let err = fold.apply(&recorded, &DomainEvent::PostDeleted(Empty {}), &mut Vec::new());
+        assert!(matches!(err, Err(ProjectionError::Invalid { position: 9, .. })), "{err:?}");
+    }
+}
