@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod page;
 pub mod routes;
 pub mod routing;
+pub mod site;
 
 use std::sync::Arc;
 
@@ -26,8 +27,8 @@ use shared::store::db::ReadRoute;
 pub struct AppState {
     pub reads: Arc<ReadPools>,
     pub cache: Arc<ReadCache>,
-    /// `PRESSROOM_PUBLIC_URL`, the base of links in feeds and sitemaps.
-    pub public_url: Arc<str>,
+    /// The public site's settings; its `url` (`PRESSROOM_PUBLIC_URL`) is the base of every absolute link.
+    pub site: Arc<site::Site>,
     /// Verifies author tokens for the `/v1/author/…` reads.
     pub keys: Arc<shared::http::auth::JwtKeys>,
     /// Reads per client IP and minute (`PRESSROOM_RATE_LIMIT_READS`, shared through Redis; 0 disables).
@@ -60,7 +61,7 @@ impl AppState {
         Ok(AppState {
             reads: Arc::new(reads),
             cache: Arc::new(ReadCache::new(&config.redis_url, CACHE_TTL, config.redis_keys.clone())),
-            public_url: Arc::from(config.public_url.as_str()),
+            site: Arc::new(site::Site::from_config(config)),
             keys: Arc::new(shared::http::auth::JwtKeys::new(config.require_jwt_secret()?, config.session_ttl)),
             read_limit: Arc::new(ReadLimit {
                 limiter: shared::http::rate_limit::RateLimiter::new(&config.redis_url, config.redis_keys.clone()),
@@ -78,12 +79,23 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/ready", get(ready))
         .merge(
             routes::router()
+                .merge(site::router())
                 .route_layer(axum::middleware::from_fn_with_state(state.read_limit.clone(), rate_limit_reads)),
         )
         .merge(openapi::router())
-        .fallback(shared::http::not_found)
+        .fallback(not_found)
         .with_state(state);
     shared::http::standard_layers(router, request_timeout)
+}
+
+/// No route: an HTML page for a browser (it asks for `text/html`), problem+json for everyone else.
+async fn not_found(State(state): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    let wants_html =
+        headers.get(axum::http::header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        return site::not_found_page(&state.site, &headers);
+    }
+    shared::http::not_found().await
 }
 
 /// Counts the request against its client's read limit; over it → 429 with Retry-After.

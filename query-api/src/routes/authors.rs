@@ -24,12 +24,12 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AuthorView {
-    id: Uuid,
-    slug: String,
-    name: String,
-    bio: Option<String>,
-    avatar_url: Option<String>,
-    post_count: i32,
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub bio: Option<String>,
+    pub avatar_url: Option<String>,
+    pub post_count: i32,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -90,17 +90,22 @@ pub async fn by_slug(
     Path(slug): Path<String>,
 ) -> ReadResult<Response> {
     projected_read(&state, &headers, "authors.by_slug", ReadRoute::Replica, &["posts"], |pool| async move {
-        sqlx::query_as!(
-            AuthorView,
-            "select id, slug, name, bio, avatar_url, post_count from read.post_authors
-             where slug = $1 and post_count > 0 and active",
-            slug
-        )
-        .fetch_optional(&pool)
-        .await?
-        .ok_or(ReadError::NotFound("author"))
+        find(&pool, &slug).await
     })
     .await
+}
+
+/// The active author with this slug, while they have a published post.
+pub async fn find(pool: &sqlx::PgPool, slug: &str) -> ReadResult<AuthorView> {
+    sqlx::query_as!(
+        AuthorView,
+        "select id, slug, name, bio, avatar_url, post_count from read.post_authors
+         where slug = $1 and post_count > 0 and active",
+        slug
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(ReadError::NotFound("author"))
 }
 
 #[cfg(test)]

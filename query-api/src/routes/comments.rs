@@ -23,17 +23,17 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Serialize)]
-struct CommentView {
-    id: Uuid,
-    author_name: String,
-    body: String,
-    created_at: DateTime<Utc>,
+pub struct CommentView {
+    pub id: Uuid,
+    pub author_name: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Serialize)]
-struct CommentPage {
-    comments: Vec<CommentView>,
-    next_cursor: Option<String>,
+pub struct CommentPage {
+    pub comments: Vec<CommentView>,
+    pub next_cursor: Option<String>,
 }
 
 /// Approved comments of a published post: `{comments: [...], next_cursor}`.
@@ -53,21 +53,31 @@ pub async fn list(
             .fetch_optional(&pool)
             .await?
             .ok_or(ReadError::NotFound("post"))?;
-        let mut comments = sqlx::query_as!(
-            CommentView,
-            r#"select id, author_name, body, created_at from read.comments
-               where post_id = $1 and status = 'approved'
-                 and ($2::timestamptz is null or (created_at, id) > ($2, $3))
-               order by created_at, id limit $4"#,
-            post,
-            cursor.map(|c| c.0),
-            cursor.map(|c| c.1),
-            limit + 1
-        )
-        .fetch_all(&pool)
-        .await?;
-        let next_cursor = page::next_cursor(&mut comments, limit, |c| Some(encode_cursor(c.created_at, c.id)));
-        Ok(CommentPage { comments, next_cursor })
+        approved(&pool, post, limit, cursor).await
     })
     .await
+}
+
+/// A page of the approved comments of post `post`, oldest first, after `cursor`.
+pub async fn approved(
+    pool: &sqlx::PgPool,
+    post: Uuid,
+    limit: i64,
+    cursor: Option<(DateTime<Utc>, Uuid)>,
+) -> ReadResult<CommentPage> {
+    let mut comments = sqlx::query_as!(
+        CommentView,
+        r#"select id, author_name, body, created_at from read.comments
+           where post_id = $1 and status = 'approved'
+             and ($2::timestamptz is null or (created_at, id) > ($2, $3))
+           order by created_at, id limit $4"#,
+        post,
+        cursor.map(|c| c.0),
+        cursor.map(|c| c.1),
+        limit + 1
+    )
+    .fetch_all(pool)
+    .await?;
+    let next_cursor = page::next_cursor(&mut comments, limit, |c| Some(encode_cursor(c.created_at, c.id)));
+    Ok(CommentPage { comments, next_cursor })
 }

@@ -80,17 +80,20 @@ pub async fn feed(State(state): State<AppState>, headers: HeaderMap) -> ReadResu
     )
     .fetch_all(&chosen.pool)
     .await?;
-    let base = &state.public_url;
+    let base = &state.site.url;
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\" xmlns:dc=\"http://purl.org/dc/elements/1.1/\">\n<channel>\n");
     out.push_str(&format!(
-        "<title>Pressroom</title>\n<link>{}</link>\n<description>Latest posts</description>\n<language>en</language>\n",
-        xml_escape(base)
+        "<title>{}</title>\n<link>{}/</link>\n<description>{}</description>\n<language>{}</language>\n",
+        xml_escape(&state.site.title),
+        xml_escape(base),
+        xml_escape(&state.site.description),
+        xml_escape(&state.site.lang)
     ));
     if let Some(latest) = rows.first().and_then(|r| r.published_at) {
         out.push_str(&format!("<lastBuildDate>{}</lastBuildDate>\n", rfc822(latest)));
     }
     for r in &rows {
-        let link = format!("{base}/v1/posts/{}", r.slug);
+        let link = format!("{base}/posts/{}", r.slug);
         out.push_str("<item>\n");
         out.push_str(&format!("<title>{}</title>\n<link>{}</link>\n", xml_escape(&r.title), xml_escape(&link)));
         out.push_str(&format!("<guid isPermaLink=\"false\">{}</guid>\n", r.id));
@@ -119,7 +122,7 @@ pub async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> ReadR
     )
     .fetch_all(&chosen.pool)
     .await?;
-    let base = &state.public_url;
+    let base = &state.site.url;
     let mut out = String::with_capacity(rows.len() * 120 + 200);
     out.push_str(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
@@ -127,7 +130,7 @@ pub async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> ReadR
     for r in rows {
         out.push_str(&format!(
             "<url><loc>{}</loc><lastmod>{}</lastmod></url>\n",
-            xml_escape(&format!("{base}/v1/posts/{}", r.slug)),
+            xml_escape(&format!("{base}/posts/{}", r.slug)),
             r.updated_at.format("%Y-%m-%dT%H:%M:%SZ")
         ));
     }

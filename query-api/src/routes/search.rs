@@ -26,19 +26,19 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Serialize)]
-struct SearchResult {
+pub struct SearchResult {
     #[serde(flatten)]
-    post: PostSummary,
+    pub post: PostSummary,
     rank: f64,
     /// An excerpt as HTML-escaped text whose only markup is `<mark>`…`</mark>` around the matches
     /// (the database marks them with U+E000/U+E001, stripped from the text first).
-    snippet: String,
+    pub snippet: String,
 }
 
 #[derive(Serialize)]
-struct SearchPage {
-    results: Vec<SearchResult>,
-    next_cursor: Option<String>,
+pub struct SearchPage {
+    pub results: Vec<SearchResult>,
+    pub next_cursor: Option<String>,
 }
 
 struct Row {
@@ -61,7 +61,7 @@ fn encode_cursor(rank: f64, id: Uuid) -> String {
     format!("{:x}.{}", rank.to_bits(), id.simple())
 }
 
-fn decode_cursor(raw: &str) -> Option<(f64, Uuid)> {
+pub(crate) fn decode_cursor(raw: &str) -> Option<(f64, Uuid)> {
     let (bits, id) = raw.split_once('.')?;
     Some((f64::from_bits(u64::from_str_radix(bits, 16).ok()?), Uuid::try_parse(id).ok()?))
 }
@@ -75,14 +75,27 @@ pub async fn search(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> ReadResult<Response> {
+    let q = query(&params)?;
+    let limit = page::limit(&params)?;
+    let cursor = page::cursor(&params, decode_cursor)?;
+    projected_read(&state, &headers, "search", ReadRoute::Replica, &["posts"], |pool| async move {
+        run(&pool, &q, limit, cursor).await
+    })
+    .await
+}
+
+/// The `q` parameter, trimmed: 1 to 200 characters, else a 422.
+pub fn query(params: &HashMap<String, String>) -> ReadResult<String> {
     let q = params.get("q").map(|q| q.trim().to_string()).unwrap_or_default();
     if q.is_empty() || q.chars().count() > 200 {
         return Err(ReadError::Validation(vec![FieldError::new("q", "must be 1 to 200 characters")]));
     }
-    let limit = page::limit(&params)?;
-    let cursor = page::cursor(&params, decode_cursor)?;
-    projected_read(&state, &headers, "search", ReadRoute::Replica, &["posts"], |pool| async move {
-        let rows = sqlx::query_as!(
+    Ok(q)
+}
+
+/// One page of results for `q` (websearch syntax), best first, after `cursor`.
+pub async fn run(pool: &sqlx::PgPool, q: &str, limit: i64, cursor: Option<(f64, Uuid)>) -> ReadResult<SearchPage> {
+    let rows = sqlx::query_as!(
             Row,
             r#"select id, slug, title, summary, author as "author: SqlJson<AuthorRef>", tags as "tags: SqlJson<Vec<TagRef>>",
                       published_at, updated_at, reading_time_minutes, comment_count,
@@ -98,25 +111,23 @@ pub async fn search(
                  and ($2::float8 is null or (ts_rank(search, query)::float8, id) < ($2, $3))
                order by 11 desc, id desc
                limit $4"#,
-            q,
-            cursor.map(|c| c.0),
-            cursor.map(|c| c.1),
-            limit + 1
-        )
-        .fetch_all(&pool)
-        .await?;
-        let mut results: Vec<SearchResult> = rows
-            .into_iter()
-            .map(|r| SearchResult {
-                post: shared::post_summary!(r),
-                rank: r.rank,
-                snippet: shared::read::render::highlighted_excerpt(&r.snippet),
-            })
-            .collect();
-        let next_cursor = page::next_cursor(&mut results, limit, |r| Some(encode_cursor(r.rank, r.post.id)));
-        Ok(SearchPage { results, next_cursor })
-    })
-    .await
+        q,
+        cursor.map(|c| c.0),
+        cursor.map(|c| c.1),
+        limit + 1
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut results: Vec<SearchResult> = rows
+        .into_iter()
+        .map(|r| SearchResult {
+            post: shared::post_summary!(r),
+            rank: r.rank,
+            snippet: shared::read::render::highlighted_excerpt(&r.snippet),
+        })
+        .collect();
+    let next_cursor = page::next_cursor(&mut results, limit, |r| Some(encode_cursor(r.rank, r.post.id)));
+    Ok(SearchPage { results, next_cursor })
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TagView {
-    slug: String,
-    name: String,
-    post_count: i32,
+    pub slug: String,
+    pub name: String,
+    pub post_count: i32,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -52,14 +52,15 @@ pub async fn by_slug(
     Path(slug): Path<String>,
 ) -> ReadResult<Response> {
     projected_read(&state, &headers, "tags.by_slug", ReadRoute::Replica, &["posts"], |pool| async move {
-        sqlx::query_as!(
-            TagView,
-            "select slug, name, post_count from read.tags where slug = $1 and post_count > 0",
-            slug
-        )
-        .fetch_optional(&pool)
-        .await?
-        .ok_or(ReadError::NotFound("tag"))
+        find(&pool, &slug).await
     })
     .await
+}
+
+/// The tag with this slug, while a published post has it.
+pub async fn find(pool: &sqlx::PgPool, slug: &str) -> ReadResult<TagView> {
+    sqlx::query_as!(TagView, "select slug, name, post_count from read.tags where slug = $1 and post_count > 0", slug)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(ReadError::NotFound("tag"))
 }

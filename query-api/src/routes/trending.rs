@@ -38,20 +38,24 @@ pub async fn trending(
 ) -> ReadResult<Response> {
     let limit = page::limit(&params)?;
     projected_read(&state, &headers, "trending", ReadRoute::Replica, &["posts"], |pool| async move {
-        let rows = sqlx::query_as!(
-            SummaryRow,
-            r#"select p.id, p.slug, p.title, p.summary, p.author as "author: SqlJson<AuthorRef>",
-                      p.tags as "tags: SqlJson<Vec<TagRef>>", p.published_at, p.updated_at, p.reading_time_minutes,
-                      p.comment_count
-               from read.post_stats s join read.posts p on p.id = s.post_id
-               where p.status = 'published' and s.score > 0
-               order by s.score desc, s.post_id limit $1"#,
-            limit
-        )
-        .fetch_all(&pool)
-        .await?;
-        let posts = rows.into_iter().map(PostSummary::from).collect();
-        Ok(Trending { posts })
+        Ok(Trending { posts: top(&pool, limit).await? })
     })
     .await
+}
+
+/// The `limit` published posts with the highest trending score.
+pub async fn top(pool: &sqlx::PgPool, limit: i64) -> ReadResult<Vec<PostSummary>> {
+    let rows = sqlx::query_as!(
+        SummaryRow,
+        r#"select p.id, p.slug, p.title, p.summary, p.author as "author: SqlJson<AuthorRef>",
+                  p.tags as "tags: SqlJson<Vec<TagRef>>", p.published_at, p.updated_at, p.reading_time_minutes,
+                  p.comment_count
+           from read.post_stats s join read.posts p on p.id = s.post_id
+           where p.status = 'published' and s.score > 0
+           order by s.score desc, s.post_id limit $1"#,
+        limit
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(PostSummary::from).collect())
 }

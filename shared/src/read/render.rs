@@ -72,6 +72,46 @@ pub fn highlighted_excerpt(marked: &str) -> String {
     out
 }
 
+/// The text of (sanitised) HTML: tags dropped, the common entities decoded, whitespace collapsed.
+pub fn text_of(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The first `max` characters of the HTML's text, cut at a word and ended with `…` when longer.
+pub fn excerpt(html: &str, max: usize) -> String {
+    let text = text_of(html);
+    if text.chars().count() <= max {
+        return text;
+    }
+    let cut: String = text.chars().take(max).collect();
+    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(head, _)| head);
+    format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
+}
+
+/// Words in the HTML's text.
+pub fn word_count(html: &str) -> usize {
+    text_of(html).split_whitespace().count()
+}
+
 /// Reading time at 230 words a minute, at least one minute.
 pub fn reading_time_minutes(markdown: &str) -> i32 {
     let words = markdown.split_whitespace().count();
@@ -102,6 +142,15 @@ mod tests {
         );
         assert_eq!(highlighted_excerpt("\u{E001}x\u{E000}\u{E000}y"), "x<mark>y</mark>");
         assert_eq!(escape_html("<a href='x'>"), "&lt;a href=&#39;x&#39;&gt;");
+    }
+
+    #[test]
+    fn text_and_excerpts_come_from_the_html_without_its_markup() {
+        let html = "<h2>Title</h2><p>One &amp; two <em>three</em> four five six</p>";
+        assert_eq!(text_of(html), "Title One & two three four five six");
+        assert_eq!(excerpt(html, 17), "Title One & two…");
+        assert_eq!(excerpt(html, 200), "Title One & two three four five six");
+        assert_eq!(word_count(html), 8);
     }
 
     #[test]

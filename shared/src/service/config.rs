@@ -66,6 +66,28 @@ pub struct Config {
     /// `PRESSROOM_SHUTDOWN_GRACE`: after SIGTERM, how long in-flight requests may finish before the
     /// remaining connections are closed and the process exits.
     pub shutdown_grace: Duration,
+    /// The public site's settings (`PRESSROOM_SITE_*`, `PRESSROOM_ROBOTS_AI`, `PRESSROOM_COMMAND_PUBLIC_URL`).
+    pub site: SiteSettings,
+}
+
+/// What the public site says about itself.
+#[derive(Debug, Clone)]
+pub struct SiteSettings {
+    /// `PRESSROOM_SITE_TITLE`.
+    pub title: String,
+    /// `PRESSROOM_SITE_DESCRIPTION`: the home page's description.
+    pub description: String,
+    /// `PRESSROOM_SITE_LOGO_URL`: the publisher's logo in JSON-LD.
+    pub logo_url: Option<String>,
+    /// `PRESSROOM_SITE_LOCALE`, as Open Graph writes it (`en_US`).
+    pub locale: String,
+    /// `PRESSROOM_SITE_PUBLISHER`: the publisher's name in JSON-LD (the title when unset).
+    pub publisher: String,
+    /// `PRESSROOM_ROBOTS_AI=allow|deny`: whether `robots.txt` lets AI crawlers in.
+    pub robots_ai: bool,
+    /// `PRESSROOM_COMMAND_PUBLIC_URL`: the command API's origin as browsers reach it, for the comment form
+    /// ("" — the default — when one origin serves both, as behind the nginx of `ops/deploy`).
+    pub command_url: String,
 }
 
 /// `PRESSROOM_RATE_LIMIT_*`: requests per minute.
@@ -164,6 +186,37 @@ impl Config {
             webhook_log_retention: duration(&get, "PRESSROOM_WEBHOOK_LOG_RETENTION", "30d")?,
             shutdown_grace: duration(&get, "PRESSROOM_SHUTDOWN_GRACE", "10s")?,
             session_ttl: duration(&get, "PRESSROOM_SESSION_TTL", "1h")?,
+            site: {
+                let title = s("PRESSROOM_SITE_TITLE", "Pressroom");
+                let locale = s("PRESSROOM_SITE_LOCALE", "en_US");
+                if !locale.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || locale.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        name: "PRESSROOM_SITE_LOCALE",
+                        value: locale,
+                        reason: "expected a locale such as en_US".into(),
+                    });
+                }
+                let robots = s("PRESSROOM_ROBOTS_AI", "allow");
+                SiteSettings {
+                    publisher: get("PRESSROOM_SITE_PUBLISHER").unwrap_or_else(|| title.clone()),
+                    description: s("PRESSROOM_SITE_DESCRIPTION", "Writing on systems, published with Pressroom."),
+                    logo_url: get("PRESSROOM_SITE_LOGO_URL").filter(|u| !u.is_empty()),
+                    robots_ai: match robots.as_str() {
+                        "allow" => true,
+                        "deny" => false,
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                name: "PRESSROOM_ROBOTS_AI",
+                                value: robots,
+                                reason: "expected allow or deny".into(),
+                            })
+                        }
+                    },
+                    command_url: s("PRESSROOM_COMMAND_PUBLIC_URL", "").trim_end_matches('/').to_string(),
+                    title,
+                    locale,
+                }
+            },
             webhook_allow_private: matches!(
                 get("PRESSROOM_WEBHOOK_ALLOW_PRIVATE").as_deref(),
                 Some("1" | "true" | "yes")

@@ -83,34 +83,62 @@ pub async fn list(
     let tag = params.get("tag").filter(|t| !t.is_empty());
     let author = params.get("author").filter(|a| !a.is_empty());
     let token = min_position(&state, &headers).await?;
-    let query = ListQuery { limit, cursor, tag: tag.cloned(), author: author.cloned() };
-    if token.is_some() {
-        let page = load_list(&state, &query, token).await?;
-        return Ok(list_response(&headers, &page, page.source));
-    }
-    let generation = state.cache.list_generation();
-    let key = format!("{generation}|{limit}|{:?}|{:?}|{:?}", query.cursor, query.tag, query.author);
-    if let Some(hit) = state.cache.lists.get(&key).await {
-        return Ok(list_response(&headers, &hit, ReadSource::Cache));
-    }
-    let page =
-        state.cache.lists.try_get_with(key, async { load_list(&state, &query, None).await.map(Arc::new) }).await?;
-    Ok(list_response(&headers, &page, page.source))
+    let query = ListQuery::new(limit, cursor, tag.cloned(), author.cloned());
+    let (page, source) = list_page(&state, &query, token).await?;
+    Ok(list_response(&headers, &page, source))
 }
 
-/// A serialized list page, as cached and served.
+/// A page of published posts: from the process cache (keyed by the list generation) unless a token asks
+/// for read-your-writes; the source to report with it. The JSON route and the site's pages read through it.
+pub async fn list_page(
+    state: &AppState,
+    query: &ListQuery,
+    token: Option<LogPosition>,
+) -> ReadResult<(Arc<ListPage>, ReadSource)> {
+    if token.is_some() {
+        let page = load_list(state, query, token).await?;
+        let source = page.source;
+        return Ok((Arc::new(page), source));
+    }
+    let generation = state.cache.list_generation();
+    let ListQuery { limit, cursor, tag, author } = query;
+    let key = format!("{generation}|{limit}|{cursor:?}|{tag:?}|{author:?}");
+    if let Some(hit) = state.cache.lists.get(&key).await {
+        return Ok((hit, ReadSource::Cache));
+    }
+    let page = state.cache.lists.try_get_with(key, async { load_list(state, query, None).await.map(Arc::new) }).await?;
+    let source = page.source;
+    Ok((page, source))
+}
+
+/// A list page, as cached and served: the posts, and their JSON with its ETag.
 pub struct ListPage {
     body: Bytes,
     etag: HeaderValue,
-    position: i64,
+    pub posts: Vec<PostSummary>,
+    pub next_cursor: Option<String>,
+    /// The projection position the page was read at.
+    pub position: i64,
     source: ReadSource,
 }
 
-struct ListQuery {
+/// Which published posts a list page holds.
+pub struct ListQuery {
     limit: i64,
     cursor: Option<(DateTime<Utc>, Uuid)>,
     tag: Option<String>,
     author: Option<String>,
+}
+
+impl ListQuery {
+    /// `limit` posts after `cursor`, only those tagged `tag` or by the author `author` (slugs) when given.
+    pub fn new(limit: i64, cursor: Option<(DateTime<Utc>, Uuid)>, tag: Option<String>, author: Option<String>) -> Self {
+        ListQuery { limit, cursor, tag, author }
+    }
+
+    pub fn is_first(&self) -> bool {
+        self.cursor.is_none()
+    }
 }
 
 fn list_response(headers: &HeaderMap, page: &ListPage, source: ReadSource) -> Response {
@@ -143,8 +171,17 @@ async fn load_list(state: &AppState, q: &ListQuery, token: Option<LogPosition>) 
     let rows = shared::service::metrics::timed_query("posts.list", chosen.source.as_str(), rows).await?;
     let mut posts: Vec<PostSummary> = rows.into_iter().map(PostSummary::from).collect();
     let next_cursor = page::next_cursor(&mut posts, q.limit, |p| p.published_at.map(|at| encode_cursor(at, p.id)));
-    let body = Bytes::from(serde_json::to_vec(&PostPage { posts, next_cursor }).unwrap_or_default());
-    Ok(ListPage { etag: etag::of(&body), body, position: chosen.position.global_position, source: chosen.source })
+    let page = PostPage { posts, next_cursor };
+    let body = Bytes::from(serde_json::to_vec(&page).unwrap_or_default());
+    let PostPage { posts, next_cursor } = page;
+    Ok(ListPage {
+        etag: etag::of(&body),
+        body,
+        posts,
+        next_cursor,
+        position: chosen.position.global_position,
+        source: chosen.source,
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use shared::domain::post::PostStatus;
@@ -138,42 +137,61 @@ pub async fn by_slug(
     headers: HeaderMap,
     Path(slug): Path<String>,
 ) -> ReadResult<Response> {
+    let resolved = resolve(&state, &headers, &slug).await?;
+    let mut res = viewed(&state, &resolved.entry, &headers, resolved.source);
+    if resolved.source == Some(ReadSource::Events) {
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(res)
+}
+
+/// What a slug read found and where (None: the entry's own source, it came through the caches).
+pub struct Resolved {
+    pub entry: Arc<SlugEntry>,
+    pub source: Option<ReadSource>,
+}
+
+/// Resolves a slug as the request's `Pressroom-Min-Position` asks: the process cache, Redis, a replica or
+/// the primary — or, when no projection has reached the token, the post folded from its events. The JSON
+/// route and the site's post page both read through it.
+pub async fn resolve(state: &AppState, headers: &HeaderMap, slug: &str) -> ReadResult<Resolved> {
     // Every path but the common one (no token, a process-cache hit) is boxed: this future is moved whole
     // on every request, and the database paths inline would make it kilobytes.
     let token = match headers.contains_key(MIN_POSITION_HEADER) {
-        true => Box::pin(min_position(&state, &headers)).await?,
+        true => Box::pin(min_position(state, headers)).await?,
         false => None,
     };
     let Some(token) = token else {
-        let hit = state.cache.posts.get(&slug).await;
+        let hit = state.cache.posts.get(slug).await;
         crate::cache::count("process", hit.is_some());
         if let Some(hit) = hit {
-            return Ok(viewed(&state, &hit, &headers, Some(ReadSource::Cache)));
+            return Ok(Resolved { entry: hit, source: Some(ReadSource::Cache) });
         }
         // Single flight: concurrent misses for one slug share one load.
-        let entry = Box::pin(state.cache.posts.try_get_with(slug.clone(), load_slug(&state, &slug))).await?;
-        return Ok(viewed(&state, &entry, &headers, None));
+        let entry = Box::pin(state.cache.posts.try_get_with(slug.to_string(), load_slug(state, slug))).await?;
+        return Ok(Resolved { entry, source: None });
     };
-    Box::pin(by_slug_at(&state, &headers, &slug, token)).await
+    Box::pin(resolve_at(state, slug, token)).await
 }
 
 /// A read that must include the event at `token` (read-your-writes).
-async fn by_slug_at(state: &AppState, headers: &HeaderMap, slug: &str, token: LogPosition) -> ReadResult<Response> {
+async fn resolve_at(state: &AppState, slug: &str, token: LogPosition) -> ReadResult<Resolved> {
     // A cache entry that is not known to include the token is skipped.
     if let Some(hit) = state.cache.posts.get(slug).await {
         if let SlugEntry::Post(p) = hit.as_ref() {
             if p.valid_through.reached(&token) {
-                return Ok(viewed(state, &hit, headers, Some(ReadSource::Cache)));
+                return Ok(Resolved { entry: hit, source: Some(ReadSource::Cache) });
             }
         }
     }
     let chosen = state.reads.choose(ReadRoute::Replica, PROJECTIONS, Some(token)).await?;
     if !chosen.reached {
         // Even the primary's projection is behind the token: fold the post from the event store.
-        return from_events(state, slug, token.global_position).await;
+        let entry = from_events(state, slug, token).await?;
+        return Ok(Resolved { entry: Arc::new(entry), source: Some(ReadSource::Events) });
     }
     let (entry, _) = load_from(&chosen.pool, chosen.source, slug).await?;
-    Ok(viewed(state, &entry, headers, Some(chosen.source)))
+    Ok(Resolved { entry: Arc::new(entry), source: Some(chosen.source) })
 }
 
 /// Counts a public view of a post (for trending), then responds.
@@ -208,27 +226,25 @@ fn respond(entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -
     }
 }
 
-/// Answers a single post from its events when no projection has reached the client's token.
-async fn from_events(state: &AppState, slug: &str, token: i64) -> ReadResult<Response> {
+/// A single post folded from its events, for a token no projection has reached yet.
+async fn from_events(state: &AppState, slug: &str, token: LogPosition) -> ReadResult<SlugEntry> {
     let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
     let Some(id) = shared::store::streams::post_id_by_slug(&mut conn, slug).await? else {
-        return Err(ReadError::NotFound("post"));
+        return Ok(SlugEntry::NotFound);
     };
     let Some(post) = shared::store::streams::load_post(&mut conn, id).await? else {
-        return Err(ReadError::NotFound("post"));
+        return Ok(SlugEntry::NotFound);
     };
     if post.status != PostStatus::Published {
-        return Err(ReadError::NotFound("post"));
+        return Ok(SlugEntry::NotFound);
     }
     if post.slug != slug {
-        return Ok(stamp(moved_to(&post.slug), token, ReadSource::Events));
+        return Ok(SlugEntry::Moved(post.slug));
     }
     let author =
         shared::store::streams::load_author(&mut conn, post.author_id).await?.ok_or(ReadError::NotFound("author"))?;
     let detail = PostDetail::from_folded(&post, AuthorRef::from(&author), 0);
-    let mut res = Json(&detail).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(stamp(res, token, ReadSource::Events))
+    Ok(post_entry(detail, token.global_position, token, ReadSource::Events))
 }
 
 fn moved_to(slug: &str) -> Response {
