@@ -114,7 +114,8 @@ async fn the_rss_feed_parses_and_the_sitemap_lists_only_published_posts() {
     assert_eq!(channel.items().len(), 2);
     let first = &channel.items()[0];
     assert_eq!(first.title(), Some("Feed two"));
-    assert!(first.link().unwrap().starts_with("http://127.0.0.1:8080/v1/posts/"));
+    assert!(first.link().unwrap().starts_with("http://127.0.0.1:8080/posts/"));
+    assert_eq!(channel.title(), "Pressroom", "the site title");
     assert!(first.guid().is_some());
     assert!(chrono::DateTime::parse_from_rfc2822(first.pub_date().unwrap()).is_ok(), "pubDate is RFC 822");
     assert_eq!(channel.items()[1].title(), Some("Feed <one> & more"));
@@ -124,7 +125,7 @@ async fn the_rss_feed_parses_and_the_sitemap_lists_only_published_posts() {
     let doc = roxmltree::Document::parse(&sitemap).expect("well-formed XML");
     let locs: Vec<&str> = doc.descendants().filter(|n| n.has_tag_name("loc")).filter_map(|n| n.text()).collect();
     assert_eq!(locs.len(), 2);
-    assert!(locs.iter().all(|l| !l.contains("hidden-draft")));
+    assert!(locs.iter().all(|l| !l.contains("hidden-draft") && l.starts_with("http://127.0.0.1:8080/posts/")));
     stack.stop().await;
 }
 
