@@ -9,7 +9,7 @@ trap 'rm -rf "$work"' EXIT
 
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 mkdir -p "$work/cache" "$work/logs"
-sed -e "s|__LISTEN__|127.0.0.1:18880|" -e "s|__QUERY_1__|127.0.0.1:18881|" -e "s|__QUERY_2__|127.0.0.1:18882|" \
+sed -e "s|__LISTEN__|127.0.0.1:18880|" -e "s|__QUERY_1__|127.0.0.1:18881|" -e "s|__QUERY_2__|127.0.0.1:18882|" -e "s|__COMMAND__|127.0.0.1:18883|" \
     -e "s|__CACHE_DIR__|$work/cache|" -e "s|__PID__|$work/nginx.pid|" -e "s|__LOGS__|$work/logs|" \
     ops/deploy/nginx.conf >"$work/nginx.conf"
 "$nginx_bin" -t -q -p "$work" -c "$work/nginx.conf" -g "error_log $work/logs/startup.log;"
