@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the tools the test suite drives the services with, once, into a cache folder outside the clone:
-# schemathesis (the OpenAPI contract fuzzer) in a Python virtualenv. Prints the schemathesis path on stdout.
+# Installs the tools the test suite drives the services with, once: schemathesis (the OpenAPI contract
+# fuzzer) in a Python virtualenv and Lighthouse (npm) in a cache folder outside the clone, and Debian's
+# chromium (the browser the site tests drive). Prints the schemathesis path on stdout.
 set -euo pipefail
 
 SCHEMATHESIS_VERSION=4.32.5
@@ -16,5 +17,17 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
   rm -rf "$VENV"
   python3 -m venv "$VENV" >&2
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
+fi
+if ! command -v chromium >/dev/null; then
+  log "installing chromium (apt)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2
+fi
+LIGHTHOUSE_VERSION=12.2.3
+LIGHTHOUSE="$CACHE/lighthouse-$LIGHTHOUSE_VERSION"
+if [ ! -x "$LIGHTHOUSE/node_modules/.bin/lighthouse" ]; then
+  command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >&2; }
+  log "installing lighthouse $LIGHTHOUSE_VERSION into $LIGHTHOUSE"
+  mkdir -p "$LIGHTHOUSE"
+  npm install --silent --no-audit --no-fund --prefix "$LIGHTHOUSE" "lighthouse@$LIGHTHOUSE_VERSION" >&2
 fi
 echo "$VENV/bin/schemathesis"

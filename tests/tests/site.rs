@@ -262,7 +262,10 @@ async fn the_comment_form_posts_without_javascript_and_comes_back_to_the_post_he
     let res = stack.query_at(&format!("/posts/{slug}"), approved).await;
     let after_etag = res.headers()["etag"].clone();
     let html = res.text().await.unwrap();
-    assert!(html.contains("Nice &#60;b&#62;post&#60;/b&#62;") || html.contains("Nice &lt;b&gt;post&lt;/b&gt;"), "the approved comment shows, as text: {html}");
+    assert!(
+        html.contains("Nice &#60;b&#62;post&#60;/b&#62;") || html.contains("Nice &lt;b&gt;post&lt;/b&gt;"),
+        "the approved comment shows, as text: {html}"
+    );
     assert!(html.contains("Comments (1)"));
     assert_ne!(before.get("etag"), Some(&after_etag), "the page's ETag follows the comment");
 }

@@ -28,6 +28,8 @@ pub fn router() -> Router<AppState> {
         .route("/search", get(pages::search))
         .route("/robots.txt", get(robots))
         .route("/assets/{file}", get(stylesheet))
+        .route("/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
 }
 
 /// The site's settings (`PRESSROOM_SITE_*`, `PRESSROOM_PUBLIC_URL`) as the templates use them.
@@ -182,6 +184,15 @@ async fn robots(State(state): State<AppState>) -> Response {
     out.push_str(&format!("\nSitemap: {}/sitemap.xml\n", site.url));
     let mut res = out.into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    res
+}
+
+/// The site's icon: a rounded square in the accent colour (browsers ask for `/favicon.ico` whatever the page says).
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#0b57d0\"/></svg>";
+
+async fn favicon(headers: HeaderMap) -> Response {
+    let mut res = crate::etag::respond(&headers, "image/svg+xml", FAVICON);
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
     res
 }
 

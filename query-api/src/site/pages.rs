@@ -47,7 +47,7 @@ struct PostTemplate<'a> {
     cover_alt: String,
     comments: Vec<CommentView>,
     notice: Option<&'static str>,
-    /// Edited after it was published.
+    /// Edited on a later day than it was published (the page then shows both dates).
     updated: bool,
 }
 
@@ -137,7 +137,10 @@ pub async fn post(
             cover_alt: format!("Cover image of {}", detail.summary.title),
             comments,
             notice: params.get("comment").and_then(|c| comment_notice(c)),
-            updated: detail.summary.published_at.is_some_and(|at| detail.summary.updated_at > at),
+            updated: detail
+                .summary
+                .published_at
+                .is_some_and(|at| detail.summary.updated_at.date_naive() > at.date_naive()),
         };
         let source = resolved.source.unwrap_or(entry.source);
         let mut res = html(&headers, StatusCode::OK, page.render(), entry.header_position, source, "");
