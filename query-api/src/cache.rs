@@ -44,6 +44,16 @@ pub struct PostEntry {
     pub valid_through: shared::store::position::LogPosition,
     /// Where it came from on the miss that loaded it.
     pub source: ReadSource,
+    /// The site's page of this post, rendered on first use: dropped with the entry, so it is never older
+    /// than the entry itself.
+    pub page: Arc<tokio::sync::OnceCell<RenderedPage>>,
+}
+
+/// A rendered HTML page and its ETag.
+#[derive(Debug, Clone)]
+pub struct RenderedPage {
+    pub body: Bytes,
+    pub etag: axum::http::HeaderValue,
 }
 
 /// What a slug resolves to.

@@ -30,6 +30,9 @@ pub enum ReadError {
     /// 500: unexpected; logged, never echoed.
     #[error("internal error")]
     Internal(#[source] sqlx::Error),
+    /// 500: a page template failed to render; logged, never echoed.
+    #[error("a page could not be rendered")]
+    Render(#[source] askama::Error),
     /// An error shared by every request that waited on the same cache load.
     #[error(transparent)]
     Shared(Arc<ReadError>),
@@ -68,6 +71,7 @@ impl ReadError {
             }
             ReadError::Unavailable(e) => Problem::unavailable(e),
             ReadError::Internal(e) => Problem::internal(e),
+            ReadError::Render(e) => Problem::internal(e),
             ReadError::Shared(inner) => inner.problem(),
         }
     }

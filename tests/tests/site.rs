@@ -268,6 +268,16 @@ async fn the_comment_form_posts_without_javascript_and_comes_back_to_the_post_he
     );
     assert!(html.contains("Comments (1)"));
     assert_ne!(before.get("etag"), Some(&after_etag), "the page's ETag follows the comment");
+    // Without a token too: the cached page goes with the post's cache entry when the approval lands.
+    let mut plain = String::new();
+    for _ in 0..100 {
+        plain = page(&stack, &format!("/posts/{slug}")).await.2;
+        if plain.contains("Comments (1)") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(plain.contains("Comments (1)") && plain.contains("Nice"), "the public page shows the approved comment");
 }
 
 #[tokio::test]

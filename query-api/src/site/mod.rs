@@ -14,8 +14,11 @@ use axum::Router;
 use shared::service::config::Config;
 use shared::store::db::ReadSource;
 
+use bytes::Bytes;
+
+use crate::cache::RenderedPage;
 use crate::consistency::stamp;
-use crate::error::ReadError;
+use crate::error::{ReadError, ReadResult};
 use crate::AppState;
 use meta::Head;
 
@@ -86,8 +89,11 @@ impl Site {
         let mut head =
             Head::website(self, format!("{heading} · {}", self.title), message.into(), "/", &serde_json::json!({}));
         head.noindex = true;
-        let page = ErrorTemplate { site: self, head, heading, message };
-        let mut res = html(headers, status, page.render(), 0, ReadSource::Cache, "");
+        let page = match render(&ErrorTemplate { site: self, head, heading, message }) {
+            Ok(page) => page,
+            Err(e) => return e.into_response(),
+        };
+        let mut res = html(headers, status, &page, 0, ReadSource::Cache, "");
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         for name in [header::RETRY_AFTER] {
             if let Some(v) = problem.headers().get(&name) {
@@ -115,20 +121,22 @@ pub fn not_found_page(site: &Site, headers: &HeaderMap) -> Response {
 pub(crate) const SURROGATE_KEY: header::HeaderName = header::HeaderName::from_static("surrogate-key");
 const PAGE_CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=300";
 
-/// A rendered page with its ETag (304 when the client has it), caching headers and read position.
+/// A rendered template with its ETag.
+fn render(template: &impl Template) -> ReadResult<RenderedPage> {
+    let body = Bytes::from(template.render().map_err(ReadError::Render)?);
+    Ok(RenderedPage { etag: crate::etag::of(&body), body })
+}
+
+/// A page's response: 200 (304 when the client has it) with its ETag, caching headers and read position.
 fn html(
     headers: &HeaderMap,
     status: StatusCode,
-    rendered: askama::Result<String>,
+    page: &RenderedPage,
     position: i64,
     source: ReadSource,
     surrogate_keys: &str,
 ) -> Response {
-    let body = match rendered {
-        Ok(body) => body,
-        Err(e) => return shared::http::problem::Problem::internal(&e).into_response(),
-    };
-    let mut res = crate::etag::respond(headers, "text/html; charset=utf-8", body);
+    let mut res = crate::etag::conditional(headers, "text/html; charset=utf-8", page.body.clone(), page.etag.clone());
     if status != StatusCode::OK {
         *res.status_mut() = status;
     }

@@ -10,7 +10,7 @@ use shared::read::model::{PostDetail, PostSummary};
 use shared::store::db::{ReadRoute, ReadSource};
 
 use super::meta::{self, Head};
-use super::{html, Site};
+use super::{html, render, Site};
 use crate::cache::SlugEntry;
 use crate::consistency::min_position;
 use crate::error::ReadError;
@@ -83,29 +83,26 @@ pub async fn home(
         let first = query.is_first();
         let token = min_position(&state, &headers).await?;
         let (list, source) = posts::list_page(&state, &query, token).await?;
-        let trending = if first {
-            let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
-            trending::top(&chosen.pool, TRENDING).await?
-        } else {
-            Vec::new()
+        let next = list.next_cursor.as_ref().map(|c| format!("/?cursor={c}"));
+        let render_page = || async {
+            let trending = if first {
+                let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
+                trending::top(&chosen.pool, TRENDING).await?
+            } else {
+                Vec::new()
+            };
+            let title = if first { site.title.clone() } else { format!("Older posts · {}", site.title) };
+            let cursor = params.get("cursor").map_or("", String::as_str);
+            let path = if first { "/".to_string() } else { format!("/?cursor={cursor}") };
+            let head = Head::website(&site, title, site.description.clone(), &path, &meta::website(&site));
+            let heading = if first { "Latest posts" } else { "Older posts" }.to_string();
+            let page = ListTemplate { site: &site, head, heading, intro: None, trending, posts: &list.posts, next };
+            render(&page)
         };
-        let title = if first { site.title.clone() } else { format!("Older posts · {}", site.title) };
-        let path = if first {
-            "/".to_string()
-        } else {
-            format!("/?cursor={}", params.get("cursor").map_or("", String::as_str))
-        };
-        let head = Head::website(&site, title, site.description.clone(), &path, &meta::website(&site));
-        let page = ListTemplate {
-            site: &site,
-            head,
-            heading: if first { "Latest posts".into() } else { "Older posts".into() },
-            intro: None,
-            trending,
-            posts: &list.posts,
-            next: list.next_cursor.as_ref().map(|c| format!("/?cursor={c}")),
-        };
-        Ok(html(&headers, StatusCode::OK, page.render(), list.position, source, "posts-list"))
+        // The page is kept with the list page it shows (its trending strip as old as the list, at most the
+        // cache's TTL).
+        let page = list.page.get_or_try_init(render_page).await?;
+        Ok(html(&headers, StatusCode::OK, page, list.position, source, "posts-list"))
     };
     result.await.unwrap_or_else(|e| site.error_page(&headers, e))
 }
@@ -127,23 +124,36 @@ pub async fn post(
         };
         let detail = &entry.detail;
         state.cache.record_view(detail.summary.id);
-        let token = min_position(&state, &headers).await?;
-        let chosen = state.reads.choose(ReadRoute::Replica, &["posts", "comments"], token).await?;
-        let comments = comments::approved(&chosen.pool, detail.summary.id, COMMENTS, None).await?.comments;
-        let page = PostTemplate {
-            site: &site,
-            head: Head::post(&site, detail),
-            post: detail,
-            cover_alt: format!("Cover image of {}", detail.summary.title),
-            comments,
-            notice: params.get("comment").and_then(|c| comment_notice(c)),
-            updated: detail
-                .summary
-                .published_at
-                .is_some_and(|at| detail.summary.updated_at.date_naive() > at.date_naive()),
+        let notice = params.get("comment").and_then(|c| comment_notice(c));
+        let render_page = || async {
+            let token = min_position(&state, &headers).await?;
+            let chosen = state.reads.choose(ReadRoute::Replica, &["posts", "comments"], token).await?;
+            let comments = comments::approved(&chosen.pool, detail.summary.id, COMMENTS, None).await?.comments;
+            render(&PostTemplate {
+                site: &site,
+                head: Head::post(&site, detail),
+                post: detail,
+                cover_alt: format!("Cover image of {}", detail.summary.title),
+                comments,
+                notice,
+                updated: detail
+                    .summary
+                    .published_at
+                    .is_some_and(|at| detail.summary.updated_at.date_naive() > at.date_naive()),
+            })
+        };
+        // The page is kept with the post's cache entry (comments included: approving one changes the
+        // post's row, which replaces the entry); a page with a notice is the reader's own.
+        let rendered;
+        let page = match notice {
+            None => entry.page.get_or_try_init(render_page).await?,
+            Some(_) => {
+                rendered = render_page().await?;
+                &rendered
+            }
         };
         let source = resolved.source.unwrap_or(entry.source);
-        let mut res = html(&headers, StatusCode::OK, page.render(), entry.header_position, source, "");
+        let mut res = html(&headers, StatusCode::OK, page, entry.header_position, source, "");
         let [_, last_modified, surrogate] = &entry.headers;
         res.headers_mut().insert(header::LAST_MODIFIED, last_modified.clone());
         res.headers_mut().insert(super::SURROGATE_KEY, surrogate.clone());
@@ -187,7 +197,7 @@ pub async fn tag(
             next: list.next_cursor.as_ref().map(|c| format!("{path}?cursor={c}")),
         };
         let keys = format!("tag-{slug} posts-list");
-        Ok(html(&headers, StatusCode::OK, page.render(), list.position, source, &keys))
+        Ok(html(&headers, StatusCode::OK, &render(&page)?, list.position, source, &keys))
     };
     result.await.unwrap_or_else(|e| site.error_page(&headers, e))
 }
@@ -223,7 +233,7 @@ pub async fn author(
             next: list.next_cursor.as_ref().map(|c| format!("{path}?cursor={c}")),
         };
         let keys = format!("author-{} posts-list", author.id);
-        Ok(html(&headers, StatusCode::OK, page.render(), list.position, source, &keys))
+        Ok(html(&headers, StatusCode::OK, &render(&page)?, list.position, source, &keys))
     };
     result.await.unwrap_or_else(|e| site.error_page(&headers, e))
 }
@@ -274,7 +284,8 @@ pub async fn search(
         head.noindex = true;
         let heading = title.clone();
         let page = SearchTemplate { site: &site, head, heading, results, next };
-        Ok(html(&headers, StatusCode::OK, page.render(), chosen.position.global_position, chosen.source, "posts-list"))
+        let page = render(&page)?;
+        Ok(html(&headers, StatusCode::OK, &page, chosen.position.global_position, chosen.source, "posts-list"))
     };
     result.await.unwrap_or_else(|e| site.error_page(&headers, e))
 }

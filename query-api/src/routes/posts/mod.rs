@@ -120,6 +120,8 @@ pub struct ListPage {
     /// The projection position the page was read at.
     pub position: i64,
     source: ReadSource,
+    /// The site's page of this list, rendered on first use (dropped with the entry).
+    pub page: tokio::sync::OnceCell<crate::cache::RenderedPage>,
 }
 
 /// Which published posts a list page holds.
@@ -181,6 +183,7 @@ async fn load_list(state: &AppState, q: &ListQuery, token: Option<LogPosition>) 
         next_cursor,
         position: chosen.position.global_position,
         source: chosen.source,
+        page: Default::default(),
     })
 }
 

@@ -59,6 +59,7 @@ fn post_entry(detail: PostDetail, header_position: i64, valid_through: LogPositi
         detail: Arc::new(detail),
         valid_through,
         source,
+        page: Default::default(),
     })
 }
 
