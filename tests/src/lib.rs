@@ -352,7 +352,12 @@ impl Stack {
 
     /// Creates and publishes a post; returns (id, slug, position of the publish).
     pub async fn published_post(&self, token: &str, title: &str) -> (String, String, i64) {
-        let res = self.create_post(token, json!({"title": title, "body_markdown": "Hello **world**"})).await;
+        self.publish_post(token, json!({"title": title, "body_markdown": "Hello **world**"})).await
+    }
+
+    /// Creates a post from `body` and publishes it; returns (id, slug, position of the publish).
+    pub async fn publish_post(&self, token: &str, body: Value) -> (String, String, i64) {
+        let res = self.create_post(token, body).await;
         assert_eq!(res.status(), 201);
         let created: Value = res.json().await.unwrap();
         let id = created["id"].as_str().unwrap().to_string();

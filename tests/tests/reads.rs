@@ -11,23 +11,13 @@ async fn get(stack: &Stack, path: &str, min_position: i64) -> reqwest::Response 
     stack.query_at(path, min_position).await
 }
 
-async fn publish(stack: &Stack, token: &str, body: Value) -> (String, String, i64) {
-    let res = stack.create_post(token, body).await;
-    assert_eq!(res.status(), 201);
-    let created: Value = res.json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_string();
-    let res = stack.publish(token, &id).await;
-    assert_eq!(res.status(), 200);
-    let position = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
-    (id, created["slug"].as_str().unwrap().to_string(), position)
-}
-
 #[tokio::test]
 async fn authors_and_tags_count_published_posts_only_and_follow_unpublishing() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (author_id, token) = stack.token(Role::Author).await;
-    publish(&stack, &token, json!({"title": "One", "body_markdown": "x", "tags": ["Rust", "Databases"]})).await;
-    let (second, _, _) = publish(&stack, &token, json!({"title": "Two", "body_markdown": "x", "tags": ["Rust"]})).await;
+    stack.publish_post(&token, json!({"title": "One", "body_markdown": "x", "tags": ["Rust", "Databases"]})).await;
+    let (second, _, _) =
+        stack.publish_post(&token, json!({"title": "Two", "body_markdown": "x", "tags": ["Rust"]})).await;
     let res =
         stack.create_post(&token, json!({"title": "Draft", "body_markdown": "x", "tags": ["Rust", "Drafts"]})).await;
     let mut last: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
@@ -59,16 +49,18 @@ async fn authors_and_tags_count_published_posts_only_and_follow_unpublishing() {
 async fn search_ranks_title_matches_first_and_understands_phrases_and_exclusions() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;
-    publish(
-        &stack,
-        &token,
-        json!({"title": "Notes on cooking", "body_markdown": "We talk about replication lag here."}),
-    )
-    .await;
-    publish(&stack, &token, json!({"title": "Replication explained", "body_markdown": "Streaming from the primary."}))
+    stack
+        .publish_post(
+            &token,
+            json!({"title": "Notes on cooking", "body_markdown": "We talk about replication lag here."}),
+        )
         .await;
-    let (_, _, last) =
-        publish(&stack, &token, json!({"title": "Other", "body_markdown": "Logical replication slots and lag."})).await;
+    stack
+        .publish_post(&token, json!({"title": "Replication explained", "body_markdown": "Streaming from the primary."}))
+        .await;
+    let (_, _, last) = stack
+        .publish_post(&token, json!({"title": "Other", "body_markdown": "Logical replication slots and lag."}))
+        .await;
 
     let res: Value = get(&stack, "/v1/search?q=replication", last).await.json().await.unwrap();
     let titles: Vec<&str> = res["results"].as_array().unwrap().iter().map(|r| r["title"].as_str().unwrap()).collect();
@@ -98,13 +90,13 @@ async fn search_ranks_title_matches_first_and_understands_phrases_and_exclusions
 async fn the_rss_feed_parses_and_the_sitemap_lists_only_published_posts() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;
-    publish(
-        &stack,
-        &token,
-        json!({"title": "Feed <one> & more", "body_markdown": "x", "summary": "Sum & mary", "tags": ["News"]}),
-    )
-    .await;
-    let (_, _, last) = publish(&stack, &token, json!({"title": "Feed two", "body_markdown": "x"})).await;
+    stack
+        .publish_post(
+            &token,
+            json!({"title": "Feed <one> & more", "body_markdown": "x", "summary": "Sum & mary", "tags": ["News"]}),
+        )
+        .await;
+    let (_, _, last) = stack.publish_post(&token, json!({"title": "Feed two", "body_markdown": "x"})).await;
     stack.create_post(&token, json!({"title": "Hidden draft", "body_markdown": "x"})).await;
 
     let res = get(&stack, "/feed.xml", last).await;
@@ -134,7 +126,7 @@ async fn old_slugs_redirect_unpublished_states_are_404_and_scripts_never_survive
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;
     let body = "Hello <script>alert(1)</script> <img src=x onerror=alert(2)> [x](javascript:alert(3))";
-    let (id, slug, _) = publish(&stack, &token, json!({"title": "Original title", "body_markdown": body})).await;
+    let (id, slug, _) = stack.publish_post(&token, json!({"title": "Original title", "body_markdown": body})).await;
     let res = stack.patch_post(&token, &id, Some("\"2\""), json!({"slug": "renamed"})).await;
     let last: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
     let moved = get(&stack, &format!("/v1/posts/{slug}"), last).await;
@@ -163,7 +155,7 @@ async fn old_slugs_redirect_unpublished_states_are_404_and_scripts_never_survive
 async fn approved_comments_are_listed_in_order_and_counted_on_the_post() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, editor) = stack.token(Role::Editor).await;
-    let (id, slug, _) = publish(&stack, &editor, json!({"title": "Discussed", "body_markdown": "x"})).await;
+    let (id, slug, _) = stack.publish_post(&editor, json!({"title": "Discussed", "body_markdown": "x"})).await;
     // Warm the cache so the count change has to evict it.
     let mut warm = 0;
     while stack.get_post(&slug, None).await.status() != 200 {
@@ -210,7 +202,7 @@ async fn renaming_an_author_shows_on_every_one_of_their_posts() {
     let (author, token) = stack.token(Role::Author).await;
     let mut slugs = Vec::new();
     for i in 0..3 {
-        slugs.push(publish(&stack, &token, json!({"title": format!("Renamed {i}"), "body_markdown": "x"})).await.1);
+        slugs.push(stack.publish_post(&token, json!({"title": format!("Renamed {i}"), "body_markdown": "x"})).await.1);
     }
     let res = stack
         .command(
@@ -245,9 +237,9 @@ async fn views_counted_by_the_query_api_make_a_post_trend() {
     let off = [("PRESSROOM_RATE_LIMIT_LOGIN", "0"), ("PRESSROOM_TRENDING_CRON", "*/1 * * * * *")];
     let stack = Stack::start_with(TestDb::fresh().await, &off).await;
     let (_, token) = stack.token(Role::Author).await;
-    let (_, quiet, _) = publish(&stack, &token, json!({"title": "Quiet post", "body_markdown": "x"})).await;
+    let (_, quiet, _) = stack.publish_post(&token, json!({"title": "Quiet post", "body_markdown": "x"})).await;
     let (popular_id, popular, last) =
-        publish(&stack, &token, json!({"title": "Popular post", "body_markdown": "x"})).await;
+        stack.publish_post(&token, json!({"title": "Popular post", "body_markdown": "x"})).await;
     assert_eq!(stack.get_post(&popular, Some(last)).await.status(), 200);
     for (slug, views) in [(&quiet, 1), (&popular, 6)] {
         let mut seen = 0;

@@ -76,17 +76,6 @@ fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-async fn post_with(stack: &Stack, token: &str, body: Value) -> (String, String, i64) {
-    let res = stack.create_post(token, body).await;
-    assert_eq!(res.status(), 201);
-    let created: Value = res.json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_string();
-    let res = stack.publish(token, &id).await;
-    assert_eq!(res.status(), 200);
-    let position: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
-    (id, created["slug"].as_str().unwrap().to_string(), position)
-}
-
 const PUBLIC: &str = "http://127.0.0.1:8080";
 
 #[tokio::test]
@@ -95,7 +84,7 @@ async fn a_post_page_carries_its_meta_open_graph_and_blog_posting_and_answers_30
     let (_, token) = stack.token(Role::Author).await;
     let body = json!({"title": "Event sourcing, gently", "body_markdown": "## Why\n\nBecause **logs** remember.",
         "summary": "A gentle start.", "tags": ["Rust", "Event Sourcing"], "cover_image_url": "https://img.example.com/c.jpg"});
-    let (_, slug, position) = post_with(&stack, &token, body).await;
+    let (_, slug, position) = stack.publish_post(&token, body).await;
     stack.db.wait_projected().await;
     let _ = stack.query_at(&format!("/posts/{slug}"), position).await;
     let (status, headers, html) = page(&stack, &format!("/posts/{slug}")).await;
@@ -146,7 +135,7 @@ async fn a_hostile_title_and_body_render_as_text_in_the_page_and_in_the_json_ld(
     let hostile = "</script><script>alert(1)</script>";
     let body = json!({"title": hostile, "slug": "hostile", "summary": "\"><img src=x onerror=alert(2)>",
         "body_markdown": "<script>alert(3)</script><img src=x onerror=alert(4)> [x](javascript:alert(5))"});
-    let (_, slug, position) = post_with(&stack, &token, body).await;
+    let (_, slug, position) = stack.publish_post(&token, body).await;
     let res = stack.query_at(&format!("/posts/{slug}"), position).await;
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
@@ -168,7 +157,7 @@ async fn home_tag_author_and_search_pages_list_posts_with_their_structured_data_
     let mut last = 0;
     for n in 1..=11 {
         let body = json!({"title": format!("Replica notes {n}"), "body_markdown": format!("On replicas, part {n}."), "tags": ["Databases"]});
-        last = post_with(&stack, &token, body).await.2;
+        last = stack.publish_post(&token, body).await.2;
     }
     stack.db.wait_projected().await;
     let res = stack.query_at("/", last).await;

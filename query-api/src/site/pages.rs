@@ -172,34 +172,7 @@ pub async fn tag(
     Path(slug): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let site = state.site.clone();
-    let result = async {
-        let cursor = page::cursor(&params, posts::decode_cursor)?;
-        let token = min_position(&state, &headers).await?;
-        let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
-        let tag = tags::find(&chosen.pool, &slug).await?;
-        let query = ListQuery::new(PAGE_SIZE, cursor, Some(slug.clone()), None);
-        let (list, source) = posts::list_page(&state, &query, token).await?;
-        let path = format!("/tags/{slug}");
-        let url = format!("{}{path}", site.url);
-        let json_ld = meta::collection(&site, "CollectionPage", &tag.name, &url, &list.posts);
-        let noun = if tag.post_count == 1 { "post" } else { "posts" };
-        let description = format!("{} {noun} tagged {} on {}.", tag.post_count, tag.name, site.title);
-        let head =
-            Head::website(&site, format!("#{} · {}", tag.name, site.title), description.clone(), &path, &json_ld);
-        let page = ListTemplate {
-            site: &site,
-            head,
-            heading: format!("#{}", tag.name),
-            intro: Some(description),
-            trending: Vec::new(),
-            posts: &list.posts,
-            next: list.next_cursor.as_ref().map(|c| format!("{path}?cursor={c}")),
-        };
-        let keys = format!("tag-{slug} posts-list");
-        Ok(html(&headers, StatusCode::OK, &render(&page)?, list.position, source, &keys))
-    };
-    result.await.unwrap_or_else(|e| site.error_page(&headers, e))
+    collection(&state, &headers, &params, Collection::Tag(slug)).await
 }
 
 /// `/authors/{slug}`: the author's published posts, paginated like `/`.
@@ -209,33 +182,68 @@ pub async fn author(
     Path(slug): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let site = state.site.clone();
+    collection(&state, &headers, &params, Collection::Author(slug)).await
+}
+
+/// Whose posts a collection page lists.
+enum Collection {
+    Tag(String),
+    Author(String),
+}
+
+/// A tag's or an author's page: who or what it is (404 when nothing public), then its posts.
+async fn collection(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    of: Collection,
+) -> Response {
+    let site = &state.site;
     let result = async {
-        let cursor = page::cursor(&params, posts::decode_cursor)?;
-        let token = min_position(&state, &headers).await?;
+        let cursor = page::cursor(params, posts::decode_cursor)?;
+        let token = min_position(state, headers).await?;
         let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
-        let author = authors::find(&chosen.pool, &slug).await?;
-        let query = ListQuery::new(PAGE_SIZE, cursor, None, Some(slug.clone()));
-        let (list, source) = posts::list_page(&state, &query, token).await?;
-        let path = format!("/authors/{slug}");
-        let url = format!("{}{path}", site.url);
-        let json_ld = meta::collection(&site, "ProfilePage", &author.name, &url, &list.posts);
-        let description = author.bio.clone().unwrap_or_else(|| format!("Posts by {} on {}.", author.name, site.title));
-        let head =
-            Head::website(&site, format!("{} · {}", author.name, site.title), description.clone(), &path, &json_ld);
+        let (query, path, kind, name, heading, description, keys) = match &of {
+            Collection::Tag(slug) => {
+                let tag = tags::find(&chosen.pool, slug).await?;
+                let noun = if tag.post_count == 1 { "post" } else { "posts" };
+                let description = format!("{} {noun} tagged {} on {}.", tag.post_count, tag.name, site.title);
+                let query = ListQuery::new(PAGE_SIZE, cursor, Some(slug.clone()), None);
+                let heading = format!("#{}", tag.name);
+                (
+                    query,
+                    format!("/tags/{slug}"),
+                    "CollectionPage",
+                    tag.name,
+                    heading,
+                    description,
+                    format!("tag-{slug}"),
+                )
+            }
+            Collection::Author(slug) => {
+                let author = authors::find(&chosen.pool, slug).await?;
+                let description =
+                    author.bio.clone().unwrap_or_else(|| format!("Posts by {} on {}.", author.name, site.title));
+                let query = ListQuery::new(PAGE_SIZE, cursor, None, Some(slug.clone()));
+                let keys = format!("author-{}", author.id);
+                (query, format!("/authors/{slug}"), "ProfilePage", author.name.clone(), author.name, description, keys)
+            }
+        };
+        let (list, source) = posts::list_page(state, &query, token).await?;
+        let json_ld = meta::collection(site, kind, &name, &format!("{}{path}", site.url), &list.posts);
+        let head = Head::website(site, format!("{name} · {}", site.title), description.clone(), &path, &json_ld);
         let page = ListTemplate {
-            site: &site,
+            site,
             head,
-            heading: author.name.clone(),
+            heading,
             intro: Some(description),
             trending: Vec::new(),
             posts: &list.posts,
             next: list.next_cursor.as_ref().map(|c| format!("{path}?cursor={c}")),
         };
-        let keys = format!("author-{} posts-list", author.id);
-        Ok(html(&headers, StatusCode::OK, &render(&page)?, list.position, source, &keys))
+        Ok(html(headers, StatusCode::OK, &render(&page)?, list.position, source, &format!("{keys} posts-list")))
     };
-    result.await.unwrap_or_else(|e| site.error_page(&headers, e))
+    result.await.unwrap_or_else(|e| site.error_page(headers, e))
 }
 
 /// `/search?q=`: ranked results with their highlighted snippets (not for indexing).
