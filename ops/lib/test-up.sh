@@ -12,7 +12,11 @@ bin=$1
 dir=$(mktemp -d /tmp/pressroom-up.XXXXXX)
 chmod 0755 "$dir"
 ports=()
-for _ in 1 2 3 4 5 6 7 8 9 10 11; do ports+=("$(free_port)"); done
+# Eleven distinct ports (free_port runs in a subshell and cannot remember what it gave).
+while [ "${#ports[@]}" -lt 11 ]; do
+  p=$(free_port)
+  [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+done
 read -r p_primary p_replica p_bouncer p_redis p_nginx p_query2 q c p q_moved q_taken <<<"${ports[*]}"
 export PRESSROOM_UP_DIR=$dir PRESSROOM_UP_BIN=$bin PRESSROOM_UP_DURABILITY=throwaway
 export PRESSROOM_UP_PORTS="$p_primary $p_replica $p_bouncer $p_redis $p_nginx $p_query2"
@@ -37,6 +41,11 @@ check() {
   if [ "$failed" -eq 1 ] && [ -f "$dir/last.log" ]; then
     echo "---- the last ./ops/up printed (last 40 lines):"
     tail -n 40 "$dir/last.log"
+    for log in "$dir"/log/*.log; do
+      [ -f "$log" ] || continue
+      echo "---- $(basename "$log") (last 15 lines):"
+      tail -n 15 "$log"
+    done
     echo "----"
   fi
 }

@@ -167,8 +167,11 @@ pid_dead() { ! pid_alive "$1"; }
 wait_for() { local n=$1; shift; local i; for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done; return 1; }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # free_port: a port nobody listens on, from a random start in 20000-59999.
+# A free TCP port below Linux's ephemeral range (32768 and up), where outgoing connections could take it
+# between this check and the bind. Callers that need several must exclude the ones they already have
+# (this runs in a subshell: USED_PORTS does not survive `$(free_port)`).
 free_port() {
-  local p=$((20000 + RANDOM % 40000)) i
+  local p=$((20000 + RANDOM % 12000)) i
   for ((i = 0; i < 200; i++)); do
     if port_free "$p" && [[ " ${USED_PORTS:-} " != *" $p "* ]]; then USED_PORTS="${USED_PORTS:-} $p"; echo "$p"; return 0; fi
     p=$((p + 1))

@@ -38,6 +38,7 @@ async fn reads_through_nginx_keep_answering_while_one_of_two_query_apis_restarts
         .replace("__LISTEN__", &format!("127.0.0.1:{listen}"))
         .replace("__QUERY_1__", &format!("127.0.0.1:{first_port}"))
         .replace("__QUERY_2__", &format!("127.0.0.1:{second_port}"))
+        .replace("__COMMAND__", stack.command.trim_start_matches("http://"))
         .replace("__CACHE_DIR__", &format!("{dir}/cache"))
         .replace("__PID__", &format!("{dir}/nginx.pid"))
         .replace("__LOGS__", &dir);
@@ -50,6 +51,9 @@ async fn reads_through_nginx_keep_answering_while_one_of_two_query_apis_restarts
         .unwrap();
     let front = format!("http://127.0.0.1:{listen}");
     ready(&stack.http, &format!("{front}/v1/posts")).await;
+    // One origin: writes through nginx reach the command API (a wrong password is its 401, not a 405).
+    let login = stack.http.post(format!("{front}/v1/session")).json(&serde_json::json!({"email": "a@b.c", "password": "wrong-password"}));
+    assert_eq!(login.send().await.unwrap().status(), 401, "POST through nginx reaches the command API");
 
     let stop = Arc::new(AtomicBool::new(false));
     let (reads, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(std::sync::Mutex::new(Vec::new())));
