@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite drives the services with, once: schemathesis (the OpenAPI contract
-# fuzzer) in a Python virtualenv and Lighthouse (npm) in a cache folder outside the clone, and Debian's
-# chromium (the browser the site tests drive). Prints the schemathesis path on stdout.
+# fuzzer) and the official MCP Python SDK (the client the MCP tests drive) in Python virtualenvs, Lighthouse
+# (npm) in a cache folder outside the clone, and Debian's chromium (the browser the site tests drive). Prints the schemathesis path on stdout.
 set -euo pipefail
 
 SCHEMATHESIS_VERSION=4.32.5
@@ -17,6 +17,14 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
   rm -rf "$VENV"
   python3 -m venv "$VENV" >&2
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
+fi
+MCP_VERSION=2.3.0
+MCP_VENV="$CACHE/venv-mcp-$MCP_VERSION"
+if [ ! -x "$MCP_VENV/bin/python" ] || ! "$MCP_VENV/bin/python" -c 'import mcp' 2>/dev/null; then
+  log "installing the MCP Python SDK (mcp $MCP_VERSION) into $MCP_VENV"
+  rm -rf "$MCP_VENV"
+  python3 -m venv "$MCP_VENV" >&2
+  "$MCP_VENV/bin/pip" install --quiet --disable-pip-version-check "mcp==$MCP_VERSION" >&2
 fi
 if ! command -v chromium >/dev/null; then
   log "installing chromium (apt)"

@@ -47,6 +47,8 @@ pub struct PostEntry {
     /// The site's page of this post, rendered on first use: dropped with the entry, so it is never older
     /// than the entry itself.
     pub page: Arc<tokio::sync::OnceCell<RenderedPage>>,
+    /// The post's Markdown (for agents), read on first use and dropped with the entry.
+    pub markdown: Arc<tokio::sync::OnceCell<Arc<str>>>,
 }
 
 /// A rendered HTML page and its ETag.

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod consistency;
 pub mod error;
 pub mod etag;
+pub mod mcp;
 pub mod openapi;
 pub mod page;
 pub mod routes;
@@ -80,6 +81,7 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .merge(
             routes::router()
                 .merge(site::router())
+                .merge(mcp::router(&state))
                 .route_layer(axum::middleware::from_fn_with_state(state.read_limit.clone(), rate_limit_reads)),
         )
         .merge(openapi::router())

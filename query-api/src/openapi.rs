@@ -4,6 +4,7 @@ use axum::Router;
 use shared::http::api_doc::{BearerAuth, ProblemResponses};
 use utoipa::OpenApi;
 
+use crate::mcp::McpDoc;
 use crate::routes::{authors, comments, feeds, own_posts, posts, search, tags, trending};
 use crate::AppState;
 
@@ -31,9 +32,11 @@ use shared::http::problem::ProblemDoc;
         own_posts::one,
         own_posts::versions,
         own_posts::at_version,
+        crate::mcp::tool_list,
+        crate::mcp::metadata,
     ),
     components(schemas(ProblemDoc, shared::http::problem::FieldErrorDoc)),
-    modifiers(&BearerAuth, &ProblemResponses)
+    modifiers(&BearerAuth, &ProblemResponses, &McpDoc)
 )]
 pub struct ApiDoc;
 
@@ -58,6 +61,7 @@ mod tests {
             include_str!("routes/search.rs"),
             include_str!("routes/tags.rs"),
             include_str!("routes/trending.rs"),
+            include_str!("mcp.rs"),
         ]);
         assert!(routed.contains("/v1/author/posts/{id}/versions/{n}") && routed.len() > 10, "{routed:?}");
         assert_eq!(documented_paths(&ApiDoc::openapi()), routed);

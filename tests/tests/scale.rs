@@ -52,7 +52,10 @@ async fn reads_through_nginx_keep_answering_while_one_of_two_query_apis_restarts
     let front = format!("http://127.0.0.1:{listen}");
     ready(&stack.http, &format!("{front}/v1/posts")).await;
     // One origin: writes through nginx reach the command API (a wrong password is its 401, not a 405).
-    let login = stack.http.post(format!("{front}/v1/session")).json(&serde_json::json!({"email": "a@b.c", "password": "wrong-password"}));
+    let login = stack
+        .http
+        .post(format!("{front}/v1/session"))
+        .json(&serde_json::json!({"email": "a@b.c", "password": "wrong-password"}));
     assert_eq!(login.send().await.unwrap().status(), 401, "POST through nginx reaches the command API");
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -32,15 +32,19 @@ pub struct TagList {
 #[utoipa::path(get, path = "/v1/tags", tag = "tags", responses((status = 200, body = TagList)))]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ReadResult<Response> {
     projected_read(&state, &headers, "tags.list", ReadRoute::Replica, &["posts"], |pool| async move {
-        let tags = sqlx::query_as!(
-            TagView,
-            "select slug, name, post_count from read.tags where post_count > 0 order by post_count desc, slug limit 1000"
-        )
-        .fetch_all(&pool)
-        .await?;
-        Ok(TagList { tags })
+        Ok(TagList { tags: in_use(&pool).await? })
     })
     .await
+}
+
+/// Tags some published post has, most used first (at most 1,000).
+pub async fn in_use(pool: &sqlx::PgPool) -> ReadResult<Vec<TagView>> {
+    Ok(sqlx::query_as!(
+        TagView,
+        "select slug, name, post_count from read.tags where post_count > 0 order by post_count desc, slug limit 1000"
+    )
+    .fetch_all(pool)
+    .await?)
 }
 
 /// One tag.

@@ -23,6 +23,53 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents `POST /mcp`, the Model Context Protocol endpoint (JSON-RPC 2.0 over Streamable HTTP, whose
+/// errors are JSON-RPC errors, not problem+json). Goes after [`ProblemResponses`] in `modifiers`.
+pub struct McpEndpoint {
+    /// What the tools do, for the operation's description.
+    pub summary: &'static str,
+}
+
+impl Modify for McpEndpoint {
+    fn modify(&self, api: &mut OpenApi) {
+        use utoipa::openapi::path::{OperationBuilder, PathItem};
+        use utoipa::openapi::request_body::RequestBodyBuilder;
+        use utoipa::openapi::HttpMethod;
+        let json = || ContentBuilder::new().build();
+        let operation = OperationBuilder::new()
+            .tag("mcp")
+            .summary(Some("Model Context Protocol (Streamable HTTP)"))
+            .description(Some(format!(
+                "{} JSON-RPC 2.0 messages (`initialize`, `tools/list`, `tools/call`, `ping`); the tools and their \
+                 schemas are at `GET /mcp/tools`.",
+                self.summary
+            )))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content("application/json", json())
+                    .required(Some(utoipa::openapi::Required::True))
+                    .build(),
+            ))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("a JSON-RPC response (application/json or text/event-stream)")
+                    .content("application/json", json())
+                    .build(),
+            )
+            .response("202", ResponseBuilder::new().description("a notification, accepted").build())
+            .response("400", ResponseBuilder::new().description("not a JSON-RPC message").build())
+            .response("403", ResponseBuilder::new().description("a Host this server does not answer for").build())
+            .response(
+                "406",
+                ResponseBuilder::new().description("Accept lacks application/json and text/event-stream").build(),
+            )
+            .response("415", ResponseBuilder::new().description("not application/json").build())
+            .build();
+        api.paths.paths.insert("/mcp".to_string(), PathItem::new(HttpMethod::Post, operation));
+    }
+}
+
 /// Documents the errors every operation may answer, and declares every 4xx/5xx body as problem+json.
 pub struct ProblemResponses;
 
@@ -108,7 +155,8 @@ fn problem(description: &str) -> RefOr<Response> {
 pub fn routed_paths(sources: &[&str]) -> std::collections::BTreeSet<String> {
     sources
         .iter()
-        .flat_map(|src| src.split(".route(\"").skip(1))
+        .flat_map(|src| src.split(".route").skip(1))
+        .filter_map(|rest| rest.strip_prefix("(\"").or_else(|| rest.strip_prefix("_service(\"")))
         .filter_map(|rest| rest.split('"').next())
         .map(str::to_string)
         .collect()

@@ -60,6 +60,7 @@ fn post_entry(detail: PostDetail, header_position: i64, valid_through: LogPositi
         valid_through,
         source,
         page: Default::default(),
+        markdown: Default::default(),
     })
 }
 
@@ -225,6 +226,26 @@ fn respond(entry: &SlugEntry, headers: &HeaderMap, source: Option<ReadSource>) -
             stamp(res, p.header_position, source.unwrap_or(p.source))
         }
     }
+}
+
+/// The Markdown of the post an entry holds, read once per entry: from the event store for an entry folded
+/// from it, else from the projection's row (on a source that has reached the entry's position).
+pub async fn markdown(state: &AppState, entry: &PostEntry) -> ReadResult<Arc<str>> {
+    let id = entry.detail.summary.id;
+    let read = || async {
+        if entry.source == ReadSource::Events {
+            let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
+            let post = shared::store::streams::load_post(&mut conn, id).await?.ok_or(ReadError::NotFound("post"))?;
+            return Ok::<_, ReadError>(Arc::from(post.body_markdown));
+        }
+        let chosen = state.reads.choose(ReadRoute::Replica, PROJECTIONS, Some(entry.valid_through)).await?;
+        let body = sqlx::query_scalar!("select body_markdown from read.posts where id = $1", id)
+            .fetch_optional(&chosen.pool)
+            .await?
+            .ok_or(ReadError::NotFound("post"))?;
+        Ok(Arc::from(body))
+    };
+    entry.markdown.get_or_try_init(read).await.cloned()
 }
 
 /// A single post folded from its events, for a token no projection has reached yet.

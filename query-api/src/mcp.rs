@@ -1,0 +1,453 @@
+//! The Model Context Protocol server of the query API: read tools for agents at `POST /mcp` (Streamable
+//! HTTP, through the official `rmcp` SDK), and its discovery documents `GET /mcp/tools` and
+//! `GET /mcp/metadata`. Each tool reads through the same functions as the JSON routes; every result
+//! carries the `position` it reflects, which an agent passes back as `min_position` to read its writes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{tool, tool_handler, tool_router, Json, ServerHandler};
+use serde::{Deserialize, Serialize};
+use shared::read::model::PostSummary;
+use shared::store::db::ReadRoute;
+use shared::store::position::MIN_POSITION_HEADER;
+
+use crate::cache::SlugEntry;
+use crate::consistency::min_position;
+use crate::error::{ReadError, ReadResult};
+use crate::routes::posts::{self, slug, ListQuery};
+use crate::routes::{authors, search, tags, trending};
+use crate::AppState;
+
+/// Results a list tool returns unless asked for more (agents pay for every token).
+const DEFAULT_LIMIT: i64 = 10;
+const MAX_LIMIT: i64 = 50;
+
+/// `POST /mcp` (the protocol), `GET /mcp/tools` and `GET /mcp/metadata` (discovery).
+pub fn router(state: &AppState) -> Router<AppState> {
+    let tools = state.clone();
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_allowed_hosts(allowed_hosts(&state.site.url));
+    let service = StreamableHttpService::new(
+        move || Ok(ReadTools::new(tools.clone())),
+        Arc::new(NeverSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .route_service("/mcp", service)
+        .route("/mcp/tools", get(tool_list))
+        .route("/mcp/metadata", get(metadata))
+}
+
+/// The hosts `POST /mcp` answers for: loopback, and the host of `PRESSROOM_PUBLIC_URL` (DNS-rebinding guard).
+fn allowed_hosts(public_url: &str) -> Vec<String> {
+    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if let Ok(url) = url::Url::parse(public_url) {
+        if let Some(host) = url.host_str() {
+            hosts.push(host.to_string());
+            if let Some(port) = url.port() {
+                hosts.push(format!("{host}:{port}"));
+            }
+        }
+    }
+    hosts
+}
+
+/// The read tools, bound to the query API's state.
+#[derive(Clone)]
+pub struct ReadTools {
+    state: AppState,
+    tool_router: ToolRouter<Self>,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct SearchArgs {
+    /// Words to find (web search syntax: "a phrase", -word, or).
+    query: String,
+    /// 1 to 50, default 10.
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Read your writes: a `position` a write returned.
+    min_position: Option<i64>,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct SlugArgs {
+    slug: String,
+    /// Read your writes: a `position` a write returned.
+    min_position: Option<i64>,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct ListArgs {
+    /// Only posts with this tag (its slug).
+    tag: Option<String>,
+    /// Only posts by this author (their slug).
+    author: Option<String>,
+    /// 1 to 50, default 10.
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Read your writes: a `position` a write returned.
+    min_position: Option<i64>,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct LimitArgs {
+    /// 1 to 50, default 10.
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema, Default)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct NoArgs {}
+
+/// A post in a list: enough to choose one; `get_post` has the body.
+#[derive(Serialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct PostItem {
+    slug: String,
+    title: String,
+    summary: Option<String>,
+    author: String,
+    tags: Vec<String>,
+    published_at: Option<DateTime<Utc>>,
+}
+
+impl From<&PostSummary> for PostItem {
+    fn from(p: &PostSummary) -> Self {
+        PostItem {
+            slug: p.slug.clone(),
+            title: p.title.clone(),
+            summary: p.summary.clone(),
+            author: p.author.name.clone(),
+            tags: p.tags.iter().map(|t| t.name.clone()).collect(),
+            published_at: p.published_at,
+        }
+    }
+}
+
+#[derive(Serialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct PostList {
+    posts: Vec<PostItem>,
+    next_cursor: Option<String>,
+    /// The log position these results reflect.
+    position: i64,
+}
+
+#[derive(Serialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct SearchHit {
+    #[serde(flatten)]
+    post: PostItem,
+    /// Where the words matched, as plain text (matches between « and »).
+    snippet: String,
+}
+
+#[derive(Serialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct SearchResults {
+    results: Vec<SearchHit>,
+    next_cursor: Option<String>,
+    position: i64,
+}
+
+/// One published post, its body in Markdown.
+#[derive(Serialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct PostOut {
+    slug: String,
+    title: String,
+    summary: Option<String>,
+    author: String,
+    author_slug: String,
+    tags: Vec<String>,
+    published_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    version: i32,
+    comment_count: i32,
+    url: String,
+    body_markdown: String,
+    position: i64,
+}
+
+#[derive(Serialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct TagOut {
+    slug: String,
+    name: String,
+    post_count: i32,
+}
+
+#[derive(Serialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct TagsOut {
+    tags: Vec<TagOut>,
+    position: i64,
+}
+
+#[derive(Serialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct AuthorOut {
+    slug: String,
+    name: String,
+    bio: Option<String>,
+    post_count: i32,
+    url: String,
+    position: i64,
+}
+
+#[derive(Serialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct TrendingOut {
+    posts: Vec<PostItem>,
+    position: i64,
+}
+
+/// A tool's failure as the agent reads it (a tool error, never a protocol fault).
+fn tool_error(e: ReadError) -> String {
+    describe(&e)
+}
+
+fn describe(e: &ReadError) -> String {
+    match e {
+        ReadError::NotFound(what) => format!("no published {what} has this slug"),
+        ReadError::Validation(errors) => {
+            errors.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
+        }
+        ReadError::BadRequest(message) => message.clone(),
+        ReadError::RateLimited(secs) => format!("too many requests; retry in {secs} s"),
+        ReadError::Unavailable(_) => "the publication cannot be read right now; retry shortly".into(),
+        ReadError::Shared(inner) => describe(inner),
+        other => {
+            tracing::error!(error = ?other, "MCP read tool failed");
+            "the read failed; it was logged".into()
+        }
+    }
+}
+
+/// The headers a JSON route would get for this `min_position`.
+fn token_headers(min_position: Option<i64>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(p) = min_position {
+        headers.insert(MIN_POSITION_HEADER, HeaderValue::from(p));
+    }
+    headers
+}
+
+fn limit(raw: Option<i64>) -> ReadResult<i64> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(ReadError::BadRequest(format!("limit must be 1 to {MAX_LIMIT}"))),
+    }
+}
+
+fn cursor<T>(raw: Option<&str>, decode: impl Fn(&str) -> Option<T>) -> ReadResult<Option<T>> {
+    let params: HashMap<String, String> = raw.map(|c| ("cursor".to_string(), c.to_string())).into_iter().collect();
+    crate::page::cursor(&params, decode)
+}
+
+#[tool_router]
+impl ReadTools {
+    pub fn new(state: AppState) -> Self {
+        ReadTools { state, tool_router: Self::tool_router() }
+    }
+
+    /// The tools as `tools/list` gives them.
+    pub fn tools() -> Vec<rmcp::model::Tool> {
+        Self::tool_router().list_all()
+    }
+
+    #[tool(description = "Full-text search of published posts, best match first.")]
+    async fn search_posts(&self, Parameters(a): Parameters<SearchArgs>) -> Result<Json<SearchResults>, String> {
+        let run = async {
+            let params: HashMap<String, String> = [("q".to_string(), a.query.clone())].into();
+            let q = search::query(&params)?;
+            let token = min_position(&self.state, &token_headers(a.min_position)).await?;
+            let chosen = self.state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
+            let found =
+                search::run(&chosen.pool, &q, limit(a.limit)?, cursor(a.cursor.as_deref(), search::decode_cursor)?)
+                    .await?;
+            let results = found
+                .results
+                .iter()
+                .map(|r| SearchHit {
+                    post: PostItem::from(&r.post),
+                    snippet: shared::read::render::text_of(&r.snippet.replace("<mark>", "«").replace("</mark>", "»")),
+                })
+                .collect();
+            Ok(SearchResults { results, next_cursor: found.next_cursor, position: chosen.position.global_position })
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+
+    #[tool(description = "One published post by slug: metadata and the Markdown body.")]
+    async fn get_post(&self, Parameters(a): Parameters<SlugArgs>) -> Result<Json<PostOut>, String> {
+        let run = async {
+            let resolved = slug::resolve(&self.state, &token_headers(a.min_position), &a.slug).await?;
+            let entry = match resolved.entry.as_ref() {
+                SlugEntry::Post(entry) => entry,
+                SlugEntry::Moved(current) => {
+                    return Err(ReadError::BadRequest(format!("this post moved: call get_post with slug `{current}`")))
+                }
+                SlugEntry::NotFound => return Err(ReadError::NotFound("post")),
+            };
+            let markdown = slug::markdown(&self.state, entry).await?;
+            let s = &entry.detail.summary;
+            Ok(PostOut {
+                url: format!("{}/posts/{}", self.state.site.url, s.slug),
+                slug: s.slug.clone(),
+                title: s.title.clone(),
+                summary: s.summary.clone(),
+                author: s.author.name.clone(),
+                author_slug: s.author.slug.clone(),
+                tags: s.tags.iter().map(|t| t.name.clone()).collect(),
+                published_at: s.published_at,
+                updated_at: s.updated_at,
+                version: entry.detail.version,
+                comment_count: s.comment_count,
+                body_markdown: markdown.to_string(),
+                position: entry.header_position,
+            })
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+
+    #[tool(description = "Published posts, newest first; filter by tag or author slug.")]
+    async fn list_posts(&self, Parameters(a): Parameters<ListArgs>) -> Result<Json<PostList>, String> {
+        let run = async {
+            let token = min_position(&self.state, &token_headers(a.min_position)).await?;
+            let query =
+                ListQuery::new(limit(a.limit)?, cursor(a.cursor.as_deref(), posts::decode_cursor)?, a.tag, a.author);
+            let (page, _) = posts::list_page(&self.state, &query, token).await?;
+            Ok(PostList {
+                posts: page.posts.iter().map(PostItem::from).collect(),
+                next_cursor: page.next_cursor.clone(),
+                position: page.position,
+            })
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+
+    #[tool(description = "Tags in use, most used first.")]
+    async fn list_tags(&self, Parameters(_): Parameters<NoArgs>) -> Result<Json<TagsOut>, String> {
+        let run = async {
+            let chosen = self.state.reads.choose(ReadRoute::Replica, &["posts"], None).await?;
+            let tags = tags::in_use(&chosen.pool).await?;
+            let tags =
+                tags.into_iter().map(|t| TagOut { slug: t.slug, name: t.name, post_count: t.post_count }).collect();
+            Ok(TagsOut { tags, position: chosen.position.global_position })
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+
+    #[tool(description = "An author with published posts, by slug.")]
+    async fn get_author(&self, Parameters(a): Parameters<SlugArgs>) -> Result<Json<AuthorOut>, String> {
+        let run = async {
+            let token = min_position(&self.state, &token_headers(a.min_position)).await?;
+            let chosen = self.state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
+            let author = authors::find(&chosen.pool, &a.slug).await?;
+            Ok(AuthorOut {
+                url: format!("{}/authors/{}", self.state.site.url, author.slug),
+                slug: author.slug,
+                name: author.name,
+                bio: author.bio,
+                post_count: author.post_count,
+                position: chosen.position.global_position,
+            })
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+
+    #[tool(description = "Posts readers are reading now, most first.")]
+    async fn trending(&self, Parameters(a): Parameters<LimitArgs>) -> Result<Json<TrendingOut>, String> {
+        let run = async {
+            let chosen = self.state.reads.choose(ReadRoute::Replica, &["posts"], None).await?;
+            let posts = trending::top(&chosen.pool, limit(a.limit)?).await?;
+            Ok(TrendingOut {
+                posts: posts.iter().map(PostItem::from).collect(),
+                position: chosen.position.global_position,
+            })
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for ReadTools {
+    fn get_info(&self) -> ServerConfig {
+        server_info()
+    }
+}
+
+fn server_info() -> ServerConfig {
+    ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        .with_server_info(rmcp::model::Implementation::new("pressroom-query", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Read the publication: search_posts, list_posts, get_post (Markdown), list_tags, get_author, trending. \
+             Pass a write's position as min_position to read it back.",
+        )
+}
+
+/// Documents `POST /mcp` in the query API's OpenAPI document.
+pub struct McpDoc;
+
+impl utoipa::Modify for McpDoc {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let summary = "Read tools for agents: search, list and read posts (Markdown), tags, authors, trending.";
+        shared::http::api_doc::McpEndpoint { summary }.modify(api);
+    }
+}
+
+/// `GET /mcp/tools`: the same list `tools/list` returns, with its JSON Schemas.
+#[utoipa::path(get, path = "/mcp/tools", tag = "mcp", responses((status = 200, description = "{tools: [...]} as MCP tools/list")))]
+pub async fn tool_list(headers: HeaderMap) -> Response {
+    discovery(&headers, serde_json::json!({ "tools": ReadTools::tools() }))
+}
+
+/// `GET /mcp/metadata`: who this server is and how to talk to it.
+#[utoipa::path(get, path = "/mcp/metadata", tag = "mcp", responses((status = 200, description = "server name, version, protocol, capabilities, auth, links")))]
+pub async fn metadata(headers: HeaderMap) -> Response {
+    let info = server_info();
+    discovery(
+        &headers,
+        serde_json::json!({
+            "name": info.server_info.name,
+            "version": info.server_info.version,
+            "protocol_version": info.protocol_version,
+            "transport": "streamable-http",
+            "endpoint": "/mcp",
+            "capabilities": info.capabilities,
+            "auth_required": false,
+            "instructions": info.instructions,
+            "openapi": "/openapi.json",
+            "docs": "/docs",
+        }),
+    )
+}
+
+fn discovery(headers: &HeaderMap, body: serde_json::Value) -> Response {
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let mut res = crate::etag::respond(headers, "application/json", body);
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    res.into_response()
+}

@@ -1,0 +1,42 @@
+"""A real MCP client (the official Python SDK, Streamable HTTP) driving a Pressroom MCP endpoint.
+
+Usage: client.py URL CALLS_JSON [BEARER_TOKEN]
+CALLS_JSON is a list of [tool, arguments]. Prints one JSON object: the server's name and protocol version,
+the tools (name, has an output schema), and per call either the result (is_error, structured content, text)
+or the protocol error the SDK raised.
+"""
+import asyncio
+import json
+import sys
+
+import httpx2
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+
+async def main(url: str, calls: list, token: str | None) -> dict:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    out: dict = {"calls": []}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                init = await session.initialize()
+                out["server"] = init.server_info.name
+                out["protocol_version"] = init.protocol_version
+                listed = await session.list_tools()
+                out["tools"] = [{"name": t.name, "output_schema": t.output_schema is not None} for t in listed.tools]
+                for name, arguments in calls:
+                    try:
+                        r = await session.call_tool(name, arguments)
+                        texts = [c.text for c in r.content if getattr(c, "type", "") == "text"]
+                        out["calls"].append(
+                            {"tool": name, "is_error": bool(r.is_error), "structured": r.structured_content, "text": texts}
+                        )
+                    except Exception as e:  # the SDK raises protocol errors (unknown tool, invalid arguments)
+                        out["calls"].append({"tool": name, "protocol_error": str(e)})
+    return out
+
+
+if __name__ == "__main__":
+    token = sys.argv[3] if len(sys.argv) > 3 else None
+    print(json.dumps(asyncio.run(main(sys.argv[1], json.loads(sys.argv[2]), token)), default=str))

@@ -1,0 +1,127 @@
+//! The MCP servers with a real client: the official Python SDK (`mcp`, Streamable HTTP, installed by
+//! `ops/lib/install-test-tools.sh`) lists and calls the query API's read tools and the answers are checked
+//! against the JSON API's for the same data; protocol edge cases get protocol errors, never a 5xx.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pressroom_tests::{Stack, TestDb};
+use serde_json::{json, Value};
+use shared::domain::role::Role;
+
+/// Runs the SDK client against `url` with these calls; returns what it printed.
+async fn client(url: &str, calls: Value, token: Option<&str>) -> Value {
+    let python = std::env::var("PRESSROOM_TEST_MCP_PYTHON").expect("PRESSROOM_TEST_MCP_PYTHON (set by ./ops/test)");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp/client.py");
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(script).arg(url).arg(calls.to_string()).kill_on_drop(true);
+    if let Some(token) = token {
+        cmd.arg(token);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "the MCP client failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn call<'a>(out: &'a Value, tool: &str) -> &'a Value {
+    out["calls"].as_array().unwrap().iter().find(|c| c["tool"] == tool).unwrap_or_else(|| panic!("{tool}: {out}"))
+}
+
+#[tokio::test]
+async fn an_mcp_client_lists_and_calls_every_read_tool_and_they_agree_with_the_json_api() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let markdown = "## Logs\n\nProjections **fold** the log.";
+    let body =
+        json!({"title": "Agents read this", "body_markdown": markdown, "summary": "For agents.", "tags": ["Agents"]});
+    stack.publish_post(&token, body).await;
+    let (_, _, last) = stack.published_post(&token, "Another post").await;
+    stack.db.wait_projected().await;
+
+    let author: Value = stack.query_at("/v1/posts/agents-read-this", last).await.json().await.unwrap();
+    let author_slug = author["author"]["slug"].as_str().unwrap().to_string();
+    let calls = json!([
+        ["get_post", {"slug": "agents-read-this", "min_position": last}],
+        ["list_posts", {"limit": 5}],
+        ["search_posts", {"query": "projections fold"}],
+        ["list_tags", {}],
+        ["get_author", {"slug": author_slug}],
+        ["trending", {}],
+        ["get_post", {"slug": "no-such-post"}],
+        ["no_such_tool", {}],
+        ["list_posts", {"limit": "many"}],
+    ]);
+    let out = client(&format!("{}/mcp", stack.query), calls, None).await;
+    assert_eq!(out["server"], "pressroom-query", "{out}");
+    let names: Vec<&str> = out["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    for tool in ["search_posts", "get_post", "list_posts", "list_tags", "get_author", "trending"] {
+        assert!(names.contains(&tool), "{tool} listed: {names:?}");
+    }
+    assert!(out["tools"].as_array().unwrap().iter().all(|t| t["output_schema"] == true), "output schemas: {out}");
+
+    let post = &call(&out, "get_post")["structured"];
+    assert_eq!(post["body_markdown"], markdown, "Markdown, not HTML");
+    assert_eq!(post["title"], "Agents read this");
+    assert_eq!(post["tags"], json!(["Agents"]));
+    assert!(post["position"].as_i64().unwrap() > 0);
+
+    let listed = &call(&out, "list_posts")["structured"];
+    let api: Value = stack.query_at("/v1/posts?limit=5", last).await.json().await.unwrap();
+    let slugs = |v: &Value, key: &str| -> Vec<String> {
+        v[key].as_array().unwrap().iter().map(|p| p["slug"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(slugs(listed, "posts"), slugs(&api, "posts"), "list_posts agrees with GET /v1/posts");
+
+    let found = &call(&out, "search_posts")["structured"];
+    assert_eq!(found["results"][0]["slug"], "agents-read-this", "{found}");
+    assert!(found["results"][0]["snippet"].as_str().unwrap().contains('«'));
+    let tags = &call(&out, "list_tags")["structured"];
+    assert_eq!(tags["tags"].as_array().unwrap().len(), 1);
+    assert_eq!(call(&out, "get_author")["structured"]["slug"], author_slug);
+    assert!(call(&out, "trending")["is_error"] == false);
+
+    let calls = out["calls"].as_array().unwrap();
+    let missing = calls.iter().find(|c| c["tool"] == "get_post" && c["is_error"] == true).expect("a tool error");
+    assert!(missing["text"][0].as_str().unwrap().contains("no published post"), "{missing}");
+    assert!(call(&out, "no_such_tool")["protocol_error"].is_string(), "an unknown tool is a protocol error");
+    let bad = calls.iter().rev().find(|c| c["tool"] == "list_posts").unwrap();
+    assert!(bad["protocol_error"].is_string() || bad["is_error"] == true, "invalid arguments are refused: {bad}");
+}
+
+#[tokio::test]
+async fn discovery_documents_list_the_same_tools_and_malformed_json_rpc_is_a_clear_4xx() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let res = stack.http.get(format!("{}/mcp/tools", stack.query)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(res.headers().contains_key("etag"));
+    let tools: Value = res.json().await.unwrap();
+    let listed = client(&format!("{}/mcp", stack.query), json!([]), None).await;
+    let names = |v: &Value| -> Vec<String> {
+        let mut n: Vec<String> =
+            v.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&tools["tools"]), names(&listed["tools"]), "GET /mcp/tools is tools/list");
+    assert!(tools["tools"][0]["inputSchema"].is_object() && tools["tools"][0]["outputSchema"].is_object());
+    let meta: Value =
+        stack.http.get(format!("{}/mcp/metadata", stack.query)).send().await.unwrap().json().await.unwrap();
+    assert_eq!((meta["name"].as_str(), meta["auth_required"].as_bool()), (Some("pressroom-query"), Some(false)));
+    assert_eq!(meta["openapi"], "/openapi.json");
+    let spec: Value =
+        stack.http.get(format!("{}/openapi.json", stack.query)).send().await.unwrap().json().await.unwrap();
+    assert!(spec["paths"]["/mcp/tools"].is_object() && spec["paths"]["/mcp/metadata"].is_object());
+
+    let post = |body: &'static str| {
+        stack
+            .http
+            .post(format!("{}/mcp", stack.query))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+    };
+    for body in ["{not json", "[]", r#"{"jsonrpc":"2.0","id":1}"#] {
+        let res = post(body).await.unwrap();
+        assert!(res.status().is_client_error(), "{body}: {}", res.status());
+    }
+}
