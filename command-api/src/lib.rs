@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod mcp;
 pub mod openapi;
 pub mod routes;
 
@@ -81,6 +82,7 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/health", get(shared::http::health))
         .route("/ready", get(ready))
         .merge(routes::router(&state))
+        .merge(mcp::router(&state))
         .merge(openapi::router())
         .fallback(shared::http::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -4,6 +4,7 @@ use axum::Router;
 use shared::http::api_doc::{BearerAuth, ProblemResponses};
 use utoipa::OpenApi;
 
+use crate::mcp::McpDoc;
 use crate::routes::{authors, comments, posts, session, webhooks};
 use crate::AppState;
 
@@ -19,9 +20,10 @@ use shared::http::problem::ProblemDoc;
         comments::submit, comments::approve, comments::reject,
         webhooks::create, webhooks::list, webhooks::remove,
         webhooks::replay,
+        crate::mcp::tool_list, crate::mcp::metadata,
     ),
     components(schemas(ProblemDoc, shared::http::problem::FieldErrorDoc)),
-    modifiers(&BearerAuth, &ProblemResponses)
+    modifiers(&BearerAuth, &ProblemResponses, &McpDoc)
 )]
 pub struct ApiDoc;
 
@@ -37,6 +39,7 @@ mod tests {
     #[test]
     fn the_document_lists_exactly_the_routed_paths() {
         let routed = routed_paths(&[
+            include_str!("mcp.rs"),
             include_str!("routes/authors.rs"),
             include_str!("routes/comments.rs"),
             include_str!("routes/posts.rs"),

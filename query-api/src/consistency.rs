@@ -55,6 +55,6 @@ where
     let body =
         shared::service::metrics::timed_query(operation, chosen.source.as_str(), read(chosen.pool.clone())).await?;
     let body = serde_json::to_vec(&body).unwrap_or_default();
-    let res = crate::etag::respond(headers, "application/json", body);
+    let res = shared::http::etag::respond(headers, "application/json", body);
     Ok(stamp(res, chosen.position.global_position, chosen.source))
 }

@@ -3,7 +3,6 @@
 pub mod cache;
 pub mod consistency;
 pub mod error;
-pub mod etag;
 pub mod mcp;
 pub mod openapi;
 pub mod page;

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -421,16 +421,16 @@ impl utoipa::Modify for McpDoc {
 /// `GET /mcp/tools`: the same list `tools/list` returns, with its JSON Schemas.
 #[utoipa::path(get, path = "/mcp/tools", tag = "mcp", responses((status = 200, description = "{tools: [...]} as MCP tools/list")))]
 pub async fn tool_list(headers: HeaderMap) -> Response {
-    discovery(&headers, serde_json::json!({ "tools": ReadTools::tools() }))
+    shared::http::etag::cacheable_json(&headers, &serde_json::json!({ "tools": ReadTools::tools() }))
 }
 
 /// `GET /mcp/metadata`: who this server is and how to talk to it.
 #[utoipa::path(get, path = "/mcp/metadata", tag = "mcp", responses((status = 200, description = "server name, version, protocol, capabilities, auth, links")))]
 pub async fn metadata(headers: HeaderMap) -> Response {
     let info = server_info();
-    discovery(
+    shared::http::etag::cacheable_json(
         &headers,
-        serde_json::json!({
+        &serde_json::json!({
             "name": info.server_info.name,
             "version": info.server_info.version,
             "protocol_version": info.protocol_version,
@@ -443,11 +443,4 @@ pub async fn metadata(headers: HeaderMap) -> Response {
             "docs": "/docs",
         }),
     )
-}
-
-fn discovery(headers: &HeaderMap, body: serde_json::Value) -> Response {
-    let body = serde_json::to_vec(&body).unwrap_or_default();
-    let mut res = crate::etag::respond(headers, "application/json", body);
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    res.into_response()
 }

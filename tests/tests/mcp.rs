@@ -125,3 +125,55 @@ async fn discovery_documents_list_the_same_tools_and_malformed_json_rpc_is_a_cle
         assert!(res.status().is_client_error(), "{body}: {}", res.status());
     }
 }
+
+#[tokio::test]
+async fn an_authors_agent_drafts_edits_tags_and_publishes_and_the_read_tools_return_it_at_its_position() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let command = format!("{}/mcp", stack.command);
+    let draft = json!([["create_draft", {"title": "Written by an agent", "body_markdown": "First *draft*."}]]);
+    let out = client(&command, draft, Some(&token)).await;
+    assert_eq!(out["server"], "pressroom-command");
+    let created = &call(&out, "create_draft")["structured"];
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!((created["slug"].as_str(), created["version"].as_i64()), (Some("written-by-an-agent"), Some(1)));
+
+    let events = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from events").fetch_one(&stack.db.admin).await.unwrap()
+    };
+    let before = events().await;
+    let refused = json!([
+        ["update_post", {"id": id, "expected_version": 7, "fields": {"title": "Stale"}}],
+        ["update_post", {"id": id, "expected_version": 1, "fields": {"title": ""}}],
+    ]);
+    let out = client(&command, refused, Some(&token)).await;
+    let calls = out["calls"].as_array().unwrap();
+    assert_eq!(calls[0]["is_error"], true);
+    assert!(calls[0]["text"][0].as_str().unwrap().contains("version 1"), "names the current version: {out}");
+    assert!(calls[1]["text"][0].as_str().unwrap().starts_with("title:"), "a validation error: {out}");
+    let anonymous = client(&command, json!([["create_draft", {"title": "Nobody", "body_markdown": "x"}]]), None).await;
+    assert!(call(&anonymous, "create_draft")["text"][0].as_str().unwrap().starts_with("unauthorized"), "{anonymous}");
+    assert_eq!(events().await, before, "nothing appended by refused calls");
+
+    let steps = json!([
+        ["update_post", {"id": id, "expected_version": 1, "fields": {"body_markdown": "Second **draft**."}}],
+        ["add_tags", {"id": id, "tags": ["Agents", "MCP"]}],
+        ["publish_post", {"id": id}],
+    ]);
+    let out = client(&command, steps, Some(&token)).await;
+    assert_eq!(call(&out, "update_post")["structured"]["version"], 2, "{out}");
+    assert_eq!(call(&out, "add_tags")["structured"]["version"], 3, "{out}");
+    let published = &call(&out, "publish_post")["structured"];
+    assert_eq!(published["status"], "published", "{out}");
+    let position = published["position"].as_i64().unwrap();
+
+    let read = json!([["get_post", {"slug": "written-by-an-agent", "min_position": position}]]);
+    let out = client(&format!("{}/mcp", stack.query), read, None).await;
+    let post = &call(&out, "get_post")["structured"];
+    assert_eq!(post["body_markdown"], "Second **draft**.", "{out}");
+    assert_eq!(post["tags"], json!(["Agents", "MCP"]));
+    assert_eq!(post["version"], 4);
+    let tools: Value =
+        stack.http.get(format!("{}/mcp/tools", stack.command)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(tools["tools"].as_array().unwrap().len(), 5);
+}

@@ -30,7 +30,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/posts/{id}/restore", idempotent(state, post(restore)))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct CreatePostRequest {
     title: String,
@@ -42,7 +43,8 @@ pub struct CreatePostRequest {
 }
 
 /// A PATCH body: absent fields stay as they are; `null` clears summary or cover image.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct EditPostRequest {
     title: Option<String>,
@@ -61,7 +63,8 @@ pub struct PublishRequest {
     at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 pub struct PostCreated {
     id: Uuid,
     slug: String,
@@ -70,7 +73,8 @@ pub struct PostCreated {
     position: i64,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 pub struct PostEdited {
     id: Uuid,
     slug: String,
@@ -78,7 +82,8 @@ pub struct PostEdited {
     position: i64,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 pub struct PostTransitioned {
     id: Uuid,
     status: &'static str,
@@ -103,6 +108,17 @@ pub async fn create(
     headers: HeaderMap,
     JsonBody(req): JsonBody<CreatePostRequest>,
 ) -> ApiResult<Response> {
+    let body = create_draft(&state, &mut author, req, &headers).await?;
+    Ok(committed(StatusCode::CREATED, body.position, body))
+}
+
+/// Validates and appends a new draft: the route's and the MCP tool's one path.
+pub async fn create_draft(
+    state: &AppState,
+    author: &mut KnownAuthor,
+    req: CreatePostRequest,
+    headers: &HeaderMap,
+) -> ApiResult<PostCreated> {
     let mut c = Checker::default();
     let title = c.check(Title::parse("title", &req.title));
     let body = c.check(BodyMarkdown::parse("body_markdown", req.body_markdown));
@@ -124,25 +140,24 @@ pub async fn create(
     };
     let id = author.author.id;
     let draft = DraftPost { author_id: id, title, slug, body_markdown, summary, tags, cover_image_url: cover };
-    let meta = metadata(&headers, Some(id));
+    let meta = metadata(headers, Some(id));
     let create = CreatePost { draft, explicit_slug: explicit };
     // The append is guarded by the author's version as last read; if they changed since, read them
     // again and decide again (once: a fresh read is current).
     let (post, appended) = loop {
         let write = post_writes::create(&state.statements, author.actor(), Some(author.author.version), &create, &meta);
         match shared::service::metrics::timed_query("posts.create", "primary", write).await {
-            Err(WriteError::AuthorChanged) if !author.fresh => author.refresh(&state).await?,
+            Err(WriteError::AuthorChanged) if !author.fresh => author.refresh(state).await?,
             result => break result?,
         }
     };
-    let body = PostCreated {
+    Ok(PostCreated {
         id: post.id,
         slug: post.slug,
         status: "draft",
         version: post.version,
         position: appended.position,
-    };
-    Ok(committed(StatusCode::CREATED, appended.position, body))
+    })
 }
 
 /// Edit fields of a post; `If-Match: "<version>"` is required.
@@ -159,6 +174,19 @@ pub async fn edit(
     JsonBody(req): JsonBody<EditPostRequest>,
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?.ok_or(ApiError::PreconditionRequired)?;
+    let body = edit_post(&state, &author, id, expected, req, &headers).await?;
+    Ok(committed(StatusCode::OK, body.position, body))
+}
+
+/// Validates and applies an edit at version `expected`: the route's and the MCP tool's one path.
+pub async fn edit_post(
+    state: &AppState,
+    author: &CurrentAuthor,
+    id: Uuid,
+    expected: i32,
+    req: EditPostRequest,
+    headers: &HeaderMap,
+) -> ApiResult<PostEdited> {
     let mut c = Checker::default();
     let edit = EditPost {
         title: req.title.as_deref().and_then(|t| c.check(Title::parse("title", t))),
@@ -169,12 +197,8 @@ pub async fn edit(
         cover_image_url: req.cover_image_url.map(|u| u.and_then(|u| c.check(HttpUrl::parse("cover_image_url", &u)))),
     };
     c.finish()?;
-    let (post, appended) = run(&state, &author, id, Some(expected), PostCommand::Edit(edit), &headers).await?;
-    Ok(committed(
-        StatusCode::OK,
-        appended.position,
-        PostEdited { id, slug: post.slug, version: post.version, position: appended.position },
-    ))
+    let (post, appended) = run(state, author, id, Some(expected), PostCommand::Edit(edit), headers).await?;
+    Ok(PostEdited { id, slug: post.slug, version: post.version, position: appended.position })
 }
 
 /// Publish now, or schedule when `at` is in the future.
@@ -244,15 +268,22 @@ impl FromRequestParts<AppState> for TransitionRequest {
 impl TransitionRequest {
     /// Runs `cmd` on the post; answers its new status, version and position.
     async fn run(self, state: &AppState, cmd: PostCommand) -> ApiResult<Response> {
-        let (post, appended) = run(state, &self.author, self.id, self.expected, cmd, &self.headers).await?;
-        let body = PostTransitioned {
-            id: self.id,
-            status: post.status.as_str(),
-            version: post.version,
-            position: appended.position,
-        };
-        Ok(committed(StatusCode::OK, appended.position, body))
+        let body = transition(state, &self.author, self.id, self.expected, cmd, &self.headers).await?;
+        Ok(committed(StatusCode::OK, body.position, body))
     }
+}
+
+/// Runs a state change (publish, unpublish, delete, restore): the routes' and the MCP tools' one path.
+pub async fn transition(
+    state: &AppState,
+    author: &CurrentAuthor,
+    id: Uuid,
+    expected: Option<i32>,
+    cmd: PostCommand,
+    headers: &HeaderMap,
+) -> ApiResult<PostTransitioned> {
+    let (post, appended) = run(state, author, id, expected, cmd, headers).await?;
+    Ok(PostTransitioned { id, status: post.status.as_str(), version: post.version, position: appended.position })
 }
 
 /// Runs a command; a lost race against a concurrent writer with an If-Match becomes 412 with the

@@ -61,7 +61,7 @@ fn xml(
     source: shared::store::db::ReadSource,
     content_type: &'static str,
 ) -> Response {
-    let mut res = crate::etag::respond(headers, content_type, body);
+    let mut res = shared::http::etag::respond(headers, content_type, body);
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     stamp(res, position, source)
 }

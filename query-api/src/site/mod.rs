@@ -124,7 +124,7 @@ const PAGE_CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=300
 /// A rendered template with its ETag.
 fn render(template: &impl Template) -> ReadResult<RenderedPage> {
     let body = Bytes::from(template.render().map_err(ReadError::Render)?);
-    Ok(RenderedPage { etag: crate::etag::of(&body), body })
+    Ok(RenderedPage { etag: shared::http::etag::of(&body), body })
 }
 
 /// A page's response: 200 (304 when the client has it) with its ETag, caching headers and read position.
@@ -136,7 +136,8 @@ fn html(
     source: ReadSource,
     surrogate_keys: &str,
 ) -> Response {
-    let mut res = crate::etag::conditional(headers, "text/html; charset=utf-8", page.body.clone(), page.etag.clone());
+    let mut res =
+        shared::http::etag::conditional(headers, "text/html; charset=utf-8", page.body.clone(), page.etag.clone());
     if status != StatusCode::OK {
         *res.status_mut() = status;
     }
@@ -199,7 +200,7 @@ async fn robots(State(state): State<AppState>) -> Response {
 const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#0b57d0\"/></svg>";
 
 async fn favicon(headers: HeaderMap) -> Response {
-    let mut res = crate::etag::respond(&headers, "image/svg+xml", FAVICON);
+    let mut res = shared::http::etag::respond(&headers, "image/svg+xml", FAVICON);
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
     res
 }
@@ -219,7 +220,7 @@ async fn stylesheet(State(state): State<AppState>, headers: HeaderMap, Path(file
     if !state.site.stylesheet.ends_with(&format!("/{file}")) {
         return not_found_page(&state.site, &headers);
     }
-    let mut res = crate::etag::respond(&headers, "text/css; charset=utf-8", STYLESHEET);
+    let mut res = shared::http::etag::respond(&headers, "text/css; charset=utf-8", STYLESHEET);
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
     res
 }

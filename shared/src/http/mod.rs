@@ -5,6 +5,7 @@
 pub mod api_doc;
 pub mod auth;
 pub mod client_ip;
+pub mod etag;
 pub mod middleware;
 pub mod outbound;
 pub mod problem;

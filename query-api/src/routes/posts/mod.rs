@@ -22,7 +22,8 @@ use uuid::Uuid;
 use crate::consistency::{min_position, stamp};
 use crate::error::ReadResult;
 use crate::page;
-use crate::{etag, AppState};
+use crate::AppState;
+use shared::http::etag;
 
 pub(super) const PROJECTIONS: &[&str] = &["posts"];
 

@@ -20,7 +20,8 @@ use super::PROJECTIONS;
 use crate::cache::{PostEntry, SlugEntry};
 use crate::consistency::{min_position, stamp};
 use crate::error::{ReadError, ReadResult};
-use crate::{etag, AppState};
+use crate::AppState;
+use shared::http::etag;
 
 struct DetailRow {
     id: Uuid,

@@ -53,6 +53,14 @@ pub fn respond(headers: &HeaderMap, content_type: &'static str, body: impl Into<
     conditional(headers, content_type, body, etag)
 }
 
+/// A JSON document for discovery (`/mcp/tools`, `/mcp/metadata`): ETag'd and cacheable for five minutes.
+pub fn cacheable_json(headers: &HeaderMap, value: &serde_json::Value) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut res = respond(headers, "application/json", body);
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,272 @@
+//! The Model Context Protocol server of the command API: an author's agent drafts, edits, publishes and
+//! unpublishes at `POST /mcp` (Streamable HTTP, through the official `rmcp` SDK) with the bearer token of
+//! `POST /v1/session` in `Authorization`. Each tool runs the same command path as its HTTP route
+//! (validation, roles, expected versions, rate limits) and returns the new version and position.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{tool, tool_handler, tool_router, Json, ServerHandler};
+use serde::Deserialize;
+use shared::domain::post::PostCommand;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::extract::{CurrentAuthor, KnownAuthor};
+use crate::routes::posts::{self, CreatePostRequest, EditPostRequest, PostCreated, PostEdited, PostTransitioned};
+use crate::AppState;
+
+/// `POST /mcp` (the protocol), `GET /mcp/tools` and `GET /mcp/metadata` (discovery).
+pub fn router(state: &AppState) -> Router<AppState> {
+    let tools = state.clone();
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_allowed_hosts(allowed_hosts(&state.config.public_url, &state.config.site.command_url));
+    let service = StreamableHttpService::new(
+        move || Ok(AuthorTools::new(tools.clone())),
+        Arc::new(NeverSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .route_service("/mcp", service)
+        .route("/mcp/tools", get(tool_list))
+        .route("/mcp/metadata", get(metadata))
+}
+
+/// Loopback, and the hosts of the public URLs this API is reached by (DNS-rebinding guard).
+fn allowed_hosts(public_url: &str, command_url: &str) -> Vec<String> {
+    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    for url in [public_url, command_url].into_iter().filter_map(|u| url::Url::parse(u).ok()) {
+        if let Some(host) = url.host_str() {
+            hosts.push(host.to_string());
+            if let Some(port) = url.port() {
+                hosts.push(format!("{host}:{port}"));
+            }
+        }
+    }
+    hosts
+}
+
+/// The author tools, bound to the command API's state.
+#[derive(Clone)]
+pub struct AuthorTools {
+    state: AppState,
+    tool_router: ToolRouter<Self>,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct UpdateArgs {
+    id: Uuid,
+    /// The version the changes were made against (a stale one is refused, naming the current).
+    expected_version: i32,
+    /// The fields to change; absent ones stay, `null` clears summary or cover image.
+    fields: EditPostRequest,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct PublishArgs {
+    id: Uuid,
+    /// A future moment schedules the publication (RFC 3339); absent publishes now.
+    at: Option<DateTime<Utc>>,
+    expected_version: Option<i32>,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct PostArgs {
+    id: Uuid,
+    expected_version: Option<i32>,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct TagArgs {
+    id: Uuid,
+    /// Tags to add to the post's own.
+    tags: Vec<String>,
+    expected_version: Option<i32>,
+}
+
+/// A failed call as the agent reads it (a tool error with the API's own words, never a 5xx).
+fn tool_error(e: ApiError) -> String {
+    match e {
+        ApiError::Unauthorized => "unauthorized: send `Authorization: Bearer <token>` from POST /v1/session".into(),
+        ApiError::Validation(errors) => {
+            errors.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
+        }
+        ApiError::PreconditionFailed { expected, current } => {
+            format!("the post is at version {current}, not {expected}: read it again and retry with expected_version {current}")
+        }
+        ApiError::Unavailable(_) => "the database is unavailable; retry shortly".into(),
+        ApiError::Internal(e) => {
+            tracing::error!(error = ?e, "MCP author tool failed");
+            "the command failed; it was logged".into()
+        }
+        other => {
+            let problem = other.into_response();
+            format!("refused ({})", problem.status())
+        }
+    }
+}
+
+#[tool_router]
+impl AuthorTools {
+    pub fn new(state: AppState) -> Self {
+        AuthorTools { state, tool_router: Self::tool_router() }
+    }
+
+    /// The tools as `tools/list` gives them.
+    pub fn tools() -> Vec<rmcp::model::Tool> {
+        Self::tool_router().list_all()
+    }
+
+    /// The author behind the request's bearer token (active, within their write rate).
+    async fn author(&self, parts: &axum::http::request::Parts) -> Result<CurrentAuthor, ApiError> {
+        CurrentAuthor::from_request_parts(&mut parts.clone(), &self.state).await
+    }
+
+    #[tool(description = "Create a draft post (Markdown body). Returns its id, slug, version and position.")]
+    async fn create_draft(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(req): Parameters<CreatePostRequest>,
+    ) -> Result<Json<PostCreated>, String> {
+        let run = async {
+            let mut author = KnownAuthor::from_request_parts(&mut parts.clone(), &self.state).await?;
+            posts::create_draft(&self.state, &mut author, req, &parts.headers).await
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+
+    #[tool(description = "Change fields of a post at expected_version.")]
+    async fn update_post(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(a): Parameters<UpdateArgs>,
+    ) -> Result<Json<PostEdited>, String> {
+        let run = async {
+            let author = self.author(&parts).await?;
+            posts::edit_post(&self.state, &author, a.id, a.expected_version, a.fields, &parts.headers).await
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+
+    #[tool(description = "Publish a post now, or schedule it with `at`.")]
+    async fn publish_post(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(a): Parameters<PublishArgs>,
+    ) -> Result<Json<PostTransitioned>, String> {
+        let run = async {
+            let author = self.author(&parts).await?;
+            let cmd = PostCommand::Publish { at: a.at, now: Utc::now() };
+            posts::transition(&self.state, &author, a.id, a.expected_version, cmd, &parts.headers).await
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+
+    #[tool(description = "Return a published or scheduled post to draft.")]
+    async fn unpublish_post(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(a): Parameters<PostArgs>,
+    ) -> Result<Json<PostTransitioned>, String> {
+        let run = async {
+            let author = self.author(&parts).await?;
+            posts::transition(&self.state, &author, a.id, a.expected_version, PostCommand::Unpublish, &parts.headers)
+                .await
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+
+    #[tool(description = "Add tags to a post (keeps its own).")]
+    async fn add_tags(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(a): Parameters<TagArgs>,
+    ) -> Result<Json<PostEdited>, String> {
+        let run = async {
+            let author = self.author(&parts).await?;
+            let mut conn = self.state.pool.acquire().await?;
+            let post =
+                shared::store::streams::load_post(&mut conn, a.id).await?.ok_or(ApiError::NotFound("post".into()))?;
+            drop(conn);
+            let mut tags = post.tags.clone();
+            tags.extend(a.tags.into_iter().filter(|t| !post.tags.iter().any(|p| p.eq_ignore_ascii_case(t))));
+            let fields: EditPostRequest = serde_json::from_value(serde_json::json!({ "tags": tags }))
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let expected = a.expected_version.unwrap_or(post.version);
+            posts::edit_post(&self.state, &author, a.id, expected, fields, &parts.headers).await
+        };
+        run.await.map(Json).map_err(tool_error)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for AuthorTools {
+    fn get_info(&self) -> ServerConfig {
+        server_info()
+    }
+}
+
+fn server_info() -> ServerConfig {
+    ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        .with_server_info(rmcp::model::Implementation::new("pressroom-command", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Write as an author (Authorization: Bearer <token from POST /v1/session>): create_draft, update_post, \
+             publish_post, unpublish_post, add_tags. Each returns the version and position; read it back on the \
+             query API's MCP server with min_position.",
+        )
+}
+
+/// Documents `POST /mcp` in the command API's OpenAPI document.
+pub struct McpDoc;
+
+impl utoipa::Modify for McpDoc {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let summary = "Author tools for agents (bearer token): draft, edit, publish, unpublish, tag.";
+        shared::http::api_doc::McpEndpoint { summary }.modify(api);
+    }
+}
+
+/// `GET /mcp/tools`: the same list `tools/list` returns, with its JSON Schemas.
+#[utoipa::path(get, path = "/mcp/tools", tag = "mcp", responses((status = 200, description = "{tools: [...]} as MCP tools/list")))]
+pub async fn tool_list(headers: HeaderMap) -> Response {
+    shared::http::etag::cacheable_json(&headers, &serde_json::json!({ "tools": AuthorTools::tools() }))
+}
+
+/// `GET /mcp/metadata`: who this server is and how to talk to it.
+#[utoipa::path(get, path = "/mcp/metadata", tag = "mcp", responses((status = 200, description = "server name, version, protocol, capabilities, auth, links")))]
+pub async fn metadata(headers: HeaderMap) -> Response {
+    let info = server_info();
+    shared::http::etag::cacheable_json(
+        &headers,
+        &serde_json::json!({
+            "name": info.server_info.name,
+            "version": info.server_info.version,
+            "protocol_version": info.protocol_version,
+            "transport": "streamable-http",
+            "endpoint": "/mcp",
+            "capabilities": info.capabilities,
+            "auth_required": true,
+            "auth": "Authorization: Bearer <token from POST /v1/session>",
+            "instructions": info.instructions,
+            "openapi": "/openapi.json",
+            "docs": "/docs",
+        }),
+    )
+}
