@@ -16,7 +16,7 @@ use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::{tool, tool_handler, tool_router, Json, ServerHandler};
 use serde::Deserialize;
 use shared::domain::post::PostCommand;
@@ -30,10 +30,7 @@ use crate::AppState;
 /// `POST /mcp` (the protocol), `GET /mcp/tools` and `GET /mcp/metadata` (discovery).
 pub fn router(state: &AppState) -> Router<AppState> {
     let tools = state.clone();
-    let config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
-        .with_json_response(true)
-        .with_allowed_hosts(allowed_hosts(&state.config.public_url, &state.config.site.command_url));
+    let config = shared::http::mcp::transport(&[&state.config.public_url, &state.config.site.command_url]);
     let service = StreamableHttpService::new(
         move || Ok(AuthorTools::new(tools.clone())),
         Arc::new(NeverSessionManager::default()),
@@ -43,20 +40,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route_service("/mcp", service)
         .route("/mcp/tools", get(tool_list))
         .route("/mcp/metadata", get(metadata))
-}
-
-/// Loopback, and the hosts of the public URLs this API is reached by (DNS-rebinding guard).
-fn allowed_hosts(public_url: &str, command_url: &str) -> Vec<String> {
-    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-    for url in [public_url, command_url].into_iter().filter_map(|u| url::Url::parse(u).ok()) {
-        if let Some(host) = url.host_str() {
-            hosts.push(host.to_string());
-            if let Some(port) = url.port() {
-                hosts.push(format!("{host}:{port}"));
-            }
-        }
-    }
-    hosts
 }
 
 /// The author tools, bound to the command API's state.
@@ -252,21 +235,8 @@ pub async fn tool_list(headers: HeaderMap) -> Response {
 /// `GET /mcp/metadata`: who this server is and how to talk to it.
 #[utoipa::path(get, path = "/mcp/metadata", tag = "mcp", responses((status = 200, description = "server name, version, protocol, capabilities, auth, links")))]
 pub async fn metadata(headers: HeaderMap) -> Response {
-    let info = server_info();
     shared::http::etag::cacheable_json(
         &headers,
-        &serde_json::json!({
-            "name": info.server_info.name,
-            "version": info.server_info.version,
-            "protocol_version": info.protocol_version,
-            "transport": "streamable-http",
-            "endpoint": "/mcp",
-            "capabilities": info.capabilities,
-            "auth_required": true,
-            "auth": "Authorization: Bearer <token from POST /v1/session>",
-            "instructions": info.instructions,
-            "openapi": "/openapi.json",
-            "docs": "/docs",
-        }),
+        &shared::http::mcp::metadata(&server_info(), Some("Authorization: Bearer <token from POST /v1/session>")),
     )
 }

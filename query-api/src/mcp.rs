@@ -15,7 +15,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::{tool, tool_handler, tool_router, Json, ServerHandler};
 use serde::{Deserialize, Serialize};
 use shared::read::model::PostSummary;
@@ -36,10 +36,7 @@ const MAX_LIMIT: i64 = 50;
 /// `POST /mcp` (the protocol), `GET /mcp/tools` and `GET /mcp/metadata` (discovery).
 pub fn router(state: &AppState) -> Router<AppState> {
     let tools = state.clone();
-    let config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
-        .with_json_response(true)
-        .with_allowed_hosts(allowed_hosts(&state.site.url));
+    let config = shared::http::mcp::transport(&[&state.site.url]);
     let service = StreamableHttpService::new(
         move || Ok(ReadTools::new(tools.clone())),
         Arc::new(NeverSessionManager::default()),
@@ -49,20 +46,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route_service("/mcp", service)
         .route("/mcp/tools", get(tool_list))
         .route("/mcp/metadata", get(metadata))
-}
-
-/// The hosts `POST /mcp` answers for: loopback, and the host of `PRESSROOM_PUBLIC_URL` (DNS-rebinding guard).
-fn allowed_hosts(public_url: &str) -> Vec<String> {
-    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-    if let Ok(url) = url::Url::parse(public_url) {
-        if let Some(host) = url.host_str() {
-            hosts.push(host.to_string());
-            if let Some(port) = url.port() {
-                hosts.push(format!("{host}:{port}"));
-            }
-        }
-    }
-    hosts
 }
 
 /// The read tools, bound to the query API's state.
@@ -427,20 +410,5 @@ pub async fn tool_list(headers: HeaderMap) -> Response {
 /// `GET /mcp/metadata`: who this server is and how to talk to it.
 #[utoipa::path(get, path = "/mcp/metadata", tag = "mcp", responses((status = 200, description = "server name, version, protocol, capabilities, auth, links")))]
 pub async fn metadata(headers: HeaderMap) -> Response {
-    let info = server_info();
-    shared::http::etag::cacheable_json(
-        &headers,
-        &serde_json::json!({
-            "name": info.server_info.name,
-            "version": info.server_info.version,
-            "protocol_version": info.protocol_version,
-            "transport": "streamable-http",
-            "endpoint": "/mcp",
-            "capabilities": info.capabilities,
-            "auth_required": false,
-            "instructions": info.instructions,
-            "openapi": "/openapi.json",
-            "docs": "/docs",
-        }),
-    )
+    shared::http::etag::cacheable_json(&headers, &shared::http::mcp::metadata(&server_info(), None))
 }

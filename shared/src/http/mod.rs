@@ -6,6 +6,7 @@ pub mod api_doc;
 pub mod auth;
 pub mod client_ip;
 pub mod etag;
+pub mod mcp;
 pub mod middleware;
 pub mod outbound;
 pub mod problem;
