@@ -46,7 +46,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
 #[derive(Clone)]
 pub struct AuthorTools {
     state: AppState,
-    tool_router: ToolRouter<Self>,
+    tool_router: Arc<ToolRouter<Self>>,
+}
+
+/// The tools, built once (their JSON Schemas are generated here), shared by every request's server.
+fn shared_tools() -> Arc<ToolRouter<AuthorTools>> {
+    static ROUTER: std::sync::OnceLock<Arc<ToolRouter<AuthorTools>>> = std::sync::OnceLock::new();
+    ROUTER.get_or_init(|| Arc::new(AuthorTools::tool_router())).clone()
 }
 
 #[derive(Deserialize, rmcp::schemars::JsonSchema)]
@@ -109,12 +115,12 @@ fn tool_error(e: ApiError) -> String {
 #[tool_router]
 impl AuthorTools {
     pub fn new(state: AppState) -> Self {
-        AuthorTools { state, tool_router: Self::tool_router() }
+        AuthorTools { state, tool_router: shared_tools() }
     }
 
     /// The tools as `tools/list` gives them.
     pub fn tools() -> Vec<rmcp::model::Tool> {
-        Self::tool_router().list_all()
+        shared_tools().list_all()
     }
 
     /// The author behind the request's bearer token (active, within their write rate).

@@ -52,7 +52,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
 #[derive(Clone)]
 pub struct ReadTools {
     state: AppState,
-    tool_router: ToolRouter<Self>,
+    tool_router: Arc<ToolRouter<Self>>,
+}
+
+/// The tools, built once (their JSON Schemas are generated here), shared by every request's server.
+fn shared_tools() -> Arc<ToolRouter<ReadTools>> {
+    static ROUTER: std::sync::OnceLock<Arc<ToolRouter<ReadTools>>> = std::sync::OnceLock::new();
+    ROUTER.get_or_init(|| Arc::new(ReadTools::tool_router())).clone()
 }
 
 #[derive(Deserialize, rmcp::schemars::JsonSchema)]
@@ -252,12 +258,12 @@ fn cursor<T>(raw: Option<&str>, decode: impl Fn(&str) -> Option<T>) -> ReadResul
 #[tool_router]
 impl ReadTools {
     pub fn new(state: AppState) -> Self {
-        ReadTools { state, tool_router: Self::tool_router() }
+        ReadTools { state, tool_router: shared_tools() }
     }
 
     /// The tools as `tools/list` gives them.
     pub fn tools() -> Vec<rmcp::model::Tool> {
-        Self::tool_router().list_all()
+        shared_tools().list_all()
     }
 
     #[tool(description = "Full-text search of published posts, best match first.")]
