@@ -386,10 +386,62 @@ impl ServerHandler for ReadTools {
     fn get_info(&self) -> ServerConfig {
         server_info()
     }
+
+    /// The latest published posts as `pressroom://posts/{slug}` resources (Markdown).
+    async fn list_resources(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, rmcp::ErrorData> {
+        let query = ListQuery::new(MAX_LIMIT, None, None, None);
+        let (page, _) = posts::list_page(&self.state, &query, None)
+            .await
+            .map_err(|e| rmcp::ErrorData::internal_error(describe(&e), None))?;
+        let resources = page
+            .posts
+            .iter()
+            .map(|p| {
+                let resource = rmcp::model::Resource::new(format!("{RESOURCE_PREFIX}{}", p.slug), p.slug.clone())
+                    .with_title(p.title.clone())
+                    .with_mime_type("text/markdown");
+                match &p.summary {
+                    Some(summary) => resource.with_description(summary.clone()),
+                    None => resource,
+                }
+            })
+            .collect();
+        Ok(rmcp::model::ListResourcesResult::with_all_items(resources))
+    }
+
+    /// A post's Markdown, by its `pressroom://posts/{slug}` URI.
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, rmcp::ErrorData> {
+        let Some(slug) = request.uri.strip_prefix(RESOURCE_PREFIX) else {
+            return Err(rmcp::ErrorData::resource_not_found(
+                format!("not a Pressroom post URI: {}", request.uri),
+                None,
+            ));
+        };
+        let found = self.get_post(Parameters(SlugArgs { slug: slug.to_string(), min_position: None })).await;
+        let post = found.map_err(|message| rmcp::ErrorData::resource_not_found(message, None))?.0;
+        let contents = rmcp::model::ResourceContents::TextResourceContents {
+            uri: request.uri,
+            mime_type: Some("text/markdown".into()),
+            text: format!("# {}\n\n{}", post.title, post.body_markdown),
+            meta: None,
+        };
+        Ok(rmcp::model::ReadResourceResult::new(vec![contents]).into())
+    }
 }
 
+/// How posts are named as MCP resources.
+const RESOURCE_PREFIX: &str = "pressroom://posts/";
+
 fn server_info() -> ServerConfig {
-    ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
         .with_server_info(rmcp::model::Implementation::new("pressroom-query", env!("CARGO_PKG_VERSION")))
         .with_instructions(
             "Read the publication: search_posts, list_posts, get_post (Markdown), list_tags, get_author, trending. \

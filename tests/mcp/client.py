@@ -2,7 +2,8 @@
 
 Usage: client.py URL CALLS_JSON [BEARER_TOKEN]
 CALLS_JSON is a list of [tool, arguments]. Prints one JSON object: the server's name and protocol version,
-the tools (name, has an output schema), and per call either the result (is_error, structured content, text)
+the tools (name, has an output schema), the resources and the text of the first (when the server has
+resources), and per call either the result (is_error, structured content, text)
 or the protocol error the SDK raised.
 """
 import asyncio
@@ -25,6 +26,12 @@ async def main(url: str, calls: list, token: str | None) -> dict:
                 out["protocol_version"] = init.protocol_version
                 listed = await session.list_tools()
                 out["tools"] = [{"name": t.name, "output_schema": t.output_schema is not None} for t in listed.tools]
+                if init.capabilities.resources is not None:
+                    resources = (await session.list_resources()).resources
+                    out["resources"] = [{"uri": str(r.uri), "mime_type": r.mime_type} for r in resources]
+                    if resources:
+                        read = await session.read_resource(resources[0].uri)
+                        out["resource_text"] = [getattr(c, "text", None) for c in read.contents]
                 for name, arguments in calls:
                     try:
                         r = await session.call_tool(name, arguments)

@@ -59,6 +59,10 @@ async fn an_mcp_client_lists_and_calls_every_read_tool_and_they_agree_with_the_j
 
     let post = &call(&out, "get_post")["structured"];
     assert_eq!(post["body_markdown"], markdown, "Markdown, not HTML");
+    let uris: Vec<&str> = out["resources"].as_array().unwrap().iter().map(|r| r["uri"].as_str().unwrap()).collect();
+    assert_eq!(uris, ["pressroom://posts/another-post", "pressroom://posts/agents-read-this"], "{out}");
+    assert_eq!(out["resources"][0]["mime_type"], "text/markdown");
+    assert_eq!(out["resource_text"][0], "# Another post\n\nHello **world**", "resources/read gives the Markdown");
     assert_eq!(post["title"], "Agents read this");
     assert_eq!(post["tags"], json!(["Agents"]));
     assert!(post["position"].as_i64().unwrap() > 0);
