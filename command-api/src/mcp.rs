@@ -15,8 +15,6 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{ServerCapabilities, ServerConfig};
-use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
-use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::{tool, tool_handler, tool_router, Json, ServerHandler};
 use serde::Deserialize;
 use shared::domain::post::PostCommand;
@@ -30,11 +28,9 @@ use crate::AppState;
 /// `POST /mcp` (the protocol), `GET /mcp/tools` and `GET /mcp/metadata` (discovery).
 pub fn router(state: &AppState) -> Router<AppState> {
     let tools = state.clone();
-    let config = shared::http::mcp::transport(&[&state.config.public_url, &state.config.site.command_url]);
-    let service = StreamableHttpService::new(
-        move || Ok(AuthorTools::new(tools.clone())),
-        Arc::new(NeverSessionManager::default()),
-        config,
+    let service = shared::http::mcp::service(
+        move || AuthorTools::new(tools.clone()),
+        &[&state.config.public_url, &state.config.site.command_url],
     );
     Router::new()
         .route_service("/mcp", service)

@@ -61,7 +61,7 @@ mod tests {
             include_str!("routes/search.rs"),
             include_str!("routes/tags.rs"),
             include_str!("routes/trending.rs"),
-            include_str!("mcp.rs"),
+            include_str!("mcp/mod.rs"),
         ]);
         assert!(routed.contains("/v1/author/posts/{id}/versions/{n}") && routed.len() > 10, "{routed:?}");
         assert_eq!(documented_paths(&ApiDoc::openapi()), routed);

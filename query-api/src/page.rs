@@ -26,7 +26,12 @@ pub fn limit(params: &HashMap<String, String>) -> ReadResult<i64> {
 
 /// `cursor`, decoded by the list's own format: absent or empty → None, malformed → 400.
 pub fn cursor<T>(params: &HashMap<String, String>, decode: impl Fn(&str) -> Option<T>) -> ReadResult<Option<T>> {
-    match params.get("cursor").filter(|c| !c.is_empty()) {
+    decode_cursor(params.get("cursor").map(String::as_str), decode)
+}
+
+/// A cursor as a client sent it (a query parameter, a tool argument): absent or empty → None, malformed → 400.
+pub fn decode_cursor<T>(raw: Option<&str>, decode: impl Fn(&str) -> Option<T>) -> ReadResult<Option<T>> {
+    match raw.filter(|c| !c.is_empty()) {
         Some(c) => decode(c).map(Some).ok_or_else(|| ReadError::BadRequest("malformed cursor".into())),
         None => Ok(None),
     }

@@ -86,7 +86,12 @@ pub async fn search(
 
 /// The `q` parameter, trimmed: 1 to 200 characters, else a 422.
 pub fn query(params: &HashMap<String, String>) -> ReadResult<String> {
-    let q = params.get("q").map(|q| q.trim().to_string()).unwrap_or_default();
+    checked_query(params.get("q").map_or("", String::as_str))
+}
+
+/// A search query, trimmed: 1 to 200 characters, else a 422 naming `q`.
+pub fn checked_query(raw: &str) -> ReadResult<String> {
+    let q = raw.trim().to_string();
     if q.is_empty() || q.chars().count() > 200 {
         return Err(ReadError::Validation(vec![FieldError::new("q", "must be 1 to 200 characters")]));
     }

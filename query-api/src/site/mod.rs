@@ -95,10 +95,8 @@ impl Site {
         };
         let mut res = html(headers, status, &page, 0, ReadSource::Cache, "");
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        for name in [header::RETRY_AFTER] {
-            if let Some(v) = problem.headers().get(&name) {
-                res.headers_mut().insert(name, v.clone());
-            }
+        if let Some(retry) = problem.headers().get(header::RETRY_AFTER) {
+            res.headers_mut().insert(header::RETRY_AFTER, retry.clone());
         }
         res
     }

@@ -3,31 +3,30 @@
 //! `GET /mcp/metadata`. Each tool reads through the same functions as the JSON routes; every result
 //! carries the `position` it reflects, which an agent passes back as `min_position` to read its writes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, Utc};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{ServerCapabilities, ServerConfig};
-use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
-use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::{tool, tool_handler, tool_router, Json, ServerHandler};
-use serde::{Deserialize, Serialize};
-use shared::read::model::PostSummary;
 use shared::store::db::ReadRoute;
 use shared::store::position::MIN_POSITION_HEADER;
 
 use crate::cache::SlugEntry;
 use crate::consistency::min_position;
 use crate::error::{ReadError, ReadResult};
+use crate::page::decode_cursor;
 use crate::routes::posts::{self, slug, ListQuery};
 use crate::routes::{authors, search, tags, trending};
 use crate::AppState;
+
+mod shapes;
+
+use shapes::*;
 
 /// Results a list tool returns unless asked for more (agents pay for every token).
 const DEFAULT_LIMIT: i64 = 10;
@@ -36,12 +35,7 @@ const MAX_LIMIT: i64 = 50;
 /// `POST /mcp` (the protocol), `GET /mcp/tools` and `GET /mcp/metadata` (discovery).
 pub fn router(state: &AppState) -> Router<AppState> {
     let tools = state.clone();
-    let config = shared::http::mcp::transport(&[&state.site.url]);
-    let service = StreamableHttpService::new(
-        move || Ok(ReadTools::new(tools.clone())),
-        Arc::new(NeverSessionManager::default()),
-        config,
-    );
+    let service = shared::http::mcp::service(move || ReadTools::new(tools.clone()), &[&state.site.url]);
     Router::new()
         .route_service("/mcp", service)
         .route("/mcp/tools", get(tool_list))
@@ -59,156 +53,6 @@ pub struct ReadTools {
 fn shared_tools() -> Arc<ToolRouter<ReadTools>> {
     static ROUTER: std::sync::OnceLock<Arc<ToolRouter<ReadTools>>> = std::sync::OnceLock::new();
     ROUTER.get_or_init(|| Arc::new(ReadTools::tool_router())).clone()
-}
-
-#[derive(Deserialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct SearchArgs {
-    /// Words to find (web search syntax: "a phrase", -word, or).
-    query: String,
-    /// 1 to 50, default 10.
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Read your writes: a `position` a write returned.
-    min_position: Option<i64>,
-}
-
-#[derive(Deserialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct SlugArgs {
-    slug: String,
-    /// Read your writes: a `position` a write returned.
-    min_position: Option<i64>,
-}
-
-#[derive(Deserialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct ListArgs {
-    /// Only posts with this tag (its slug).
-    tag: Option<String>,
-    /// Only posts by this author (their slug).
-    author: Option<String>,
-    /// 1 to 50, default 10.
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Read your writes: a `position` a write returned.
-    min_position: Option<i64>,
-}
-
-#[derive(Deserialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct LimitArgs {
-    /// 1 to 50, default 10.
-    limit: Option<i64>,
-}
-
-#[derive(Deserialize, rmcp::schemars::JsonSchema, Default)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct NoArgs {}
-
-/// A post in a list: enough to choose one; `get_post` has the body.
-#[derive(Serialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct PostItem {
-    slug: String,
-    title: String,
-    summary: Option<String>,
-    author: String,
-    tags: Vec<String>,
-    published_at: Option<DateTime<Utc>>,
-}
-
-impl From<&PostSummary> for PostItem {
-    fn from(p: &PostSummary) -> Self {
-        PostItem {
-            slug: p.slug.clone(),
-            title: p.title.clone(),
-            summary: p.summary.clone(),
-            author: p.author.name.clone(),
-            tags: p.tags.iter().map(|t| t.name.clone()).collect(),
-            published_at: p.published_at,
-        }
-    }
-}
-
-#[derive(Serialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct PostList {
-    posts: Vec<PostItem>,
-    next_cursor: Option<String>,
-    /// The log position these results reflect.
-    position: i64,
-}
-
-#[derive(Serialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct SearchHit {
-    #[serde(flatten)]
-    post: PostItem,
-    /// Where the words matched, as plain text (matches between « and »).
-    snippet: String,
-}
-
-#[derive(Serialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct SearchResults {
-    results: Vec<SearchHit>,
-    next_cursor: Option<String>,
-    position: i64,
-}
-
-/// One published post, its body in Markdown.
-#[derive(Serialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct PostOut {
-    slug: String,
-    title: String,
-    summary: Option<String>,
-    author: String,
-    author_slug: String,
-    tags: Vec<String>,
-    published_at: Option<DateTime<Utc>>,
-    updated_at: DateTime<Utc>,
-    version: i32,
-    comment_count: i32,
-    url: String,
-    body_markdown: String,
-    position: i64,
-}
-
-#[derive(Serialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct TagOut {
-    slug: String,
-    name: String,
-    post_count: i32,
-}
-
-#[derive(Serialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct TagsOut {
-    tags: Vec<TagOut>,
-    position: i64,
-}
-
-#[derive(Serialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct AuthorOut {
-    slug: String,
-    name: String,
-    bio: Option<String>,
-    post_count: i32,
-    url: String,
-    position: i64,
-}
-
-#[derive(Serialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct TrendingOut {
-    posts: Vec<PostItem>,
-    position: i64,
 }
 
 /// A tool's failure as the agent reads it (a tool error, never a protocol fault).
@@ -250,11 +94,6 @@ fn limit(raw: Option<i64>) -> ReadResult<i64> {
     }
 }
 
-fn cursor<T>(raw: Option<&str>, decode: impl Fn(&str) -> Option<T>) -> ReadResult<Option<T>> {
-    let params: HashMap<String, String> = raw.map(|c| ("cursor".to_string(), c.to_string())).into_iter().collect();
-    crate::page::cursor(&params, decode)
-}
-
 #[tool_router]
 impl ReadTools {
     pub fn new(state: AppState) -> Self {
@@ -269,13 +108,16 @@ impl ReadTools {
     #[tool(description = "Full-text search of published posts, best match first.")]
     async fn search_posts(&self, Parameters(a): Parameters<SearchArgs>) -> Result<Json<SearchResults>, String> {
         let run = async {
-            let params: HashMap<String, String> = [("q".to_string(), a.query.clone())].into();
-            let q = search::query(&params)?;
+            let q = search::checked_query(&a.query)?;
             let token = min_position(&self.state, &token_headers(a.min_position)).await?;
             let chosen = self.state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
-            let found =
-                search::run(&chosen.pool, &q, limit(a.limit)?, cursor(a.cursor.as_deref(), search::decode_cursor)?)
-                    .await?;
+            let found = search::run(
+                &chosen.pool,
+                &q,
+                limit(a.limit)?,
+                decode_cursor(a.cursor.as_deref(), search::decode_cursor)?,
+            )
+            .await?;
             let results = found
                 .results
                 .iter()
@@ -325,8 +167,12 @@ impl ReadTools {
     async fn list_posts(&self, Parameters(a): Parameters<ListArgs>) -> Result<Json<PostList>, String> {
         let run = async {
             let token = min_position(&self.state, &token_headers(a.min_position)).await?;
-            let query =
-                ListQuery::new(limit(a.limit)?, cursor(a.cursor.as_deref(), posts::decode_cursor)?, a.tag, a.author);
+            let query = ListQuery::new(
+                limit(a.limit)?,
+                decode_cursor(a.cursor.as_deref(), posts::decode_cursor)?,
+                a.tag,
+                a.author,
+            );
             let (page, _) = posts::list_page(&self.state, &query, token).await?;
             Ok(PostList {
                 posts: page.posts.iter().map(PostItem::from).collect(),
