@@ -2,7 +2,8 @@
 //! same key and body within `PRESSROOM_IDEMPOTENCY_TTL` (24 h) gets the stored status and body
 //! (`Idempotent-Replayed: true`) without appending again; the same key with another body is 422; a
 //! duplicate still in flight is 409. Keys are scoped to the principal (author, or client IP when
-//! anonymous), method and path; expired ones are purged by the projector's retention job.
+//! anonymous), method and path; expired ones are purged by the projector's retention job. The author
+//! tools of the MCP server keep their `idempotency_key` in the same table through [`claim`] and [`store`].
 
 use std::net::IpAddr;
 
@@ -22,7 +23,7 @@ const ABANDONED_AFTER_SECS: f64 = 60.0;
 /// Response headers stored and replayed with the body.
 const KEPT_HEADERS: &[&str] = &["content-type", "pressroom-position", "location", "retry-after"];
 
-enum Claim {
+pub(crate) enum Claim {
     /// This request runs and records its reply.
     Run,
     Replay {
@@ -53,10 +54,8 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
     let key = key
         .to_str()
         .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into()))?
-        .to_string();
+        .and_then(checked_key)
+        .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into()))?;
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let (parts, body) = req.into_parts();
@@ -67,7 +66,7 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
             Some("the body exceeds 1 MiB".into()),
         )))
     })?;
-    let hash = hex(&Sha256::digest(&bytes));
+    let hash = digest(&bytes);
     let scope = Scope { principal: &principal, method: &method, path: &path, key: &key };
     match claim(state, scope, &hash).await? {
         Claim::Replay { status, headers, body } => Ok(replay(status, &headers, body)),
@@ -88,16 +87,30 @@ async fn principal(state: &AppState, headers: &HeaderMap, client: IpAddr) -> Res
     Ok(format!("ip:{client}"))
 }
 
-/// Where a key applies: its owner (`author:<id>` or `ip:<addr>`), the method and path, and the key.
-#[derive(Clone, Copy)]
-struct Scope<'a> {
-    principal: &'a str,
-    method: &'a str,
-    path: &'a str,
-    key: &'a str,
+/// A key as a client may send it: 1 to 255 visible ASCII characters (surrounding spaces dropped).
+pub(crate) fn checked_key(key: &str) -> Option<String> {
+    let key = key.trim();
+    (!key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')).then(|| key.into())
 }
 
-async fn claim(
+/// The hash a retry's request must match (hex SHA-256 of its bytes).
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Where a key applies: its owner (`author:<id>` or `ip:<addr>`), the method and path (`MCP` and
+/// `tools/call/<tool>` for a tool call), and the key.
+#[derive(Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    pub principal: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub key: &'a str,
+}
+
+/// Claims the key for a request whose bytes hash to `hash`: run it, replay the stored reply, or refuse (the
+/// same key with another request is 422, one still in flight is 409).
+pub(crate) async fn claim(
     state: &AppState,
     Scope { principal, method, path, key }: Scope<'_>,
     hash: &str,
@@ -157,7 +170,10 @@ async fn claim(
 }
 
 /// Frees the key: it may be used again.
-async fn release(state: &AppState, Scope { principal, method, path, key }: Scope<'_>) -> Result<(), sqlx::Error> {
+pub(crate) async fn release(
+    state: &AppState,
+    Scope { principal, method, path, key }: Scope<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "delete from idempotency_keys where principal = $1 and method = $2 and path = $3 and key = $4",
         principal,
@@ -183,6 +199,18 @@ async fn record(
     }
     let bytes = to_bytes(body, usize::MAX).await.map_err(|e| ApiError::Internal(Box::new(e)))?;
     let headers = kept_headers(&parts.headers);
+    store(state, Scope { principal, method, path, key }, parts.status, headers, &bytes).await?;
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// Stores the reply a retry with the key will get.
+pub(crate) async fn store(
+    state: &AppState,
+    Scope { principal, method, path, key }: Scope<'_>,
+    status: StatusCode,
+    headers: serde_json::Value,
+    body: &[u8],
+) -> Result<(), ApiError> {
     sqlx::query!(
         "update idempotency_keys set status_code = $5, response_headers = $6, response_body = $7, completed_at = now()
          where principal = $1 and method = $2 and path = $3 and key = $4",
@@ -190,13 +218,13 @@ async fn record(
         method,
         path,
         key,
-        i32::from(parts.status.as_u16()),
+        i32::from(status.as_u16()),
         headers,
-        bytes.as_ref()
+        body
     )
     .execute(&state.pool)
     .await?;
-    Ok(Response::from_parts(parts, Body::from(bytes)))
+    Ok(())
 }
 
 fn kept_headers(h: &HeaderMap) -> serde_json::Value {

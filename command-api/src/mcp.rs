@@ -1,41 +1,63 @@
 //! The Model Context Protocol server of the command API: an author's agent drafts, edits, publishes and
 //! unpublishes at `POST /mcp` (Streamable HTTP, through the official `rmcp` SDK) with the bearer token of
 //! `POST /v1/session` in `Authorization`. Each tool runs the same command path as its HTTP route
-//! (validation, roles, expected versions, rate limits) and returns the new version and position.
+//! (validation, roles, expected versions, rate limits) and returns the new version and position. A call
+//! without a valid token of an active author is the HTTP 401 the MCP authorization rules prescribe; a tool
+//! called with `idempotency_key` runs once and its retries get the stored result (the `Idempotency-Key`
+//! table of the HTTP routes, scoped to the author, `MCP` and the tool).
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::HeaderMap;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::tool::{Extension, ToolCallContext};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{ServerCapabilities, ServerConfig};
-use rmcp::{tool, tool_handler, tool_router, Json, ServerHandler};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_handler, tool_router, ErrorData, Json, RoleServer, ServerHandler};
 use serde::Deserialize;
 use shared::domain::post::PostCommand;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{CurrentAuthor, KnownAuthor};
+use crate::idempotency;
 use crate::routes::posts::{self, CreatePostRequest, EditPostRequest, PostCreated, PostEdited, PostTransitioned};
 use crate::AppState;
 
-/// `POST /mcp` (the protocol), `GET /mcp/tools` and `GET /mcp/metadata` (discovery).
+/// `POST /mcp` (the protocol, for signed-in authors), `GET /mcp/tools` and `GET /mcp/metadata` (discovery,
+/// open to anyone).
 pub fn router(state: &AppState) -> Router<AppState> {
     let tools = state.clone();
     let service = shared::http::mcp::service(
         move || AuthorTools::new(tools.clone()),
         &[&state.config.public_url, &state.config.site.command_url],
     );
-    Router::new()
+    let protocol = Router::new()
         .route_service("/mcp", service)
-        .route("/mcp/tools", get(tool_list))
-        .route("/mcp/metadata", get(metadata))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), signed_in));
+    protocol.route("/mcp/tools", get(tool_list)).route("/mcp/metadata", get(metadata))
+}
+
+/// Lets a request reach the MCP server only with the valid token of an active author: otherwise a 401
+/// problem with `WWW-Authenticate: Bearer` (before any JSON-RPC is read).
+async fn signed_in(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let author = match shared::http::auth::bearer_subject(req.headers(), &state.keys) {
+        Ok(Some(id)) => crate::extract::load_active(&state, id).await.map(|_| ()),
+        _ => Err(ApiError::Unauthorized),
+    };
+    match author {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The author tools, bound to the command API's state.
@@ -48,7 +70,7 @@ pub struct AuthorTools {
 /// The tools, built once (their JSON Schemas are generated here), shared by every request's server.
 fn shared_tools() -> Arc<ToolRouter<AuthorTools>> {
     static ROUTER: std::sync::OnceLock<Arc<ToolRouter<AuthorTools>>> = std::sync::OnceLock::new();
-    ROUTER.get_or_init(|| Arc::new(AuthorTools::tool_router())).clone()
+    ROUTER.get_or_init(|| Arc::new(with_idempotency_key(AuthorTools::tool_router()))).clone()
 }
 
 #[derive(Deserialize, rmcp::schemars::JsonSchema)]
@@ -89,6 +111,9 @@ pub struct TagArgs {
 /// A failed call as the agent reads it (a tool error with the API's own words, never a 5xx).
 fn tool_error(e: ApiError) -> String {
     match e {
+        ApiError::Validation(errors) if errors.iter().any(|f| f.field == "Idempotency-Key") => {
+            "idempotency_key: was already used with different arguments".into()
+        }
         ApiError::Unauthorized => "unauthorized: send `Authorization: Bearer <token>` from POST /v1/session".into(),
         ApiError::Validation(errors) => {
             errors.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
@@ -206,6 +231,87 @@ impl ServerHandler for AuthorTools {
     fn get_info(&self) -> ServerConfig {
         server_info()
     }
+
+    /// Runs the tool — once per `idempotency_key` when the call carries one.
+    async fn call_tool(
+        &self,
+        mut request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let key = request.arguments.as_mut().and_then(|args| args.remove(KEY_ARGUMENT));
+        let Some(key) = key else {
+            return self.tool_router.call(ToolCallContext::new(self, request, context)).await;
+        };
+        let Some(key) = key.as_str().and_then(idempotency::checked_key) else {
+            let text = "idempotency_key must be 1 to 255 visible ASCII characters";
+            return Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into());
+        };
+        let Some(parts) = context.extensions.get::<axum::http::request::Parts>().cloned() else {
+            return Err(ErrorData::internal_error("the HTTP request is not attached to the call", None));
+        };
+        let author = match self.author(&parts).await {
+            Ok(author) => author.0.id.to_string(),
+            Err(e) => return Ok(CallToolResult::error(vec![ContentBlock::text(tool_error(e))]).into()),
+        };
+        let principal = format!("author:{author}");
+        let path = format!("tools/call/{}", request.name);
+        let scope = idempotency::Scope { principal: &principal, method: "MCP", path: &path, key: &key };
+        let hash = idempotency::digest(&serde_json::to_vec(&request.arguments).unwrap_or_default());
+        match idempotency::claim(&self.state, scope, &hash).await {
+            Err(e) => Ok(CallToolResult::error(vec![ContentBlock::text(tool_error(e))]).into()),
+            Ok(idempotency::Claim::Replay { body, .. }) => {
+                let mut stored: CallToolResult = serde_json::from_slice(&body)
+                    .map_err(|e| ErrorData::internal_error(format!("a stored result does not read back: {e}"), None))?;
+                let mut meta = stored.meta.take().unwrap_or_default();
+                meta.insert(REPLAYED_META.into(), true.into());
+                stored.meta = Some(meta);
+                Ok(stored.into())
+            }
+            Ok(idempotency::Claim::Run) => {
+                let answer = self.tool_router.call(ToolCallContext::new(self, request, context)).await;
+                let kept = match &answer {
+                    Ok(CallToolResponse::Complete(result)) if result.is_error != Some(true) => {
+                        serde_json::to_vec(result).ok()
+                    }
+                    _ => None,
+                };
+                // A result is kept for the retries; a failed call appended nothing, so its key is freed.
+                let saved = match kept {
+                    Some(body) => {
+                        idempotency::store(&self.state, scope, StatusCode::OK, serde_json::json!({}), &body).await
+                    }
+                    None => idempotency::release(&self.state, scope).await.map_err(ApiError::from),
+                };
+                if let Err(e) = saved {
+                    tracing::error!(error = %e, "an MCP idempotency key could not be saved");
+                }
+                answer
+            }
+        }
+    }
+}
+
+/// The argument every author tool takes for replay-safe retries.
+const KEY_ARGUMENT: &str = "idempotency_key";
+/// The `_meta` entry on a result that is the stored answer to an earlier call with the same key.
+const REPLAYED_META: &str = "pressroom.dev/idempotent-replayed";
+
+/// Every author tool's input schema learns the optional `idempotency_key`.
+fn with_idempotency_key(mut router: ToolRouter<AuthorTools>) -> ToolRouter<AuthorTools> {
+    for route in router.map.values_mut() {
+        let mut schema = (*route.attr.input_schema).clone();
+        if let Some(serde_json::Value::Object(properties)) = schema.get_mut("properties") {
+            properties.insert(
+                KEY_ARGUMENT.into(),
+                serde_json::json!({
+                    "type": "string", "minLength": 1, "maxLength": 255,
+                    "description": "Retries with this key within 24 h return the first result instead of writing again."
+                }),
+            );
+        }
+        route.attr.input_schema = Arc::new(schema);
+    }
+    router
 }
 
 fn server_info() -> ServerConfig {
@@ -224,7 +330,7 @@ pub struct McpDoc;
 impl utoipa::Modify for McpDoc {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         let summary = "Author tools for agents (bearer token): draft, edit, publish, unpublish, tag.";
-        shared::http::api_doc::McpEndpoint { summary }.modify(api);
+        shared::http::api_doc::McpEndpoint { summary, bearer: true }.modify(api);
     }
 }
 

@@ -4,7 +4,7 @@ Usage: client.py URL CALLS_JSON [BEARER_TOKEN]
 CALLS_JSON is a list of [tool, arguments]. Prints one JSON object: the server's name and protocol version,
 the tools (name, has an output schema), the resources and the text of the first (when the server has
 resources), and per call either the result (is_error, structured content, text)
-or the protocol error the SDK raised.
+or the protocol error the SDK raised. A session that cannot start (a 401) prints {"connect_error": ...}.
 """
 import asyncio
 import json
@@ -37,13 +37,30 @@ async def main(url: str, calls: list, token: str | None) -> dict:
                         r = await session.call_tool(name, arguments)
                         texts = [c.text for c in r.content if getattr(c, "type", "") == "text"]
                         out["calls"].append(
-                            {"tool": name, "is_error": bool(r.is_error), "structured": r.structured_content, "text": texts}
+                            {
+                                "tool": name,
+                                "is_error": bool(r.is_error),
+                                "structured": r.structured_content,
+                                "text": texts,
+                                "meta": r.meta,
+                            }
                         )
                     except Exception as e:  # the SDK raises protocol errors (unknown tool, invalid arguments)
                         out["calls"].append({"tool": name, "protocol_error": str(e)})
     return out
 
 
+def flatten(e: BaseException) -> str:
+    """The messages of an exception and, for a group (the SDK's task groups raise them), its members."""
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(flatten(x) for x in e.exceptions)
+    return f"{type(e).__name__}: {e}"
+
+
 if __name__ == "__main__":
     token = sys.argv[3] if len(sys.argv) > 3 else None
-    print(json.dumps(asyncio.run(main(sys.argv[1], json.loads(sys.argv[2]), token)), default=str))
+    try:
+        result = asyncio.run(main(sys.argv[1], json.loads(sys.argv[2]), token))
+    except Exception as e:  # noqa: BLE001 - reported to the test, which decides
+        result = {"connect_error": flatten(e)}
+    print(json.dumps(result, default=str))

@@ -87,7 +87,8 @@ async fn an_mcp_client_lists_and_calls_every_read_tool_and_they_agree_with_the_j
     assert!(missing["text"][0].as_str().unwrap().contains("no published post"), "{missing}");
     assert!(call(&out, "no_such_tool")["protocol_error"].is_string(), "an unknown tool is a protocol error");
     let bad = calls.iter().rev().find(|c| c["tool"] == "list_posts").unwrap();
-    assert!(bad["protocol_error"].is_string() || bad["is_error"] == true, "invalid arguments are refused: {bad}");
+    assert_eq!(bad["is_error"], true, "invalid arguments are a tool error the model can correct: {bad}");
+    assert!(bad["text"][0].as_str().unwrap().contains("\"many\""), "names what was wrong: {bad}");
 }
 
 #[tokio::test]
@@ -156,7 +157,11 @@ async fn an_authors_agent_drafts_edits_tags_and_publishes_and_the_read_tools_ret
     assert!(calls[0]["text"][0].as_str().unwrap().contains("version 1"), "names the current version: {out}");
     assert!(calls[1]["text"][0].as_str().unwrap().starts_with("title:"), "a validation error: {out}");
     let anonymous = client(&command, json!([["create_draft", {"title": "Nobody", "body_markdown": "x"}]]), None).await;
-    assert!(call(&anonymous, "create_draft")["text"][0].as_str().unwrap().starts_with("unauthorized"), "{anonymous}");
+    assert!(anonymous["connect_error"].is_string(), "no token, no session (the 401 is checked below): {anonymous}");
+    let wrong = json!([["update_post", {"id": id, "expected_version": "seven", "fields": {}}]]);
+    let out = client(&command, wrong, Some(&token)).await;
+    let text = call(&out, "update_post")["text"][0].as_str().unwrap().to_string();
+    assert!(text.contains("\"seven\""), "an argument error the model can correct: {out}");
     assert_eq!(events().await, before, "nothing appended by refused calls");
 
     let steps = json!([
@@ -180,4 +185,83 @@ async fn an_authors_agent_drafts_edits_tags_and_publishes_and_the_read_tools_ret
     let tools: Value =
         stack.http.get(format!("{}/mcp/tools", stack.command)).send().await.unwrap().json().await.unwrap();
     assert_eq!(tools["tools"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn the_author_server_answers_401_with_www_authenticate_to_a_missing_expired_or_deactivated_token() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (id, token) = stack.token(Role::Author).await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": id, "role": "author", "iss": "pressroom", "aud": "pressroom", "iat": now - 7200, "exp": now - 3600});
+    let key = EncodingKey::from_secret(pressroom_tests::JWT_SECRET.as_bytes());
+    let expired = encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}});
+    let post = |bearer: Option<String>| {
+        let req = stack
+            .http
+            .post(format!("{}/mcp", stack.command))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        match bearer {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    };
+    let ok = post(Some(token.clone())).send().await.unwrap();
+    assert_eq!(ok.status(), 200, "a signed-in author starts a session");
+
+    let (_, admin_token) = stack.token(Role::Admin).await;
+    let res = stack
+        .command(reqwest::Method::POST, &format!("/v1/authors/{id}/deactivate"), Some(&admin_token), None, &[])
+        .await;
+    assert!(res.status().is_success(), "deactivated: {}", res.status());
+    for (bearer, what) in
+        [(None, "no token"), (Some(expired), "an expired token"), (Some(token), "a deactivated author")]
+    {
+        let res = post(bearer).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{what}");
+        assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="pressroom""#, "{what}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json", "{what}");
+    }
+    let tools = stack.http.get(format!("{}/mcp/tools", stack.command)).send().await.unwrap();
+    assert_eq!(tools.status(), 200, "discovery stays open");
+}
+
+#[tokio::test]
+async fn an_author_tool_retried_with_its_idempotency_key_writes_once_and_returns_the_first_result() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let (_, other) = stack.token(Role::Author).await;
+    let command = format!("{}/mcp", stack.command);
+    let tools: Value =
+        stack.http.get(format!("{}/mcp/tools", stack.command)).send().await.unwrap().json().await.unwrap();
+    for tool in tools["tools"].as_array().unwrap() {
+        assert!(tool["inputSchema"]["properties"]["idempotency_key"].is_object(), "{tool}");
+    }
+    let events = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from events").fetch_one(&stack.db.admin).await.unwrap()
+    };
+    let before = events().await;
+    let draft = json!({"title": "Once only", "body_markdown": "Retried.", "idempotency_key": "draft-1"});
+    let calls = json!([
+        ["create_draft", draft],
+        ["create_draft", draft],
+        ["create_draft", {"title": "Something else", "body_markdown": "x", "idempotency_key": "draft-1"}],
+    ]);
+    let out = client(&command, calls, Some(&token)).await;
+    let calls = out["calls"].as_array().unwrap();
+    assert_eq!(calls[0]["is_error"], false, "{out}");
+    assert_eq!(calls[0]["structured"], calls[1]["structured"], "the retry gets the first result: {out}");
+    assert!(calls[0]["meta"].is_null(), "{out}");
+    assert_eq!(calls[1]["meta"]["pressroom.dev/idempotent-replayed"], true, "{out}");
+    assert_eq!(calls[2]["is_error"], true, "{out}");
+    assert!(calls[2]["text"][0].as_str().unwrap().contains("idempotency_key"), "{out}");
+    assert_eq!(events().await, before + 1, "one draft appended");
+
+    // A key is the author's own: another author with the same key drafts their own post.
+    let out = client(&command, json!([["create_draft", draft]]), Some(&other)).await;
+    assert_ne!(call(&out, "create_draft")["structured"]["id"], calls[0]["structured"]["id"], "{out}");
+    assert_eq!(events().await, before + 2);
 }

@@ -301,7 +301,7 @@ pub struct McpDoc;
 impl utoipa::Modify for McpDoc {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         let summary = "Read tools for agents: search, list and read posts (Markdown), tags, authors, trending.";
-        shared::http::api_doc::McpEndpoint { summary }.modify(api);
+        shared::http::api_doc::McpEndpoint { summary, bearer: false }.modify(api);
     }
 }
 

@@ -28,6 +28,8 @@ impl Modify for BearerAuth {
 pub struct McpEndpoint {
     /// What the tools do, for the operation's description.
     pub summary: &'static str,
+    /// Every request needs a bearer token (a 401 otherwise).
+    pub bearer: bool,
 }
 
 impl Modify for McpEndpoint {
@@ -36,7 +38,7 @@ impl Modify for McpEndpoint {
         use utoipa::openapi::request_body::RequestBodyBuilder;
         use utoipa::openapi::HttpMethod;
         let json = || ContentBuilder::new().build();
-        let operation = OperationBuilder::new()
+        let mut operation = OperationBuilder::new()
             .tag("mcp")
             .summary(Some("Model Context Protocol (Streamable HTTP)"))
             .description(Some(format!(
@@ -65,7 +67,12 @@ impl Modify for McpEndpoint {
                 ResponseBuilder::new().description("Accept lacks application/json and text/event-stream").build(),
             )
             .response("415", ResponseBuilder::new().description("not application/json").build())
+            .securities(self.bearer.then(|| [utoipa::openapi::security::SecurityRequirement::new("bearer", [""; 0])]))
             .build();
+        if self.bearer {
+            let why = "a missing, expired or forged token, or a deactivated account (`WWW-Authenticate: Bearer`)";
+            operation.responses.responses.insert("401".into(), problem(why));
+        }
         api.paths.paths.insert("/mcp".to_string(), PathItem::new(HttpMethod::Post, operation));
     }
 }

@@ -83,6 +83,10 @@ impl IntoResponse for Problem {
         if let Some(s) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: a bearer-protected resource names the scheme on a 401.
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="pressroom""#));
+        }
         res
     }
 }
