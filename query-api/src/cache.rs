@@ -49,6 +49,8 @@ pub struct PostEntry {
     pub page: Arc<tokio::sync::OnceCell<RenderedPage>>,
     /// The post's Markdown (for agents), read on first use and dropped with the entry.
     pub markdown: Arc<tokio::sync::OnceCell<Arc<str>>>,
+    /// The MCP `get_post` result of this post, built on first use and dropped with the entry.
+    pub tool_result: Arc<tokio::sync::OnceCell<rmcp::model::CallToolResult>>,
 }
 
 /// A rendered HTML page and its ETag.

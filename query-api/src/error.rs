@@ -33,6 +33,9 @@ pub enum ReadError {
     /// 500: a page template failed to render; logged, never echoed.
     #[error("a page could not be rendered")]
     Render(#[source] askama::Error),
+    /// 500: a result could not be encoded as JSON; logged, never echoed.
+    #[error("a result could not be encoded")]
+    Encode(#[source] serde_json::Error),
     /// An error shared by every request that waited on the same cache load.
     #[error(transparent)]
     Shared(Arc<ReadError>),
@@ -72,6 +75,7 @@ impl ReadError {
             ReadError::Unavailable(e) => Problem::unavailable(e),
             ReadError::Internal(e) => Problem::internal(e),
             ReadError::Render(e) => Problem::internal(e),
+            ReadError::Encode(e) => Problem::internal(e),
             ReadError::Shared(inner) => inner.problem(),
         }
     }

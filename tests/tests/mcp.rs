@@ -59,6 +59,16 @@ async fn an_mcp_client_lists_and_calls_every_read_tool_and_they_agree_with_the_j
 
     let post = &call(&out, "get_post")["structured"];
     assert_eq!(post["body_markdown"], markdown, "Markdown, not HTML");
+    let text = call(&out, "get_post")["text"][0].as_str().unwrap();
+    assert!(
+        text.starts_with("# Agents read this\n") && text.ends_with(markdown),
+        "the text is the post in Markdown: {text}"
+    );
+    let listed_text = call(&out, "list_posts")["text"][0].as_str().unwrap();
+    assert!(
+        listed_text.contains("- Agents read this (`agents-read-this`") && listed_text.contains("position: "),
+        "{listed_text}"
+    );
     let uris: Vec<&str> = out["resources"].as_array().unwrap().iter().map(|r| r["uri"].as_str().unwrap()).collect();
     assert_eq!(uris, ["pressroom://posts/another-post", "pressroom://posts/agents-read-this"], "{out}");
     assert_eq!(out["resources"][0]["mime_type"], "text/markdown");

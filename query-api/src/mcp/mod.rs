@@ -10,13 +10,14 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{ServerCapabilities, ServerConfig};
-use rmcp::{tool, tool_handler, tool_router, Json, ServerHandler};
+use rmcp::model::{CallToolResult, ServerCapabilities, ServerConfig};
+use rmcp::{tool, tool_handler, tool_router, ServerHandler};
 use shared::store::db::ReadRoute;
 use shared::store::position::MIN_POSITION_HEADER;
 
-use crate::cache::SlugEntry;
+use crate::cache::{PostEntry, SlugEntry};
 use crate::consistency::min_position;
 use crate::error::{ReadError, ReadResult};
 use crate::page::decode_cursor;
@@ -25,8 +26,10 @@ use crate::routes::{authors, search, tags, trending};
 use crate::AppState;
 
 mod shapes;
+mod text;
 
 use shapes::*;
+use text::Answer;
 
 /// Results a list tool returns unless asked for more (agents pay for every token).
 const DEFAULT_LIMIT: i64 = 10;
@@ -94,6 +97,39 @@ fn limit(raw: Option<i64>) -> ReadResult<i64> {
     }
 }
 
+impl ReadTools {
+    /// The cache entry of the published post at `slug` (read your writes with `min_position`).
+    async fn post(&self, slug: &str, min_position: Option<i64>) -> ReadResult<PostEntry> {
+        let resolved = slug::resolve(&self.state, &token_headers(min_position), slug).await?;
+        match resolved.entry.as_ref() {
+            SlugEntry::Post(entry) => Ok(entry.clone()),
+            SlugEntry::Moved(current) => {
+                Err(ReadError::BadRequest(format!("this post moved: call get_post with slug `{current}`")))
+            }
+            SlugEntry::NotFound => Err(ReadError::NotFound("post")),
+        }
+    }
+
+    fn post_out(&self, entry: &PostEntry, markdown: &str) -> PostOut {
+        let s = &entry.detail.summary;
+        PostOut {
+            url: format!("{}/posts/{}", self.state.site.url, s.slug),
+            slug: s.slug.clone(),
+            title: s.title.clone(),
+            summary: s.summary.clone(),
+            author: s.author.name.clone(),
+            author_slug: s.author.slug.clone(),
+            tags: s.tags.iter().map(|t| t.name.clone()).collect(),
+            published_at: s.published_at,
+            updated_at: s.updated_at,
+            version: entry.detail.version,
+            comment_count: s.comment_count,
+            body_markdown: markdown.to_string(),
+            position: entry.header_position,
+        }
+    }
+}
+
 #[tool_router]
 impl ReadTools {
     pub fn new(state: AppState) -> Self {
@@ -105,8 +141,8 @@ impl ReadTools {
         shared_tools().list_all()
     }
 
-    #[tool(description = "Full-text search of published posts, best match first.")]
-    async fn search_posts(&self, Parameters(a): Parameters<SearchArgs>) -> Result<Json<SearchResults>, String> {
+    #[tool(description = "Full-text search of published posts, best match first.", output_schema = schema_for_output::<SearchResults>())]
+    async fn search_posts(&self, Parameters(a): Parameters<SearchArgs>) -> Result<Answer<SearchResults>, String> {
         let run = async {
             let q = search::checked_query(&a.query)?;
             let token = min_position(&self.state, &token_headers(a.min_position)).await?;
@@ -128,43 +164,24 @@ impl ReadTools {
                 .collect();
             Ok(SearchResults { results, next_cursor: found.next_cursor, position: chosen.position.global_position })
         };
-        run.await.map(Json).map_err(tool_error)
+        run.await.map(Answer).map_err(tool_error)
     }
 
-    #[tool(description = "One published post by slug: metadata and the Markdown body.")]
-    async fn get_post(&self, Parameters(a): Parameters<SlugArgs>) -> Result<Json<PostOut>, String> {
+    #[tool(description = "One published post by slug: metadata and the Markdown body.", output_schema = schema_for_output::<PostOut>())]
+    async fn get_post(&self, Parameters(a): Parameters<SlugArgs>) -> Result<CallToolResult, String> {
         let run = async {
-            let resolved = slug::resolve(&self.state, &token_headers(a.min_position), &a.slug).await?;
-            let entry = match resolved.entry.as_ref() {
-                SlugEntry::Post(entry) => entry,
-                SlugEntry::Moved(current) => {
-                    return Err(ReadError::BadRequest(format!("this post moved: call get_post with slug `{current}`")))
-                }
-                SlugEntry::NotFound => return Err(ReadError::NotFound("post")),
+            let entry = self.post(&a.slug, a.min_position).await?;
+            let build = || async {
+                let markdown = slug::markdown(&self.state, &entry).await?;
+                text::answer(&self.post_out(&entry, &markdown)).map_err(ReadError::Encode)
             };
-            let markdown = slug::markdown(&self.state, entry).await?;
-            let s = &entry.detail.summary;
-            Ok(PostOut {
-                url: format!("{}/posts/{}", self.state.site.url, s.slug),
-                slug: s.slug.clone(),
-                title: s.title.clone(),
-                summary: s.summary.clone(),
-                author: s.author.name.clone(),
-                author_slug: s.author.slug.clone(),
-                tags: s.tags.iter().map(|t| t.name.clone()).collect(),
-                published_at: s.published_at,
-                updated_at: s.updated_at,
-                version: entry.detail.version,
-                comment_count: s.comment_count,
-                body_markdown: markdown.to_string(),
-                position: entry.header_position,
-            })
+            entry.tool_result.get_or_try_init(build).await.cloned()
         };
-        run.await.map(Json).map_err(tool_error)
+        run.await.map_err(tool_error)
     }
 
-    #[tool(description = "Published posts, newest first; filter by tag or author slug.")]
-    async fn list_posts(&self, Parameters(a): Parameters<ListArgs>) -> Result<Json<PostList>, String> {
+    #[tool(description = "Published posts, newest first; filter by tag or author slug.", output_schema = schema_for_output::<PostList>())]
+    async fn list_posts(&self, Parameters(a): Parameters<ListArgs>) -> Result<Answer<PostList>, String> {
         let run = async {
             let token = min_position(&self.state, &token_headers(a.min_position)).await?;
             let query = ListQuery::new(
@@ -180,11 +197,11 @@ impl ReadTools {
                 position: page.position,
             })
         };
-        run.await.map(Json).map_err(tool_error)
+        run.await.map(Answer).map_err(tool_error)
     }
 
-    #[tool(description = "Tags in use, most used first.")]
-    async fn list_tags(&self, Parameters(_): Parameters<NoArgs>) -> Result<Json<TagsOut>, String> {
+    #[tool(description = "Tags in use, most used first.", output_schema = schema_for_output::<TagsOut>())]
+    async fn list_tags(&self, Parameters(_): Parameters<NoArgs>) -> Result<Answer<TagsOut>, String> {
         let run = async {
             let chosen = self.state.reads.choose(ReadRoute::Replica, &["posts"], None).await?;
             let tags = tags::in_use(&chosen.pool).await?;
@@ -192,11 +209,11 @@ impl ReadTools {
                 tags.into_iter().map(|t| TagOut { slug: t.slug, name: t.name, post_count: t.post_count }).collect();
             Ok(TagsOut { tags, position: chosen.position.global_position })
         };
-        run.await.map(Json).map_err(tool_error)
+        run.await.map(Answer).map_err(tool_error)
     }
 
-    #[tool(description = "An author with published posts, by slug.")]
-    async fn get_author(&self, Parameters(a): Parameters<SlugArgs>) -> Result<Json<AuthorOut>, String> {
+    #[tool(description = "An author with published posts, by slug.", output_schema = schema_for_output::<AuthorOut>())]
+    async fn get_author(&self, Parameters(a): Parameters<SlugArgs>) -> Result<Answer<AuthorOut>, String> {
         let run = async {
             let token = min_position(&self.state, &token_headers(a.min_position)).await?;
             let chosen = self.state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
@@ -210,11 +227,11 @@ impl ReadTools {
                 position: chosen.position.global_position,
             })
         };
-        run.await.map(Json).map_err(tool_error)
+        run.await.map(Answer).map_err(tool_error)
     }
 
-    #[tool(description = "Posts readers are reading now, most first.")]
-    async fn trending(&self, Parameters(a): Parameters<LimitArgs>) -> Result<Json<TrendingOut>, String> {
+    #[tool(description = "Posts readers are reading now, most first.", output_schema = schema_for_output::<TrendingOut>())]
+    async fn trending(&self, Parameters(a): Parameters<LimitArgs>) -> Result<Answer<TrendingOut>, String> {
         let run = async {
             let chosen = self.state.reads.choose(ReadRoute::Replica, &["posts"], None).await?;
             let posts = trending::top(&chosen.pool, limit(a.limit)?).await?;
@@ -223,7 +240,7 @@ impl ReadTools {
                 position: chosen.position.global_position,
             })
         };
-        run.await.map(Json).map_err(tool_error)
+        run.await.map(Answer).map_err(tool_error)
     }
 }
 
@@ -271,12 +288,16 @@ impl ServerHandler for ReadTools {
                 None,
             ));
         };
-        let found = self.get_post(Parameters(SlugArgs { slug: slug.to_string(), min_position: None })).await;
-        let post = found.map_err(|message| rmcp::ErrorData::resource_not_found(message, None))?.0;
+        let read = async {
+            let entry = self.post(slug, None).await?;
+            let markdown = slug::markdown(&self.state, &entry).await?;
+            Ok::<_, ReadError>(format!("# {}\n\n{markdown}", entry.detail.summary.title))
+        };
+        let text = read.await.map_err(|e| rmcp::ErrorData::resource_not_found(describe(&e), None))?;
         let contents = rmcp::model::ResourceContents::TextResourceContents {
             uri: request.uri,
             mime_type: Some("text/markdown".into()),
-            text: format!("# {}\n\n{}", post.title, post.body_markdown),
+            text,
             meta: None,
         };
         Ok(rmcp::model::ReadResourceResult::new(vec![contents]).into())

@@ -62,6 +62,7 @@ fn post_entry(detail: PostDetail, header_position: i64, valid_through: LogPositi
         source,
         page: Default::default(),
         markdown: Default::default(),
+        tool_result: Default::default(),
     })
 }
 
