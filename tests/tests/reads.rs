@@ -297,3 +297,53 @@ async fn reads_over_the_per_ip_limit_are_429_with_retry_after_and_other_clients_
     assert_eq!(health.status(), 200);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn reads_counted_in_process_reach_redis_and_counts_from_other_instances_come_back() {
+    let stack = Stack::start_with(
+        TestDb::fresh().await,
+        &[("PRESSROOM_TRUSTED_PROXIES", "127.0.0.1"), ("PRESSROOM_RATE_LIMIT_READS", "5")],
+    )
+    .await;
+    let client = redis::Client::open(stack.db.redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = |ip: &str| format!("{}:rl:reads:{ip}", stack.db.name);
+    let redis_now_ms = |t: (i64, i64)| t.0 * 1000 + t.1 / 1000;
+    let read = |ip: String| stack.http.get(format!("{}/v1/posts", stack.query)).header("x-forwarded-for", ip).send();
+
+    // Three reads on this instance reach the shared state within a sync interval (12 s each at 5 a minute).
+    let ip = format!("192.0.2.{}", uuid::Uuid::now_v7().as_u128() % 250 + 1);
+    for _ in 0..3 {
+        assert_eq!(read(ip.clone()).await.unwrap().status(), 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(read(ip.clone()).await.unwrap().status(), 200, "a fourth read, which also starts the next sync");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let now: (i64, i64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
+    let tat: f64 = redis::cmd("GET").arg(key(&ip)).query_async(&mut redis).await.unwrap();
+    let ahead_s = (tat - redis_now_ms(now) as f64) / 1000.0;
+    assert!((40.0..=48.0).contains(&ahead_s), "four reads of 12 s each are in Redis: {ahead_s} s ahead");
+
+    // Another instance used up a client's minute: this one refuses the client after its next sync, though
+    // its own count would allow five reads.
+    let other = format!("198.51.100.{}", uuid::Uuid::now_v7().as_u128() % 250 + 1);
+    let now: (i64, i64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(key(&other))
+        .arg(redis_now_ms(now) + 60_000)
+        .arg("PX")
+        .arg(61_000)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(read(other.clone()).await.unwrap().status().as_u16());
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    assert!(
+        statuses.iter().skip(2).all(|s| *s == 429),
+        "refused once the other instance's count arrived: {statuses:?}"
+    );
+    stack.stop().await;
+}
