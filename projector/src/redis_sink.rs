@@ -25,6 +25,15 @@ end
 return 0
 "#;
 
+/// Moves the list generation on (KEYS[1]) and announces it on the invalidation channel (ARGV[1]) as
+/// ARGV[2] followed by the generation: every cached list page is from an older one. In a script so that it
+/// rides in a batch's one pipeline.
+const BUMP_LISTS_SCRIPT: &str = r#"
+local generation = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. generation)
+return generation
+"#;
+
 /// A post entry to write through: written only over an older one (by projection position).
 pub struct PostWrite {
     pub slug: String,
@@ -44,6 +53,7 @@ struct Inner {
     redis: shared::store::db::LazyRedis,
     keys: RedisKeys,
     script: redis::Script,
+    bump_lists: redis::Script,
 }
 
 impl RedisSink {
@@ -53,6 +63,7 @@ impl RedisSink {
                 redis: shared::store::db::LazyRedis::new(&url),
                 keys,
                 script: redis::Script::new(CAS_SCRIPT),
+                bump_lists: redis::Script::new(BUMP_LISTS_SCRIPT),
             }),
         }
     }
@@ -71,11 +82,11 @@ impl RedisSink {
                     redis::cmd("DEL").arg(keys.post_by_slug(ns.unwrap_or(0), &slug)).query_async(&mut conn).await?;
                 let _: i64 = redis::cmd("PUBLISH")
                     .arg(keys.invalidation_channel())
-                    .arg(format!("slug:{slug}"))
+                    .arg(redis_keys::slug_message(&slug))
                     .query_async(&mut conn)
                     .await?;
             }
-            bump_lists(&mut conn, keys).await
+            bump_lists(&mut conn, keys, &self.inner.bump_lists).await
         }
         .await;
         if let Err(e) = &result {
@@ -96,15 +107,15 @@ impl RedisSink {
         result.is_ok()
     }
 
-    /// One pipeline for the whole batch: the script (re)loaded, then each entry's compare-and-set and its
-    /// invalidation, then the list generation.
+    /// One pipeline for the whole batch: the scripts (re)loaded, then each entry's compare-and-set and its
+    /// invalidation, then the list generation — two round trips with the namespace read before.
     async fn try_write_posts(&self, conn: &mut ConnectionManager, writes: Vec<PostWrite>) -> redis::RedisResult<()> {
         let keys = &self.inner.keys;
         let ns: Option<i64> = redis::cmd("GET").arg(keys.namespace()).query_async(conn).await?;
         let ns = ns.unwrap_or(0);
         let script = &self.inner.script;
         let mut pipe = redis::pipe();
-        pipe.load_script(script).ignore();
+        pipe.load_script(script).ignore().load_script(&self.inner.bump_lists).ignore();
         for PostWrite { slug, transaction_id: tx, position: pos, entry } in writes {
             let (body, ttl) = match entry {
                 Some(e) => {
@@ -113,20 +124,27 @@ impl RedisSink {
                 None => (String::new(), 3_600),
             };
             pipe.invoke_script(script.key(keys.post_by_slug(ns, &slug)).arg(tx).arg(pos).arg(body).arg(ttl)).ignore();
-            pipe.cmd("PUBLISH").arg(keys.invalidation_channel()).arg(format!("slug:{slug}")).ignore();
+            pipe.cmd("PUBLISH").arg(keys.invalidation_channel()).arg(redis_keys::slug_message(&slug)).ignore();
         }
-        pipe.query_async::<()>(conn).await?;
-        bump_lists(conn, keys).await
+        pipe.invoke_script(
+            self.inner
+                .bump_lists
+                .key(keys.list_generation())
+                .arg(keys.invalidation_channel())
+                .arg(redis_keys::LISTS_MESSAGE_PREFIX),
+        )
+        .ignore();
+        pipe.query_async::<()>(conn).await
     }
 }
 
-/// Moves the list generation on and announces it: every cached list page is from an older one.
-async fn bump_lists(conn: &mut ConnectionManager, keys: &RedisKeys) -> redis::RedisResult<()> {
-    let generation: i64 = redis::cmd("INCR").arg(keys.list_generation()).query_async(conn).await?;
-    let _: i64 = redis::cmd("PUBLISH")
+/// Moves the list generation on and announces it ([`BUMP_LISTS_SCRIPT`]).
+async fn bump_lists(conn: &mut ConnectionManager, keys: &RedisKeys, script: &redis::Script) -> redis::RedisResult<()> {
+    let _: i64 = script
+        .key(keys.list_generation())
         .arg(keys.invalidation_channel())
-        .arg(redis_keys::lists_message(generation))
-        .query_async(conn)
+        .arg(redis_keys::LISTS_MESSAGE_PREFIX)
+        .invoke_async(conn)
         .await?;
     Ok(())
 }

@@ -25,8 +25,10 @@ pub struct RunnerConfig {
 
 use shared::store::notify::EVENTS_CHANNEL;
 
-/// After a batch that emptied the backlog, how long a leader waits before looking again: events that
-/// arrive meanwhile share one batch. The first event after a quiet spell is applied at once.
+/// After a batch that emptied the backlog, a leader waits as long as that batch took (at most this) before
+/// looking again: events that arrive meanwhile share one batch, the projector spends at most about half its
+/// time applying, and a light stream waits only as long as its small batches take. The first event after a
+/// quiet spell is applied at once.
 pub const BATCH_LINGER: Duration = Duration::from_millis(10);
 
 /// Listens for event notifications and bumps `wake`; reconnects on failure until shutdown.
@@ -142,6 +144,7 @@ async fn lead<P: Projection>(
             last_lock_check = tokio::time::Instant::now();
         }
         wake.borrow_and_update();
+        let started = tokio::time::Instant::now();
         match shared::service::metrics::timed_query(name, "primary", apply_batch(projection, pool, limit)).await {
             Ok(Batch { events: 0, .. }) => {
                 status.set_state(name, "running", None);
@@ -160,7 +163,7 @@ async fn lead<P: Projection>(
                 if (batch.events as i64) < limit {
                     // Caught up with a trickle: let a few more events gather, so that a steady stream of
                     // commands costs one batch (a dozen statements) per linger rather than per event.
-                    sleep_or_shutdown(BATCH_LINGER, shutdown).await;
+                    sleep_or_shutdown(started.elapsed().min(BATCH_LINGER), shutdown).await;
                 }
             }
             Err(ProjectionError::Database(e)) if shared::store::db::is_unavailable(&e) => {
@@ -329,6 +332,10 @@ pub async fn apply_batch_in<P: Projection>(
         tx.rollback().await?;
         return Ok(Batch { events: 0, last: None, effects_landed: true });
     };
+    let age = scope.side_effects.then(|| FreshnessClock::new(name, events.iter().map(|e| e.recorded_at).min()));
+    if let Some(age) = &age {
+        age.stage("read");
+    }
     let mut batch = Vec::with_capacity(events.len());
     for event in
         events.iter().filter(|e| projection.handles(&e.event_type) && !scope.skipped.contains(&e.global_position))
@@ -351,6 +358,33 @@ pub async fn apply_batch_in<P: Projection>(
     projection.apply_all(&mut tx, &batch, &mut effects).await?;
     checkpoint::advance(&mut tx, name, last).await?;
     tx.commit().await?;
+    if let Some(age) = &age {
+        age.stage("committed");
+    }
     let effects_landed = !scope.side_effects || projection.after_commit(effects).await;
+    if let Some(age) = &age {
+        age.stage("effects");
+    }
     Ok(Batch { events: events.len(), last: Some(last), effects_landed })
+}
+
+/// Where an event's way to the readers takes its time: the age of a live batch's oldest event when the batch
+/// was read, committed, and its effects (Redis write-through, invalidations) landed —
+/// `pressroom_freshness_duration_seconds{projection, stage}`.
+struct FreshnessClock {
+    projection: &'static str,
+    recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl FreshnessClock {
+    fn new(projection: &'static str, recorded_at: Option<chrono::DateTime<chrono::Utc>>) -> Self {
+        FreshnessClock { projection, recorded_at }
+    }
+
+    fn stage(&self, stage: &'static str) {
+        let Some(at) = self.recorded_at else { return };
+        let age = (chrono::Utc::now() - at).to_std().unwrap_or_default();
+        metrics::histogram!("pressroom_freshness_duration_seconds", "projection" => self.projection, "stage" => stage)
+            .record(age.as_secs_f64());
+    }
 }

@@ -77,9 +77,14 @@ pub struct ReadCache {
     /// change that can alter a list, so older pages are never found again (and age out).
     pub lists: Cache<String, Arc<crate::routes::posts::ListPage>>,
     list_generation: std::sync::atomic::AtomicI64,
+    /// Invalidations received, striped by slug: a load that overlapped one of its slug's may have read what
+    /// the invalidation replaced, and must not stay cached (see [`ReadCache::slug_generation`]).
+    slug_invalidations: [std::sync::atomic::AtomicU64; INVALIDATION_STRIPES],
     pub redis: LazyRedis,
     keys: RedisKeys,
 }
+
+const INVALIDATION_STRIPES: usize = 256;
 
 fn jittered(base: Duration) -> Duration {
     let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 4);
@@ -103,7 +108,37 @@ impl ReadCache {
             redis: LazyRedis::new(redis_url),
             keys,
             list_generation: std::sync::atomic::AtomicI64::new(0),
+            slug_invalidations: std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)),
         }
+    }
+
+    fn stripe(&self, slug: &str) -> &std::sync::atomic::AtomicU64 {
+        use std::hash::Hasher;
+        // Fixed keys: the same slug must find the same stripe every time.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        h.write(slug.as_bytes());
+        &self.slug_invalidations[(h.finish() as usize) % INVALIDATION_STRIPES]
+    }
+
+    /// How many invalidations could have concerned `slug` so far: read it before loading a slug and again
+    /// after; if it moved, the load may predate the change and its entry is dropped again.
+    pub fn slug_generation(&self, slug: &str) -> u64 {
+        self.stripe(slug).load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Drops a slug's entry on the projector's word, counting the invalidation first.
+    async fn invalidate_slug(&self, slug: &str) {
+        self.stripe(slug).fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.posts.invalidate(slug).await;
+    }
+
+    /// Drops every entry, counting an invalidation for every slug first.
+    fn invalidate_everything(&self) {
+        for stripe in &self.slug_invalidations {
+            stripe.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        self.posts.invalidate_all();
+        self.lists.invalidate_all();
     }
 
     /// The current list generation: cached list pages are keyed by it.
@@ -181,8 +216,7 @@ impl ReadCache {
                 let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(self.keys.invalidation_channel()).await?;
                 // Anything may have changed while we were not listening.
-                self.posts.invalidate_all();
-                self.lists.invalidate_all();
+                self.invalidate_everything();
                 let mut conn = client.get_multiplexed_async_connection().await?;
                 let generation: Option<i64> =
                     redis::cmd("GET").arg(self.keys.list_generation()).query_async(&mut conn).await?;
@@ -191,11 +225,12 @@ impl ReadCache {
                 while let Some(msg) = messages.next().await {
                     let payload: String = msg.get_payload().unwrap_or_default();
                     if payload == redis_keys::FLUSH_MESSAGE {
-                        self.posts.invalidate_all();
-                        self.lists.invalidate_all();
-                    } else if let Some(slug) = payload.strip_prefix("slug:") {
-                        self.posts.invalidate(slug).await;
-                    } else if let Some(generation) = payload.strip_prefix("lists:").and_then(|g| g.parse().ok()) {
+                        self.invalidate_everything();
+                    } else if let Some(slug) = payload.strip_prefix(redis_keys::SLUG_MESSAGE_PREFIX) {
+                        self.invalidate_slug(slug).await;
+                    } else if let Some(generation) =
+                        payload.strip_prefix(redis_keys::LISTS_MESSAGE_PREFIX).and_then(|g| g.parse().ok())
+                    {
                         self.advance_lists(generation);
                     }
                 }
@@ -212,5 +247,22 @@ impl ReadCache {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slugs_generation_moves_when_the_projector_invalidates_it_or_everything() {
+        let cache = ReadCache::new("", Duration::from_secs(2), RedisKeys::default());
+        let before = cache.slug_generation("a-post");
+        assert_eq!(cache.slug_generation("a-post"), before, "stable while nothing happens");
+        cache.invalidate_slug("a-post").await;
+        let after_one = cache.slug_generation("a-post");
+        assert_ne!(after_one, before, "a load that overlapped this is not kept");
+        cache.invalidate_everything();
+        assert_ne!(cache.slug_generation("a-post"), after_one, "a flush concerns every slug");
     }
 }

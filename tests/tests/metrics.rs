@@ -57,6 +57,23 @@ async fn metrics_count_requests_by_route_and_status_and_cache_lookups_by_layer()
         Some(0.0),
         "{projector}"
     );
+    // Where an event's way to readers took its time: the batches' age at each stage, in order.
+    let stage = |stage: &str| {
+        let labels = ["projection=\"posts\"".to_string(), format!("stage=\"{stage}\"")];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let count = sample(&projector, "pressroom_freshness_duration_seconds_count", &labels).unwrap_or(0.0);
+        let sum = sample(&projector, "pressroom_freshness_duration_seconds_sum", &labels).unwrap_or(0.0);
+        (count, sum)
+    };
+    let (read, committed, effects) = (stage("read"), stage("committed"), stage("effects"));
+    assert!(
+        read.0 >= 1.0 && read.0 == committed.0 && committed.0 == effects.0,
+        "every batch at every stage: {projector}"
+    );
+    assert!(
+        read.1 <= committed.1 && committed.1 <= effects.1,
+        "later stages are older: {read:?} {committed:?} {effects:?}"
+    );
     stack.stop().await;
 }
 

@@ -5,9 +5,19 @@
 /// The invalidation message that evicts every cached post and list (after a rebuild swapped the tables).
 pub const FLUSH_MESSAGE: &str = "all";
 
+/// Invalidation messages that announce a list generation start with this, then the generation.
+pub const LISTS_MESSAGE_PREFIX: &str = "lists:";
+/// Invalidation messages that evict one post start with this, then its slug.
+pub const SLUG_MESSAGE_PREFIX: &str = "slug:";
+
 /// The invalidation message announcing list generation `generation`.
 pub fn lists_message(generation: i64) -> String {
-    format!("lists:{generation}")
+    format!("{LISTS_MESSAGE_PREFIX}{generation}")
+}
+
+/// The invalidation message that evicts the post at `slug`.
+pub fn slug_message(slug: &str) -> String {
+    format!("{SLUG_MESSAGE_PREFIX}{slug}")
 }
 
 /// The key names of one deployment.

@@ -18,7 +18,7 @@ pub async fn notify_appended(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
 /// How long after one NOTIFY the next may go: appends meanwhile share it. A projector that was woken is busy
 /// (and lingers after each batch to look again), so a busy writer's notifications in between would only cost
 /// a transaction each (one for every five `POST /v1/posts` at 2,000/s, measured, without this).
-pub const NOTIFY_SPACING: std::time::Duration = std::time::Duration::from_millis(10);
+pub const NOTIFY_SPACING: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// Coalesced [`notify_appended`]: each [`AppendSignal::appended`] call is answered by a NOTIFY sent after
 /// it — at once after a quiet spell, else at most [`NOTIFY_SPACING`] after the previous one, which every

@@ -172,7 +172,13 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap, slug: &str) -> ReadR
             return Ok(Resolved { entry: hit, source: Some(ReadSource::Cache) });
         }
         // Single flight: concurrent misses for one slug share one load.
+        let generation = state.cache.slug_generation(slug);
         let entry = Box::pin(state.cache.posts.try_get_with(slug.to_string(), load_slug(state, slug))).await?;
+        if state.cache.slug_generation(slug) != generation {
+            // The projector invalidated this slug while it loaded: what was read may predate the change, so it
+            // answers this request but is not kept.
+            state.cache.posts.invalidate(slug).await;
+        }
         return Ok(Resolved { entry, source: None });
     };
     Box::pin(resolve_at(state, slug, token)).await
