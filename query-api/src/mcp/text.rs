@@ -66,12 +66,17 @@ impl Text for PostOut {
     }
 }
 
+/// A line per post, then the cursor and position.
+fn post_lines(posts: &[PostItem], next_cursor: &Option<String>, position: i64) -> String {
+    let mut out = String::new();
+    posts.iter().for_each(|p| item_line(&mut out, p));
+    footer(&mut out, next_cursor, position);
+    out
+}
+
 impl Text for PostList {
     fn text(&self) -> String {
-        let mut out = String::new();
-        self.posts.iter().for_each(|p| item_line(&mut out, p));
-        footer(&mut out, &self.next_cursor, self.position);
-        out
+        post_lines(&self.posts, &self.next_cursor, self.position)
     }
 }
 
@@ -110,9 +115,6 @@ impl Text for AuthorOut {
 
 impl Text for TrendingOut {
     fn text(&self) -> String {
-        let mut out = String::new();
-        self.posts.iter().for_each(|p| item_line(&mut out, p));
-        footer(&mut out, &None, self.position);
-        out
+        post_lines(&self.posts, &None, self.position)
     }
 }
