@@ -5,8 +5,8 @@
 //! Redis is unreachable both decide in process and log it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// GCRA: KEYS[1] holds the theoretical arrival time (ms). ARGV[1] = emission interval (ms),
@@ -64,12 +64,13 @@ impl Limited {
     }
 }
 
-/// One key's in-process state: its theoretical arrival time (ms since `started`), the requests admitted
-/// since the last sync, and its emission interval.
+/// One key's in-process state, updated without a lock (many requests of one client race on it): its
+/// theoretical arrival time (ns since `started`), the requests admitted since the last sync, and its
+/// emission interval (ns).
 struct Local {
-    tat: f64,
-    unsynced: u32,
-    interval_ms: f64,
+    tat: AtomicU64,
+    unsynced: AtomicU32,
+    interval_ns: AtomicU64,
 }
 
 /// The limiter; cheap to clone (one shared state).
@@ -83,25 +84,26 @@ struct Inner {
     keys: crate::read::redis_keys::RedisKeys,
     script: redis::Script,
     sync_script: redis::Script,
-    local: Mutex<HashMap<String, Local>>,
+    /// Read-locked on every request (a new key takes the write lock once).
+    local: RwLock<HashMap<String, Local>>,
     started: Instant,
     syncing: AtomicBool,
-    last_sync: Mutex<Instant>,
+    /// When the last sync ended (ns since `started`).
+    last_sync: AtomicU64,
 }
 
 impl RateLimiter {
     pub fn new(redis_url: &str, keys: crate::read::redis_keys::RedisKeys) -> Self {
-        let started = Instant::now();
         RateLimiter {
             inner: Arc::new(Inner {
                 redis: crate::store::db::LazyRedis::new(redis_url),
                 keys,
                 script: redis::Script::new(GCRA),
                 sync_script: redis::Script::new(SYNC),
-                local: Mutex::new(HashMap::new()),
-                started,
+                local: RwLock::new(HashMap::new()),
+                started: Instant::now(),
                 syncing: AtomicBool::new(false),
-                last_sync: Mutex::new(started),
+                last_sync: AtomicU64::new(0),
             }),
         }
     }
@@ -124,7 +126,7 @@ impl RateLimiter {
                 Err(e) => tracing::warn!(error = %e, "rate limiting in process: Redis failed"),
             }
         }
-        inner.decide(&redis_key, interval_ms, per_minute, bucket)
+        inner.decide(&redis_key, per_minute, bucket)
     }
 
     /// Counts one request like [`check`](Self::check), decided in process without waiting for Redis; the
@@ -135,31 +137,30 @@ impl RateLimiter {
         if per_minute == 0 {
             return Ok(());
         }
-        let interval_ms = 60_000.0 / f64::from(per_minute);
         let redis_key = self.inner.keys.rate_limit(bucket, key);
-        let decided = self.inner.decide(&redis_key, interval_ms, per_minute, bucket);
+        let decided = self.inner.decide(&redis_key, per_minute, bucket);
         self.sync_if_due();
         decided
     }
 
     /// Starts a reconciliation with Redis when the last one is [`SYNC_EVERY`] old and none is running.
     fn sync_if_due(&self) {
-        let due = self.inner.last_sync.lock().is_ok_and(|at| at.elapsed() >= SYNC_EVERY);
-        if !due || self.inner.syncing.swap(true, Ordering::AcqRel) {
+        let inner = &self.inner;
+        let due =
+            inner.now_ns().saturating_sub(inner.last_sync.load(Ordering::Acquire)) >= SYNC_EVERY.as_nanos() as u64;
+        if !due || inner.syncing.swap(true, Ordering::AcqRel) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.inner.syncing.store(false, Ordering::Release);
+            inner.syncing.store(false, Ordering::Release);
             return;
         };
-        let inner = self.inner.clone();
+        let inner = inner.clone();
         runtime.spawn(async move {
             if let Err(e) = inner.sync().await {
                 tracing::warn!(error = %e, "rate limits: counts not reconciled with Redis; deciding in process");
             }
-            if let Ok(mut at) = inner.last_sync.lock() {
-                *at = Instant::now();
-            }
+            inner.last_sync.store(inner.now_ns(), Ordering::Release);
             inner.syncing.store(false, Ordering::Release);
         });
     }
@@ -171,45 +172,57 @@ fn refused(bucket: &str, retry_after: Duration) -> Limited {
 }
 
 impl Inner {
-    fn now_ms(&self) -> f64 {
-        self.started.elapsed().as_secs_f64() * 1000.0
+    fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
     }
 
-    /// GCRA in process for `key`.
-    fn decide(&self, key: &str, interval_ms: f64, burst: u32, bucket: &str) -> Result<(), Limited> {
-        let now = self.now_ms();
-        let Ok(mut map) = self.local.lock() else {
-            return Ok(());
-        };
-        if map.len() > MAX_LOCAL_KEYS {
-            map.retain(|_, l| l.tat > now || l.unsynced > 0);
-        }
-        let tat = map.get(key).map_or(now, |l| l.tat).max(now);
-        let allow_at = tat - f64::from(burst - 1) * interval_ms;
-        if now < allow_at {
-            drop(map);
-            return Err(refused(bucket, Duration::from_millis((allow_at - now).ceil() as u64)));
-        }
-        match map.get_mut(key) {
-            Some(l) => {
-                l.tat = tat + interval_ms;
-                l.unsynced = l.unsynced.saturating_add(1);
-                l.interval_ms = interval_ms;
+    /// GCRA in process for `key`: a compare-and-swap on its arrival time.
+    fn decide(&self, key: &str, per_minute: u32, bucket: &str) -> Result<(), Limited> {
+        let interval_ns = 60_000_000_000 / u64::from(per_minute);
+        let tolerance = u64::from(per_minute - 1) * interval_ns;
+        let now = self.now_ns();
+        if !self.local.read().is_ok_and(|map| map.contains_key(key)) {
+            let Ok(mut map) = self.local.write() else { return Ok(()) };
+            if map.len() > MAX_LOCAL_KEYS {
+                map.retain(|_, l| l.tat.load(Ordering::Relaxed) > now || l.unsynced.load(Ordering::Relaxed) > 0);
             }
-            None => {
-                map.insert(key.to_string(), Local { tat: tat + interval_ms, unsynced: 1, interval_ms });
+            map.entry(key.to_string()).or_insert_with(|| Local {
+                tat: AtomicU64::new(0),
+                unsynced: AtomicU32::new(0),
+                interval_ns: AtomicU64::new(interval_ns),
+            });
+        }
+        let Ok(map) = self.local.read() else { return Ok(()) };
+        let Some(local) = map.get(key) else { return Ok(()) };
+        local.interval_ns.store(interval_ns, Ordering::Relaxed);
+        let mut current = local.tat.load(Ordering::Acquire);
+        loop {
+            let tat = current.max(now);
+            let allow_at = tat.saturating_sub(tolerance);
+            if now < allow_at {
+                drop(map);
+                return Err(refused(bucket, Duration::from_nanos(allow_at - now)));
+            }
+            match local.tat.compare_exchange_weak(current, tat + interval_ns, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    local.unsynced.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(seen) => current = seen,
             }
         }
-        Ok(())
     }
 
     /// Sends the counts admitted since the last sync to Redis and takes back the shared arrival times.
     async fn sync(&self) -> redis::RedisResult<()> {
-        let batch: Vec<(String, f64, u32)> = match self.local.lock() {
-            Ok(mut map) => map
-                .iter_mut()
-                .filter(|(_, l)| l.unsynced > 0)
-                .map(|(k, l)| (k.clone(), l.interval_ms, std::mem::take(&mut l.unsynced)))
+        let batch: Vec<(String, f64, u32)> = match self.local.read() {
+            Ok(map) => map
+                .iter()
+                .filter(|(_, l)| l.unsynced.load(Ordering::Relaxed) > 0)
+                .map(|(k, l)| {
+                    let interval_ms = l.interval_ns.load(Ordering::Relaxed) as f64 / 1_000_000.0;
+                    (k.clone(), interval_ms, l.unsynced.swap(0, Ordering::AcqRel))
+                })
                 .collect(),
             Err(_) => return Ok(()),
         };
@@ -226,26 +239,26 @@ impl Inner {
             }
             None => Ok(Vec::new()),
         };
+        let map = match self.local.read() {
+            Ok(map) => map,
+            Err(_) => return Ok(()),
+        };
         let ahead = match ahead {
             Ok(ahead) if ahead.len() == batch.len() => ahead,
             failed => {
                 // Not counted in Redis: keep the counts for the next sync.
-                if let Ok(mut map) = self.local.lock() {
-                    for (key, _, admitted) in &batch {
-                        if let Some(l) = map.get_mut(key) {
-                            l.unsynced = l.unsynced.saturating_add(*admitted);
-                        }
+                for (key, _, admitted) in &batch {
+                    if let Some(l) = map.get(key) {
+                        l.unsynced.fetch_add(*admitted, Ordering::Relaxed);
                     }
                 }
                 return failed.map(|_| ());
             }
         };
-        let now = self.now_ms();
-        if let Ok(mut map) = self.local.lock() {
-            for ((key, ..), ahead_ms) in batch.iter().zip(ahead) {
-                if let Some(l) = map.get_mut(key) {
-                    l.tat = l.tat.max(now + ahead_ms as f64);
-                }
+        let now = self.now_ns();
+        for ((key, ..), ahead_ms) in batch.iter().zip(ahead) {
+            if let Some(l) = map.get(key) {
+                l.tat.fetch_max(now + ahead_ms.max(0) as u64 * 1_000_000, Ordering::AcqRel);
             }
         }
         Ok(())
