@@ -5,10 +5,10 @@
 //! logged; failures back off exponentially; an event that exhausts its tries is dead-lettered and the
 //! subscription moves on. Receivers dedupe on `webhook-id`/`event_id` (or `global_position`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,10 @@ pub struct Delivery {
     pub payload: serde_json::Value,
 }
 
-/// Runs until shutdown: one active deliverer (advisory lock), a pass every 200 ms while leading.
+/// Runs until shutdown: one active deliverer (advisory lock), a pass every 200 ms while leading. Each
+/// subscription's deliveries run on their own (at most [`CONCURRENT_SUBSCRIPTIONS`] at once): a pass starts
+/// the due subscriptions that are not already under way, so a slow receiver holds up only itself. Leadership
+/// is given up only after every delivery under way has ended.
 pub async fn run(
     pool: PgPool,
     direct_url: String,
@@ -59,11 +62,20 @@ pub async fn run(
             return;
         }
     };
+    let deliverer = Deliverer {
+        pool,
+        client,
+        config,
+        under_way: Default::default(),
+        permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SUBSCRIPTIONS)),
+    };
     while !shutdown.is_cancelled() {
         let Some(mut lock) = acquire_leadership(NAME, &direct_url, &status, &shutdown).await else { break };
         status.set_leader(NAME, true);
+        let mut deliveries = tokio::task::JoinSet::new();
         loop {
-            if let Err(e) = deliver_pass(&pool, &client, &config).await {
+            while deliveries.try_join_next().is_some() {}
+            if let Err(e) = deliverer.pass(&mut deliveries).await {
                 tracing::warn!(error = %e, "webhook pass failed; retrying");
                 status.set_state(NAME, "retrying", Some(e.to_string()));
             } else {
@@ -77,7 +89,52 @@ pub async fn run(
                 break;
             }
         }
+        while deliveries.join_next().await.is_some() {}
         status.set_leader(NAME, false);
+    }
+}
+
+/// What the delivery tasks share.
+#[derive(Clone)]
+struct Deliverer {
+    pool: PgPool,
+    client: reqwest::Client,
+    config: DeliveryConfig,
+    /// Subscriptions with a delivery task running: a pass leaves them to it.
+    under_way: Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Deliverer {
+    /// Starts a delivery task for every due subscription that has none under way; each gets up to
+    /// `EVENTS_PER_PASS` events.
+    async fn pass(&self, deliveries: &mut tokio::task::JoinSet<()>) -> Result<(), sqlx::Error> {
+        let subs = sqlx::query_as!(
+            Subscription,
+            r#"select id, url, events, secret, checkpoint_tx::text::bigint as "checkpoint_tx!", checkpoint_position, attempts
+           from webhook_subscriptions where deleted_at is null and next_attempt_at <= now() order by next_attempt_at"#
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for sub in subs {
+            let fresh = self.under_way.lock().is_ok_and(|mut ids| ids.insert(sub.id));
+            if !fresh {
+                continue;
+            }
+            let this = self.clone();
+            deliveries.spawn(async move {
+                let id = sub.id;
+                if let Ok(_permit) = this.permits.clone().acquire_owned().await {
+                    if let Err(e) = deliver_subscription(&this.pool, &this.client, &this.config, sub).await {
+                        tracing::warn!(error = %e, subscription = %id, "webhook delivery failed; retrying");
+                    }
+                }
+                if let Ok(mut ids) = this.under_way.lock() {
+                    ids.remove(&id);
+                }
+            });
+        }
+        Ok(())
     }
 }
 
@@ -89,26 +146,6 @@ struct Subscription {
     checkpoint_tx: i64,
     checkpoint_position: i64,
     attempts: i32,
-}
-
-/// Every due subscription gets up to `EVENTS_PER_PASS` events, up to `CONCURRENT_SUBSCRIPTIONS` at once.
-pub async fn deliver_pass(pool: &PgPool, client: &reqwest::Client, config: &DeliveryConfig) -> Result<(), sqlx::Error> {
-    let subs = sqlx::query_as!(
-        Subscription,
-        r#"select id, url, events, secret, checkpoint_tx::text::bigint as "checkpoint_tx!", checkpoint_position, attempts
-           from webhook_subscriptions where deleted_at is null and next_attempt_at <= now() order by next_attempt_at"#
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut passes = futures::stream::iter(subs.into_iter().map(|sub| deliver_subscription(pool, client, config, sub)))
-        .buffer_unordered(CONCURRENT_SUBSCRIPTIONS);
-    let mut first_error = None;
-    while let Some(done) = passes.next().await {
-        if let Err(e) = done {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }
 
 /// One signed attempt: the receiver's status code, or why there is none.
