@@ -130,11 +130,30 @@ impl TestDb {
                     .await
                     .unwrap();
             if behind == 0 && started == 2 {
-                return;
+                return self.wait_replayed().await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("projections did not reach the head of the log within 60 s");
+    }
+
+    /// Waits until the replica has the primary's `posts` and `comments` checkpoints (or later ones): reads
+    /// without a token go there.
+    async fn wait_replayed(&self) {
+        const CHECKPOINTS: &str = "select name, transaction_id::text::bigint, global_position from read.checkpoints
+                                   where name in ('posts', 'comments') order by name";
+        let wanted: Vec<(String, i64, i64)> = sqlx::query_as(CHECKPOINTS).fetch_all(&self.admin).await.unwrap();
+        let mut replica = <sqlx::PgConnection as sqlx::Connection>::connect(&self.replica_admin_url).await.unwrap();
+        for _ in 0..1000 {
+            let seen: Vec<(String, i64, i64)> = sqlx::query_as(CHECKPOINTS).fetch_all(&mut replica).await.unwrap();
+            let reached =
+                wanted.iter().all(|(name, tx, pos)| seen.iter().any(|(n, t, p)| n == name && (*t, *p) >= (*tx, *pos)));
+            if reached {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the replica did not replay the projections' checkpoints within 10 s");
     }
 
     /// A pool as the application role, through PgBouncer.
