@@ -78,6 +78,15 @@ fn bearer_subject(parts: &Parts, state: &AppState) -> Result<uuid::Uuid, ApiErro
         .ok_or(ApiError::Unauthorized)
 }
 
+/// The active author behind the request's bearer token, if it carries one: a token that does not verify, or
+/// an account gone or deactivated, is a 401 (before anything else — e.g. a stored reply — is given out).
+pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<uuid::Uuid>, ApiError> {
+    match shared::http::auth::bearer_subject(headers, &state.keys).map_err(|_| ApiError::Unauthorized)? {
+        Some(id) => load_active(state, id).await.map(|a| Some(a.id)),
+        None => Ok(None),
+    }
+}
+
 /// Folds the author's stream; 401 unless they exist and are active. Remembers them for [`KnownAuthor`].
 pub(crate) async fn load_active(state: &AppState, id: uuid::Uuid) -> Result<Author, ApiError> {
     let mut conn = state.pool.acquire().await?;

@@ -80,11 +80,15 @@ async fn run(state: &AppState, key: HeaderValue, req: Request, next: Next) -> Re
 /// The key's owner: the author behind the bearer token — which must be valid and the account active, or
 /// the request is a 401 before any replay — or, without a token, the client IP.
 async fn principal(state: &AppState, headers: &HeaderMap, client: IpAddr) -> Result<String, ApiError> {
-    if let Some(id) = shared::http::auth::bearer_subject(headers, &state.keys).map_err(|_| ApiError::Unauthorized)? {
-        crate::extract::load_active(state, id).await?;
-        return Ok(format!("author:{id}"));
-    }
-    Ok(format!("ip:{client}"))
+    Ok(match crate::extract::signed_in(state, headers).await? {
+        Some(id) => author_principal(id),
+        None => format!("ip:{client}"),
+    })
+}
+
+/// The principal of an author's keys (requests and tool calls alike).
+pub(crate) fn author_principal(id: uuid::Uuid) -> String {
+    format!("author:{id}")
 }
 
 /// A key as a client may send it: 1 to 255 visible ASCII characters (surrounding spaces dropped).

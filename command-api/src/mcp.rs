@@ -47,18 +47,23 @@ pub fn router(state: &AppState) -> Router<AppState> {
     protocol.route("/mcp/tools", get(tool_list)).route("/mcp/metadata", get(metadata))
 }
 
-/// Lets a request reach the MCP server only with the valid token of an active author: otherwise a 401
-/// problem with `WWW-Authenticate: Bearer` (before any JSON-RPC is read).
-async fn signed_in(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let author = match shared::http::auth::bearer_subject(req.headers(), &state.keys) {
-        Ok(Some(id)) => crate::extract::load_active(&state, id).await.map(|_| ()),
-        _ => Err(ApiError::Unauthorized),
-    };
-    match author {
-        Ok(()) => next.run(req).await,
+/// Lets a request reach the MCP server only with the valid token of an active author — otherwise a 401
+/// problem with `WWW-Authenticate: Bearer` (before any JSON-RPC is read) — and leaves the author's id to
+/// the tool calls as [`SignedIn`].
+async fn signed_in(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    match crate::extract::signed_in(&state, req.headers()).await {
+        Ok(Some(id)) => {
+            req.extensions_mut().insert(SignedIn(id));
+            next.run(req).await
+        }
+        Ok(None) => ApiError::Unauthorized.into_response(),
         Err(e) => e.into_response(),
     }
 }
+
+/// The author the `POST /mcp` gate let in.
+#[derive(Clone, Copy)]
+struct SignedIn(Uuid);
 
 /// The author tools, bound to the command API's state.
 #[derive(Clone)]
@@ -243,22 +248,18 @@ impl ServerHandler for AuthorTools {
             return self.tool_router.call(ToolCallContext::new(self, request, context)).await;
         };
         let Some(key) = key.as_str().and_then(idempotency::checked_key) else {
-            let text = "idempotency_key must be 1 to 255 visible ASCII characters";
-            return Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into());
+            return Ok(refusal("idempotency_key must be 1 to 255 visible ASCII characters".into()));
         };
-        let Some(parts) = context.extensions.get::<axum::http::request::Parts>().cloned() else {
-            return Err(ErrorData::internal_error("the HTTP request is not attached to the call", None));
+        let signed_in = context.extensions.get::<axum::http::request::Parts>().and_then(|p| p.extensions.get());
+        let Some(SignedIn(author)) = signed_in.copied() else {
+            return Err(ErrorData::internal_error("the call did not pass the sign-in gate", None));
         };
-        let author = match self.author(&parts).await {
-            Ok(author) => author.0.id.to_string(),
-            Err(e) => return Ok(CallToolResult::error(vec![ContentBlock::text(tool_error(e))]).into()),
-        };
-        let principal = format!("author:{author}");
+        let principal = idempotency::author_principal(author);
         let path = format!("tools/call/{}", request.name);
         let scope = idempotency::Scope { principal: &principal, method: "MCP", path: &path, key: &key };
         let hash = idempotency::digest(&serde_json::to_vec(&request.arguments).unwrap_or_default());
         match idempotency::claim(&self.state, scope, &hash).await {
-            Err(e) => Ok(CallToolResult::error(vec![ContentBlock::text(tool_error(e))]).into()),
+            Err(e) => Ok(refusal(tool_error(e))),
             Ok(idempotency::Claim::Replay { body, .. }) => {
                 let mut stored: CallToolResult = serde_json::from_slice(&body)
                     .map_err(|e| ErrorData::internal_error(format!("a stored result does not read back: {e}"), None))?;
@@ -289,6 +290,11 @@ impl ServerHandler for AuthorTools {
             }
         }
     }
+}
+
+/// A tool error in these words.
+fn refusal(text: String) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(text)]).into()
 }
 
 /// The argument every author tool takes for replay-safe retries.

@@ -86,7 +86,7 @@ impl RedisSink {
                     .query_async(&mut conn)
                     .await?;
             }
-            bump_lists(&mut conn, keys, &self.inner.bump_lists).await
+            self.inner.bump_lists().invoke_async::<i64>(&mut conn).await.map(|_| ())
         }
         .await;
         if let Err(e) = &result {
@@ -126,25 +126,16 @@ impl RedisSink {
             pipe.invoke_script(script.key(keys.post_by_slug(ns, &slug)).arg(tx).arg(pos).arg(body).arg(ttl)).ignore();
             pipe.cmd("PUBLISH").arg(keys.invalidation_channel()).arg(redis_keys::slug_message(&slug)).ignore();
         }
-        pipe.invoke_script(
-            self.inner
-                .bump_lists
-                .key(keys.list_generation())
-                .arg(keys.invalidation_channel())
-                .arg(redis_keys::LISTS_MESSAGE_PREFIX),
-        )
-        .ignore();
+        pipe.invoke_script(&self.inner.bump_lists()).ignore();
         pipe.query_async::<()>(conn).await
     }
 }
 
-/// Moves the list generation on and announces it ([`BUMP_LISTS_SCRIPT`]).
-async fn bump_lists(conn: &mut ConnectionManager, keys: &RedisKeys, script: &redis::Script) -> redis::RedisResult<()> {
-    let _: i64 = script
-        .key(keys.list_generation())
-        .arg(keys.invalidation_channel())
-        .arg(redis_keys::LISTS_MESSAGE_PREFIX)
-        .invoke_async(conn)
-        .await?;
-    Ok(())
+impl Inner {
+    /// Moves the list generation on and announces it ([`BUMP_LISTS_SCRIPT`]).
+    fn bump_lists(&self) -> redis::ScriptInvocation<'_> {
+        let mut invocation = self.bump_lists.key(self.keys.list_generation());
+        invocation.arg(self.keys.invalidation_channel()).arg(redis_keys::LISTS_MESSAGE_PREFIX);
+        invocation
+    }
 }

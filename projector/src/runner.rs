@@ -332,10 +332,10 @@ pub async fn apply_batch_in<P: Projection>(
         tx.rollback().await?;
         return Ok(Batch { events: 0, last: None, effects_landed: true });
     };
-    let age = scope.side_effects.then(|| FreshnessClock::new(name, events.iter().map(|e| e.recorded_at).min()));
-    if let Some(age) = &age {
-        age.stage("read");
-    }
+    // Live batches only: a rebuild's are not on a reader's way.
+    let oldest = scope.side_effects.then(|| events.iter().map(|e| e.recorded_at).min()).flatten();
+    let age = FreshnessClock { projection: name, recorded_at: oldest };
+    age.stage("read");
     let mut batch = Vec::with_capacity(events.len());
     for event in
         events.iter().filter(|e| projection.handles(&e.event_type) && !scope.skipped.contains(&e.global_position))
@@ -358,13 +358,9 @@ pub async fn apply_batch_in<P: Projection>(
     projection.apply_all(&mut tx, &batch, &mut effects).await?;
     checkpoint::advance(&mut tx, name, last).await?;
     tx.commit().await?;
-    if let Some(age) = &age {
-        age.stage("committed");
-    }
+    age.stage("committed");
     let effects_landed = !scope.side_effects || projection.after_commit(effects).await;
-    if let Some(age) = &age {
-        age.stage("effects");
-    }
+    age.stage("effects");
     Ok(Batch { events: events.len(), last: Some(last), effects_landed })
 }
 
@@ -373,14 +369,11 @@ pub async fn apply_batch_in<P: Projection>(
 /// `pressroom_freshness_duration_seconds{projection, stage}`.
 struct FreshnessClock {
     projection: &'static str,
+    /// None: nothing to record (an empty or a rebuild's batch).
     recorded_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl FreshnessClock {
-    fn new(projection: &'static str, recorded_at: Option<chrono::DateTime<chrono::Utc>>) -> Self {
-        FreshnessClock { projection, recorded_at }
-    }
-
     fn stage(&self, stage: &'static str) {
         let Some(at) = self.recorded_at else { return };
         let age = (chrono::Utc::now() - at).to_std().unwrap_or_default();
