@@ -9,12 +9,21 @@ use reqwest::Method;
 use serde_json::json;
 use shared::domain::role::Role;
 
+/// The projection's checkpoint, once the projector has written it (its first batch creates it).
 async fn checkpoint(stack: &Stack, name: &str) -> (i64, String, Option<String>) {
-    sqlx::query_as("select global_position, state, error from read.checkpoints where name = $1")
-        .bind(name)
-        .fetch_one(&stack.db.admin)
-        .await
-        .unwrap()
+    let started = tokio::time::Instant::now();
+    loop {
+        let row = sqlx::query_as("select global_position, state, error from read.checkpoints where name = $1")
+            .bind(name)
+            .fetch_optional(&stack.db.admin)
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return row;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the projector never started {name}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
