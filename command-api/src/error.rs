@@ -30,6 +30,15 @@ pub enum ApiError {
     /// 400: a header or parameter that does not parse.
     #[error("{0}")]
     BadRequest(String),
+    /// 413: an upload over its limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415: a body whose type is not accepted.
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    /// 503: the media store failed.
+    #[error("media store unavailable")]
+    StoreUnavailable(#[source] shared::media::store::StoreError),
     /// 422: invalid fields.
     #[error("invalid input")]
     Validation(Vec<FieldError>),
@@ -80,6 +89,10 @@ impl From<WriteError> for ApiError {
                 ApiError::Conflict(format!("an author named `{name}` already exists (names are unique ignoring case)"))
             }
             WriteError::Validation(errors) => ApiError::Validation(errors),
+            WriteError::InUse(slug) => ApiError::Conflict(format!(
+                "the published post `{slug}` uses this media; unpublish it or remove the image first"
+            )),
+            WriteError::Store(e) => ApiError::StoreUnavailable(e),
             WriteError::Database(e) => e.into(),
         }
     }
@@ -103,6 +116,14 @@ impl IntoResponse for ApiError {
                     .with_extension("current_version", current)
             }
             ApiError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail),
+            ApiError::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", detail),
+            ApiError::UnsupportedMedia(_) => {
+                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", detail)
+            }
+            ApiError::StoreUnavailable(e) => {
+                tracing::warn!(error = %e, "media store unavailable");
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail).with_retry_after(5)
+            }
             ApiError::Validation(errors) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation",

@@ -34,6 +34,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Wakes the projector (NOTIFY, coalesced) after a command committed events.
     pub appended: AppendSignal,
+    /// Where uploaded media is stored.
+    pub media: shared::media::store::MediaStore,
     /// Authors as last read, for commands whose append re-checks the author's version.
     pub authors: Arc<extract::AuthorCache>,
 }
@@ -50,6 +52,13 @@ impl AppState {
             })?;
         let limiter = Arc::new(RateLimiter::new(&config.redis_url, config.redis_keys.clone()));
         let appended = AppendSignal::new(pool.clone());
+        let media = shared::media::store::MediaStore::open(&config.media.store).map_err(|e| {
+            shared::service::config::ConfigError::Invalid {
+                name: "PRESSROOM_MEDIA_STORE",
+                value: config.media.store.clone(),
+                reason: e.to_string(),
+            }
+        })?;
         let statements = StatementConnections::new(pool.clone(), config.db_pool_size);
         Ok(AppState {
             pool,
@@ -58,6 +67,7 @@ impl AppState {
             limiter,
             config: Arc::new(config),
             appended,
+            media,
             authors: Default::default(),
         })
     }

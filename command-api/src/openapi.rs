@@ -5,7 +5,7 @@ use shared::http::api_doc::{BearerAuth, ProblemResponses};
 use utoipa::OpenApi;
 
 use crate::mcp::McpDoc;
-use crate::routes::{authors, comments, posts, session, webhooks};
+use crate::routes::{authors, comments, media, posts, session, webhooks};
 use crate::AppState;
 
 use shared::http::problem::ProblemDoc;
@@ -20,6 +20,7 @@ use shared::http::problem::ProblemDoc;
         comments::submit, comments::approve, comments::reject,
         webhooks::create, webhooks::list, webhooks::remove,
         webhooks::replay,
+        media::upload, media::edit, media::delete,
         crate::mcp::tool_list, crate::mcp::metadata,
     ),
     components(schemas(ProblemDoc, shared::http::problem::FieldErrorDoc)),
@@ -42,6 +43,7 @@ mod tests {
             include_str!("mcp.rs"),
             include_str!("routes/authors.rs"),
             include_str!("routes/comments.rs"),
+            include_str!("routes/media.rs"),
             include_str!("routes/posts.rs"),
             include_str!("routes/session.rs"),
             include_str!("routes/webhooks.rs"),

@@ -2,6 +2,7 @@
 //! skips, replica status, and the event log.
 
 mod backup;
+mod media;
 mod projections;
 mod seed;
 
@@ -72,6 +73,20 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: EventsCommand,
+    },
+    /// Uploaded media and the variant worker's backlog.
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MediaCommand {
+    /// Images, images waiting for variants, failing ones, and the oldest wait.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -189,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Events { command: EventsCommand::Tail { stream, limit } } => {
             projections::tail(&pool, stream, limit).await?
         }
+        Command::Media { command: MediaCommand::Status { json } } => media::status(&pool, json).await?,
         Command::Backup(_) | Command::Restore(_) => {}
     }
     Ok(())

@@ -333,6 +333,7 @@ fn draft_post(actor: Actor, n: u32) -> anyhow::Result<DraftPost> {
         summary: Some(Summary::parse("summary", &format!("Notes on {topic}.")).map_err(field)?),
         tags: parse_tags("tags", &[topic.to_string(), second_tag.to_string()]).map_err(field)?,
         cover_image_url: None,
+        cover_media_id: None,
     };
     Ok(draft)
 }

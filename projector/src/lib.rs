@@ -1,6 +1,7 @@
 //! The projector: turns the event log into read tables and Redis entries, one leader per projection.
 
 pub mod checkpoint;
+pub mod media_worker;
 pub mod projections;
 pub mod rebuild;
 pub mod redis_sink;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use projections::comments::CommentsProjection;
+use projections::media::MediaProjection;
 use projections::posts::PostsProjection;
 use redis_sink::RedisSink;
 use runner::RunnerConfig;
@@ -53,9 +55,15 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
     Json(serde_json::json!({ "projections": state.status.snapshot() }))
 }
 
-/// Starts the listener, every projection runner and the scheduler; returns when `shutdown` is
-/// cancelled and all of them stopped.
-pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard, shutdown: CancellationToken) {
+/// Starts the listener, every projection runner, the scheduler and the other jobs; returns when
+/// `shutdown` is cancelled and all of them stopped.
+pub async fn run_projections(
+    config: &Config,
+    pool: PgPool,
+    media: media_worker::WorkerConfig,
+    status: StatusBoard,
+    shutdown: CancellationToken,
+) {
     let (wake_tx, wake_rx) = watch::channel(0u64);
     let runner_config = RunnerConfig {
         direct_url: config.database_primary_direct_url.clone(),
@@ -71,13 +79,19 @@ pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard,
             match projection {
                 Runner::Posts(p) => runner::run(p, pool, config, wake, status, shutdown).await,
                 Runner::Comments(p) => runner::run(p, pool, config, wake, status, shutdown).await,
+                Runner::Media(p) => runner::run(p, pool, config, wake, status, shutdown).await,
             }
         })
     };
     let tasks = vec![
         ("listener", tokio::spawn(runner::listen_for_events(direct.clone(), wake_tx, shutdown.clone()))),
         ("posts", spawn(Runner::Posts(Arc::new(PostsProjection::new(pool.clone(), redis.clone()))))),
-        ("comments", spawn(Runner::Comments(Arc::new(CommentsProjection::new(redis))))),
+        ("comments", spawn(Runner::Comments(Arc::new(CommentsProjection::new(redis.clone()))))),
+        ("media", spawn(Runner::Media(Arc::new(MediaProjection::new(redis))))),
+        (
+            "media-variants",
+            tokio::spawn(media_worker::run(pool.clone(), direct.clone(), media, status.clone(), shutdown.clone())),
+        ),
         ("scheduler", tokio::spawn(scheduler::run(pool.clone(), direct, status.clone(), shutdown.clone()))),
         ("lag", tokio::spawn(report_lag(pool.clone(), shutdown.clone()))),
         (
@@ -127,6 +141,7 @@ pub async fn run_projections(config: &Config, pool: PgPool, status: StatusBoard,
 enum Runner {
     Posts(Arc<PostsProjection>),
     Comments(Arc<CommentsProjection>),
+    Media(Arc<MediaProjection>),
 }
 
 /// Publishes every projection's lag (events and seconds behind the log) as gauges every 5 s.

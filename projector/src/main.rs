@@ -19,6 +19,11 @@ async fn main() -> anyhow::Result<()> {
     // `SET application_name` round trip.
     let pool =
         shared::store::db::pool(&config.database_primary_direct_url, config.db_pool_size, "pressroom-projector")?;
+    let media = pressroom_projector::media_worker::WorkerConfig {
+        store: shared::media::store::MediaStore::open(&config.media.store)?,
+        workers: config.media.workers,
+        sweep_grace: config.media.sweep_grace,
+    };
     let shutdown = shared::service::shutdown::on_signal();
     let status = StatusBoard::default();
     tokio::spawn(shared::service::metrics::watch_pool("primary".into(), pool.clone(), shutdown.clone()));
@@ -33,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         shutdown.clone(),
         config.shutdown_grace,
     );
-    tokio::join!(server, run_projections(&config, pool, status, shutdown.clone()));
+    tokio::join!(server, run_projections(&config, pool, media, status, shutdown.clone()));
     shared::service::telemetry::shutdown();
     Ok(())
 }

@@ -36,6 +36,9 @@ pub enum ReadError {
     /// 500: a result could not be encoded as JSON; logged, never echoed.
     #[error("a result could not be encoded")]
     Encode(#[source] serde_json::Error),
+    /// 503: the media store failed.
+    #[error("media store unavailable")]
+    Store(#[source] Arc<shared::media::store::StoreError>),
     /// An error shared by every request that waited on the same cache load.
     #[error(transparent)]
     Shared(Arc<ReadError>),
@@ -76,6 +79,10 @@ impl ReadError {
             ReadError::Internal(e) => Problem::internal(e),
             ReadError::Render(e) => Problem::internal(e),
             ReadError::Encode(e) => Problem::internal(e),
+            ReadError::Store(e) => {
+                tracing::warn!(error = %e, "media store unavailable");
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail).with_retry_after(5)
+            }
             ReadError::Shared(inner) => inner.problem(),
         }
     }

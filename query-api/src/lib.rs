@@ -33,6 +33,8 @@ pub struct AppState {
     pub keys: Arc<shared::http::auth::JwtKeys>,
     /// Reads per client IP and minute (`PRESSROOM_RATE_LIMIT_READS`, shared through Redis; 0 disables).
     pub read_limit: Arc<ReadLimit>,
+    /// The media store and the base URL of media links.
+    pub media: Arc<routes::media::MediaReads>,
 }
 
 /// The per-IP read rate limit and how the client IP is found.
@@ -57,6 +59,7 @@ impl AppState {
                 shared::store::db::pool(url, config.db_pool_size, "pressroom-query-api")?,
             ));
         }
+        let store = shared::media::store::MediaStore::open(&config.media.store)?;
         let reads = ReadPools::new(primary, replicas, config.max_replica_lag, config.consistency_wait);
         Ok(AppState {
             reads: Arc::new(reads),
@@ -68,6 +71,7 @@ impl AppState {
                 per_minute: config.rate_limits.reads,
                 trusted_proxies: config.trusted_proxies.clone(),
             }),
+            media: Arc::new(routes::media::MediaReads::new(store, config.media_base())),
         })
     }
 }

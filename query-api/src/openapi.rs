@@ -5,7 +5,7 @@ use shared::http::api_doc::{BearerAuth, ProblemResponses};
 use utoipa::OpenApi;
 
 use crate::mcp::McpDoc;
-use crate::routes::{authors, comments, feeds, own_posts, posts, search, tags, trending};
+use crate::routes::{authors, comments, feeds, media, own_posts, posts, search, tags, trending};
 use crate::AppState;
 
 use shared::http::problem::ProblemDoc;
@@ -28,6 +28,7 @@ use shared::http::problem::ProblemDoc;
         trending::trending,
         feeds::feed,
         feeds::sitemap,
+        media::serve,
         own_posts::list,
         own_posts::one,
         own_posts::versions,
@@ -56,6 +57,7 @@ mod tests {
             include_str!("routes/authors.rs"),
             include_str!("routes/comments.rs"),
             include_str!("routes/feeds.rs"),
+            include_str!("routes/media.rs"),
             include_str!("routes/posts/mod.rs"),
             include_str!("routes/posts/slug.rs"),
             include_str!("routes/search.rs"),

@@ -80,6 +80,7 @@ proptest! {
             summary,
             tags,
             cover_image_url: None,
+            cover_media_id: None,
         });
         let edited = DomainEvent::PostEdited(PostEdited { title: Some(title), ..PostEdited::default() });
         for event in [drafted, edited] {

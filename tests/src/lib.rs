@@ -83,6 +83,11 @@ impl TestDb {
         Config::from_lookup(|k| env.get(k).cloned()).unwrap()
     }
 
+    /// This database's media store (a directory of its own).
+    pub fn media_dir(&self) -> PathBuf {
+        std::env::temp_dir().join("pressroom-test-media").join(&self.name)
+    }
+
     /// The services' environment for this database (as `Stack` passes it).
     pub fn config_env(&self) -> Vec<(String, String)> {
         self.env()
@@ -96,6 +101,7 @@ impl TestDb {
             ("REDIS_URL".into(), self.redis_url.clone()),
             ("PRESSROOM_JWT_SECRET".into(), JWT_SECRET.into()),
             ("PRESSROOM_PROJECTOR_POLL_INTERVAL".into(), "100ms".into()),
+            ("PRESSROOM_MEDIA_STORE".into(), self.media_dir().display().to_string()),
             // Tests share one Redis: each database gets keys and channels of its own.
             ("PRESSROOM_REDIS_PREFIX".into(), self.name.clone()),
         ]
@@ -117,19 +123,20 @@ impl TestDb {
         for _ in 0..600 {
             let behind: i64 = sqlx::query_scalar(
                 "select count(*) from read.checkpoints c
-                 where c.name in ('posts', 'comments')
+                 where c.name in ('posts', 'comments', 'media')
                    and exists (select 1 from events e
                                where (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))",
             )
             .fetch_one(&self.admin)
             .await
             .unwrap();
-            let started: i64 =
-                sqlx::query_scalar("select count(*) from read.checkpoints where name in ('posts', 'comments')")
-                    .fetch_one(&self.admin)
-                    .await
-                    .unwrap();
-            if behind == 0 && started == 2 {
+            let started: i64 = sqlx::query_scalar(
+                "select count(*) from read.checkpoints where name in ('posts', 'comments', 'media')",
+            )
+            .fetch_one(&self.admin)
+            .await
+            .unwrap();
+            if behind == 0 && started == 3 {
                 return self.wait_replayed().await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -141,7 +148,7 @@ impl TestDb {
     /// without a token go there.
     async fn wait_replayed(&self) {
         const CHECKPOINTS: &str = "select name, transaction_id::text::bigint, global_position from read.checkpoints
-                                   where name in ('posts', 'comments') order by name";
+                                   where name in ('posts', 'comments', 'media') order by name";
         let wanted: Vec<(String, i64, i64)> = sqlx::query_as(CHECKPOINTS).fetch_all(&self.admin).await.unwrap();
         let mut replica = <sqlx::PgConnection as sqlx::Connection>::connect(&self.replica_admin_url).await.unwrap();
         for _ in 0..1000 {

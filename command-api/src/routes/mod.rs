@@ -2,6 +2,7 @@
 
 pub mod authors;
 pub mod comments;
+pub mod media;
 pub mod posts;
 pub mod session;
 pub mod webhooks;
@@ -24,6 +25,7 @@ pub fn router(state: &AppState) -> axum::Router<AppState> {
         .merge(authors::router(state))
         .merge(comments::router(state))
         .merge(webhooks::router(state))
+        .merge(media::router(state))
 }
 
 /// A command endpoint: `Idempotency-Key` handling wraps its methods only, so a method the route does not
@@ -40,8 +42,8 @@ pub fn committed<T: Serialize>(status: StatusCode, position: i64, body: T) -> Re
 }
 
 /// Deserializes a field that may be absent (None), null (Some(None)) or a value (Some(Some(v))).
-pub fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+pub fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Collects every field error of a request instead of stopping at the first.

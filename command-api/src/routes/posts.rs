@@ -40,6 +40,8 @@ pub struct CreatePostRequest {
     slug: Option<String>,
     tags: Option<Vec<String>>,
     cover_image_url: Option<String>,
+    /// An uploaded image (`POST /v1/media`) as the cover.
+    cover_media_id: Option<Uuid>,
 }
 
 /// A PATCH body: absent fields stay as they are; `null` clears summary or cover image.
@@ -55,6 +57,9 @@ pub struct EditPostRequest {
     tags: Option<Vec<String>>,
     #[serde(default, deserialize_with = "nullable")]
     cover_image_url: Option<Option<String>>,
+    /// An uploaded image as the cover; `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    cover_media_id: Option<Option<Uuid>>,
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -134,12 +139,24 @@ pub async fn create_draft(
         ),
         (None, None) => None,
     };
+    if let Some(media) = req.cover_media_id {
+        c.check(check_cover(state, media).await?);
+    }
     c.finish()?;
     let (Some(title), Some(body_markdown), Some(tags), Some(slug)) = (title, body, tags, slug) else {
         return Err(ApiError::BadRequest("invalid post".into()));
     };
     let id = author.author.id;
-    let draft = DraftPost { author_id: id, title, slug, body_markdown, summary, tags, cover_image_url: cover };
+    let draft = DraftPost {
+        author_id: id,
+        title,
+        slug,
+        body_markdown,
+        summary,
+        tags,
+        cover_image_url: cover,
+        cover_media_id: req.cover_media_id,
+    };
     let meta = metadata(headers, Some(id));
     let create = CreatePost { draft, explicit_slug: explicit };
     // The append is guarded by the author's version as last read; if they changed since, read them
@@ -157,6 +174,16 @@ pub async fn create_draft(
         status: "draft",
         version: post.version,
         position: appended.position,
+    })
+}
+
+/// A cover must be media that exists (and is not deleted).
+async fn check_cover(state: &AppState, media: Uuid) -> ApiResult<Result<(), FieldError>> {
+    let found = shared::write::media::live(&state.pool, media).await?;
+    Ok(if found {
+        Ok(())
+    } else {
+        Err(FieldError::new("cover_media_id", "names no media (upload it with POST /v1/media)"))
     })
 }
 
@@ -195,7 +222,11 @@ pub async fn edit_post(
         summary: req.summary.map(|s| s.and_then(|s| c.check(Summary::parse("summary", &s)))),
         tags: req.tags.and_then(|t| c.check(parse_tags("tags", &t))),
         cover_image_url: req.cover_image_url.map(|u| u.and_then(|u| c.check(HttpUrl::parse("cover_image_url", &u)))),
+        cover_media_id: req.cover_media_id,
     };
+    if let Some(Some(media)) = req.cover_media_id {
+        c.check(check_cover(state, media).await?);
+    }
     c.finish()?;
     let (post, appended) = run(state, author, id, Some(expected), PostCommand::Edit(edit), headers).await?;
     Ok(PostEdited { id, slug: post.slug, version: post.version, position: appended.position })

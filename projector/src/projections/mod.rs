@@ -2,6 +2,7 @@
 //! advances its checkpoint; side effects outside PostgreSQL (Redis) run after commit.
 
 pub mod comments;
+pub mod media;
 pub mod posts;
 
 use std::future::Future;

@@ -109,7 +109,7 @@ async fn insert_posts(conn: &mut PgConnection, chunk: &[PostRow]) -> Result<(), 
         fn borrowed(v: &str) -> Option<Cow<'_, str>> {
             Some(Cow::Borrowed(v))
         }
-        let fields: [Option<Cow<'_, str>>; 20] = [
+        let fields: [Option<Cow<'_, str>>; 21] = [
             owned(p.id.to_string()),
             borrowed(&p.slug),
             borrowed(&p.status),
@@ -130,6 +130,7 @@ async fn insert_posts(conn: &mut PgConnection, chunk: &[PostRow]) -> Result<(), 
             p.scheduled_at.map(copy_time).map(Cow::Owned),
             owned(p.last_transaction_id.to_string()),
             owned(p.last_position.to_string()),
+            p.cover_media_id.map(|m| Cow::Owned(m.to_string())),
         ];
         for (i, field) in fields.iter().enumerate() {
             if i > 0 {
@@ -146,7 +147,7 @@ async fn insert_posts(conn: &mut PgConnection, chunk: &[PostRow]) -> Result<(), 
         .copy_in_raw(
             "copy posts (id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags, author_id,
                          author, reading_time_minutes, comment_count, version, created_at, updated_at, published_at,
-                         scheduled_at, last_transaction_id, last_position) from stdin",
+                         scheduled_at, last_transaction_id, last_position, cover_media_id) from stdin",
         )
         .await?;
     copy.send(rows.as_bytes()).await?;

@@ -3,6 +3,7 @@
 pub mod authors;
 pub mod comments;
 pub mod feeds;
+pub mod media;
 pub mod own_posts;
 pub mod posts;
 pub mod search;
@@ -21,4 +22,5 @@ pub fn router() -> axum::Router<AppState> {
         .merge(search::router())
         .merge(feeds::router())
         .merge(trending::router())
+        .merge(media::router())
 }

@@ -14,7 +14,7 @@ pub struct Head {
     pub canonical: String,
     /// `article` or `website`.
     pub og_type: &'static str,
-    pub image: Option<String>,
+    pub image: Option<SocialImage>,
     pub article: Option<ArticleMeta>,
     /// JSON-LD, already escaped for a `<script>` element.
     pub json_ld: String,
@@ -22,6 +22,14 @@ pub struct Head {
     pub query: String,
     /// Pages no search engine should keep (search results, 404s).
     pub noindex: bool,
+}
+
+/// The image of a page's social cards (`og:image` and its size and alt when known).
+pub struct SocialImage {
+    pub url: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub alt: Option<String>,
 }
 
 /// The `article:*` Open Graph properties.
@@ -75,8 +83,24 @@ impl Head {
             "keywords": tags.join(", "),
             "wordCount": shared::read::render::word_count(&post.body_html),
         });
-        if let Some(image) = &post.cover_image_url {
-            posting["image"] = json!([image]);
+        // An uploaded cover's card-sized variant, else a cover URL given by hand.
+        let image = match &post.cover {
+            Some(cover) => {
+                let (url, width, height) = cover.card();
+                Some(SocialImage {
+                    url: url.to_string(),
+                    width: Some(width),
+                    height: Some(height),
+                    alt: cover.alt.clone(),
+                })
+            }
+            None => post.cover_image_url.clone().map(|url| SocialImage { url, width: None, height: None, alt: None }),
+        };
+        if let Some(image) = &image {
+            posting["image"] = match (image.width, image.height) {
+                (Some(w), Some(h)) => json!([{"@type": "ImageObject", "url": image.url, "width": w, "height": h}]),
+                _ => json!([image.url]),
+            };
         }
         let graph = json!({"@context": "https://schema.org", "@graph": [
             posting,
@@ -86,7 +110,7 @@ impl Head {
             title: format!("{} · {}", s.title, site.title),
             description,
             og_type: "article",
-            image: post.cover_image_url.clone(),
+            image,
             article: Some(ArticleMeta { published, modified, author_url, tags }),
             json_ld: script_json(&graph),
             canonical,

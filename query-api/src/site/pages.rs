@@ -44,11 +44,42 @@ struct PostTemplate<'a> {
     site: &'a Site,
     head: Head,
     post: &'a PostDetail,
-    cover_alt: String,
+    cover: Option<CoverView>,
     comments: Vec<CommentView>,
     notice: Option<&'static str>,
     /// Edited on a later day than it was published (the page then shows both dates).
     updated: bool,
+}
+
+/// A post's cover `<img>`: an uploaded image with its variants (`srcset`), or a cover URL given by hand.
+struct CoverView {
+    src: String,
+    srcset: String,
+    width: u32,
+    height: u32,
+    alt: String,
+}
+
+impl CoverView {
+    fn of(post: &PostDetail) -> Option<Self> {
+        let fallback_alt = || format!("Cover image of {}", post.summary.title);
+        if let Some(cover) = &post.cover {
+            return Some(CoverView {
+                src: cover.card().0.to_string(),
+                srcset: cover.srcset(),
+                width: cover.width,
+                height: cover.height,
+                alt: cover.alt.clone().unwrap_or_else(fallback_alt),
+            });
+        }
+        post.cover_image_url.as_ref().map(|url| CoverView {
+            src: url.clone(),
+            srcset: String::new(),
+            width: 1200,
+            height: 630,
+            alt: fallback_alt(),
+        })
+    }
 }
 
 /// A search result as the page shows it.
@@ -133,7 +164,7 @@ pub async fn post(
                 site: &site,
                 head: Head::post(&site, detail),
                 post: detail,
-                cover_alt: format!("Cover image of {}", detail.summary.title),
+                cover: CoverView::of(detail),
                 comments,
                 notice,
                 updated: detail

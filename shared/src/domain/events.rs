@@ -13,6 +13,7 @@ pub enum StreamType {
     Author,
     Post,
     Comment,
+    Media,
 }
 
 impl StreamType {
@@ -21,6 +22,7 @@ impl StreamType {
             StreamType::Author => "author",
             StreamType::Post => "post",
             StreamType::Comment => "comment",
+            StreamType::Media => "media",
         }
     }
 }
@@ -64,6 +66,8 @@ pub struct PostDrafted {
     pub summary: Option<String>,
     pub tags: Vec<String>,
     pub cover_image_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover_media_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -80,6 +84,8 @@ pub struct PostEdited {
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub cover_image_url: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub cover_media_id: Option<Option<Uuid>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +122,25 @@ pub struct CommentRejected {
     pub reason: Option<String>,
 }
 
+/// An image stored in the media store under `hash` (the bytes are never in the log).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaUploaded {
+    /// SHA-256 of the stored bytes (lowercase hex); the media id is its first 128 bits.
+    pub hash: String,
+    pub kind: crate::media::MediaKind,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes stored (after metadata was stripped).
+    pub size: u64,
+    pub alt: Option<String>,
+    pub uploaded_by: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaAltChanged {
+    pub alt: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Empty {}
 
@@ -140,6 +165,9 @@ pub enum DomainEvent {
     CommentSubmitted(CommentSubmitted),
     CommentApproved(Empty),
     CommentRejected(CommentRejected),
+    MediaUploaded(MediaUploaded),
+    MediaAltChanged(MediaAltChanged),
+    MediaDeleted(Empty),
 }
 
 /// The current schema version of every event type.
@@ -190,6 +218,9 @@ impl DomainEvent {
             DomainEvent::CommentSubmitted(_) => "CommentSubmitted",
             DomainEvent::CommentApproved(_) => "CommentApproved",
             DomainEvent::CommentRejected(_) => "CommentRejected",
+            DomainEvent::MediaUploaded(_) => "MediaUploaded",
+            DomainEvent::MediaAltChanged(_) => "MediaAltChanged",
+            DomainEvent::MediaDeleted(_) => "MediaDeleted",
         }
     }
 
@@ -208,12 +239,15 @@ impl DomainEvent {
             DomainEvent::PostScheduleCancelled(p) => raw(p),
             DomainEvent::CommentSubmitted(p) => raw(p),
             DomainEvent::CommentRejected(p) => raw(p),
+            DomainEvent::MediaUploaded(p) => raw(p),
+            DomainEvent::MediaAltChanged(p) => raw(p),
             DomainEvent::AuthorDeactivated(p)
             | DomainEvent::AuthorPasswordChanged(p)
             | DomainEvent::PostUnpublished(p)
             | DomainEvent::PostDeleted(p)
             | DomainEvent::PostRestored(p)
-            | DomainEvent::CommentApproved(p) => raw(p),
+            | DomainEvent::CommentApproved(p)
+            | DomainEvent::MediaDeleted(p) => raw(p),
         };
         // Plain structs of strings, numbers, ids and times always serialize: the fallback is never reached.
         json.unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
@@ -270,6 +304,9 @@ pub const KNOWN_TYPES: &[&str] = &[
     "CommentSubmitted",
     "CommentApproved",
     "CommentRejected",
+    "MediaUploaded",
+    "MediaAltChanged",
+    "MediaDeleted",
 ];
 
 /// Upcasters from older schema versions to the current one, keyed by (event type, version).

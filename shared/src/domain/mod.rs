@@ -3,6 +3,7 @@
 pub mod author;
 pub mod comment;
 pub mod events;
+pub mod media;
 pub mod post;
 pub mod role;
 pub mod slug;

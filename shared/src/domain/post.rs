@@ -44,6 +44,8 @@ pub struct Post {
     pub summary: Option<String>,
     pub tags: Vec<String>,
     pub cover_image_url: Option<String>,
+    /// An uploaded image as the cover (its variants are served for it).
+    pub cover_media_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub published_at: Option<DateTime<Utc>>,
@@ -78,6 +80,8 @@ pub struct DraftPost {
     pub summary: Option<Summary>,
     pub tags: Vec<String>,
     pub cover_image_url: Option<HttpUrl>,
+    /// Checked by the caller to name media that exists.
+    pub cover_media_id: Option<Uuid>,
 }
 
 /// A partial edit; `None` leaves a field alone, `Some(None)` clears an optional one.
@@ -89,6 +93,7 @@ pub struct EditPost {
     pub summary: Option<Option<Summary>>,
     pub tags: Option<Vec<String>>,
     pub cover_image_url: Option<Option<HttpUrl>>,
+    pub cover_media_id: Option<Option<Uuid>>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +130,7 @@ pub fn decide(state: Option<&Post>, actor: Actor, command: PostCommand) -> Resul
                 summary: d.summary.as_ref().map(|s| s.as_str().to_string()),
                 tags: d.tags.clone(),
                 cover_image_url: d.cover_image_url.as_ref().map(|u| u.as_str().to_string()),
+                cover_media_id: d.cover_media_id,
             })]);
         }
         (Some(_), PostCommand::Draft(_)) => return Err(DomainError::InvalidTransition("post already exists".into())),
@@ -147,6 +153,7 @@ pub fn decide(state: Option<&Post>, actor: Actor, command: PostCommand) -> Resul
                 summary: edit.summary.map(|s| s.map(Summary::into_string)),
                 tags: edit.tags,
                 cover_image_url: edit.cover_image_url.map(|u| u.map(HttpUrl::into_string)),
+                cover_media_id: edit.cover_media_id,
             })
         }
         PostCommand::Publish { at, now } => match post.status {
@@ -229,6 +236,7 @@ pub fn apply(state: Option<Post>, id: Uuid, event: &DomainEvent, recorded_at: Da
             summary: d.summary.clone(),
             tags: d.tags.clone(),
             cover_image_url: d.cover_image_url.clone(),
+            cover_media_id: d.cover_media_id,
             created_at: recorded_at,
             updated_at: recorded_at,
             published_at: None,
@@ -259,6 +267,9 @@ pub fn apply(state: Option<Post>, id: Uuid, event: &DomainEvent, recorded_at: Da
             }
             if let Some(c) = &e.cover_image_url {
                 p.cover_image_url = c.clone();
+            }
+            if let Some(c) = e.cover_media_id {
+                p.cover_media_id = c;
             }
         }
         DomainEvent::PostPublished(e) => {
@@ -304,6 +315,7 @@ mod tests {
             summary: None,
             tags: parse_tags("tags", &["Rust".into()]).ok()?,
             cover_image_url: None,
+            cover_media_id: None,
         };
         let events = decide(None, Actor { id: author, role: Role::Author }, PostCommand::Draft(draft)).ok()?;
         events.iter().fold(None, |s, e| apply(s, Uuid::from_u128(9), e, Utc::now()))

@@ -54,6 +54,26 @@ string_newtype!(
     /// A post summary, at most 1000 characters.
     Summary
 );
+string_newtype!(
+    /// An image's alt text: trimmed, at most 500 characters, no control characters.
+    AltText
+);
+
+pub const MAX_ALT_CHARS: usize = 500;
+
+impl AltText {
+    /// None for an empty text (no alt).
+    pub fn parse(field: &str, raw: &str) -> Result<Option<Self>, FieldError> {
+        let t = raw.trim();
+        if t.chars().any(char::is_control) {
+            return Err(FieldError::new(field, "must not hold control characters"));
+        }
+        if t.chars().count() > MAX_ALT_CHARS {
+            return Err(FieldError::new(field, format!("must be at most {MAX_ALT_CHARS} characters")));
+        }
+        Ok((!t.is_empty()).then(|| AltText(t.to_string())))
+    }
+}
 
 impl Title {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {

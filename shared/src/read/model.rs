@@ -62,6 +62,11 @@ pub struct PostDetail {
     pub body_html: String,
     pub version: i32,
     pub cover_image_url: Option<String>,
+    /// The uploaded cover image's id, if any (`cover` describes it).
+    pub cover_media_id: Option<Uuid>,
+    /// The cover image with its variant URLs, filled in by the query API when it serves the post.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover: Option<crate::media::urls::MediaRef>,
     pub status: String,
 }
 
@@ -87,7 +92,7 @@ macro_rules! post_summary {
 }
 
 /// The one constructor of a [`PostDetail`] from a row: the [`post_summary!`] columns plus `body_html`,
-/// `version`, `cover_image_url` and `status`.
+/// `version`, `cover_image_url`, `cover_media_id` and `status`.
 #[macro_export]
 macro_rules! post_detail {
     ($row:ident) => {
@@ -95,6 +100,8 @@ macro_rules! post_detail {
             body_html: $row.body_html,
             version: $row.version,
             cover_image_url: $row.cover_image_url,
+            cover_media_id: $row.cover_media_id,
+            cover: None,
             status: $row.status,
             summary: $crate::post_summary!($row),
         }
@@ -120,6 +127,8 @@ impl PostDetail {
             body_html: render::markdown_to_safe_html(&post.body_markdown),
             version: post.version,
             cover_image_url: post.cover_image_url.clone(),
+            cover_media_id: post.cover_media_id,
+            cover: None,
             status: post.status.as_str().to_string(),
         }
     }

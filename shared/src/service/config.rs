@@ -68,6 +68,24 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The public site's settings (`PRESSROOM_SITE_*`, `PRESSROOM_ROBOTS_AI`, `PRESSROOM_COMMAND_PUBLIC_URL`).
     pub site: SiteSettings,
+    pub media: MediaSettings,
+}
+
+/// Media uploads, their store and their variants (`PRESSROOM_MEDIA_*`).
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    /// `PRESSROOM_MEDIA_STORE`: a directory (default `.pressroom/media`), `file:///path` or `s3://bucket/prefix`.
+    pub store: String,
+    /// `PRESSROOM_MEDIA_PUBLIC_URL`: where clients read media (a bucket or CDN); default the query API's `/media`.
+    pub public_url: Option<String>,
+    /// `PRESSROOM_MEDIA_MAX_BYTES`: the largest upload (default 10 MiB).
+    pub max_bytes: usize,
+    /// `PRESSROOM_MEDIA_MAX_PIXELS`: the most pixels an upload may decode to (default 50 million).
+    pub max_pixels: u64,
+    /// `PRESSROOM_MEDIA_WORKERS`: images the variant worker makes at once (default 2).
+    pub workers: usize,
+    /// `PRESSROOM_MEDIA_SWEEP_GRACE`: how old an object no event names must be before the sweep removes it.
+    pub sweep_grace: Duration,
 }
 
 /// What the public site says about itself.
@@ -217,11 +235,24 @@ impl Config {
                     locale,
                 }
             },
+            media: MediaSettings {
+                store: s("PRESSROOM_MEDIA_STORE", ".pressroom/media"),
+                public_url: get("PRESSROOM_MEDIA_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
+                max_bytes: parse(&get, "PRESSROOM_MEDIA_MAX_BYTES", "10485760")?,
+                max_pixels: parse(&get, "PRESSROOM_MEDIA_MAX_PIXELS", "50000000")?,
+                workers: parse::<usize>(&get, "PRESSROOM_MEDIA_WORKERS", "2")?.max(1),
+                sweep_grace: duration(&get, "PRESSROOM_MEDIA_SWEEP_GRACE", "1h")?,
+            },
             webhook_allow_private: matches!(
                 get("PRESSROOM_WEBHOOK_ALLOW_PRIVATE").as_deref(),
                 Some("1" | "true" | "yes")
             ),
         })
+    }
+
+    /// The media base URL clients read images from.
+    pub fn media_base(&self) -> String {
+        crate::media::urls::base(&self.public_url, self.media.public_url.as_deref())
     }
 
     /// The JWT secret, required by the services that issue or check tokens.

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::domain::author::{self, Author};
 use crate::domain::comment::{self, Comment};
+use crate::domain::media::{self, Media};
 use crate::domain::post::{self, Post};
 use crate::domain::{DomainEvent, StreamType};
 
@@ -36,6 +37,13 @@ impl Aggregate for Comment {
     const STREAM: StreamType = StreamType::Comment;
     fn apply(state: Option<Self>, id: Uuid, event: &DomainEvent, _: DateTime<Utc>) -> Option<Self> {
         comment::apply(state, id, event)
+    }
+}
+
+impl Aggregate for Media {
+    const STREAM: StreamType = StreamType::Media;
+    fn apply(state: Option<Self>, id: Uuid, event: &DomainEvent, _: DateTime<Utc>) -> Option<Self> {
+        media::apply(state, id, event)
     }
 }
 
@@ -102,6 +110,10 @@ pub async fn load_author(conn: &mut PgConnection, id: Uuid) -> Result<Option<Aut
 /// The comment's current state.
 pub async fn load_comment(conn: &mut PgConnection, id: Uuid) -> Result<Option<Comment>, sqlx::Error> {
     Ok(load::<Comment>(conn, id, Until::Head).await?.map(|l| l.state))
+}
+
+pub async fn load_media(conn: &mut PgConnection, id: Uuid) -> Result<Option<Media>, sqlx::Error> {
+    Ok(load::<Media>(conn, id, Until::Head).await?.map(|l| l.state))
 }
 
 /// The post that holds `slug` (current or former), from the write side's slug reservations.

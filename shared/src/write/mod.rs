@@ -3,6 +3,7 @@
 
 pub mod authors;
 pub mod comments;
+pub mod media;
 pub mod posts;
 
 use crate::domain::values::FieldError;
@@ -32,6 +33,12 @@ pub enum WriteError {
     NameTaken(String),
     #[error("invalid input")]
     Validation(Vec<FieldError>),
+    /// Media a published post (this slug) uses cannot be deleted.
+    #[error("the published post `{0}` uses this media")]
+    InUse(String),
+    /// The media store failed (503; nothing was recorded).
+    #[error(transparent)]
+    Store(#[from] crate::media::store::StoreError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }

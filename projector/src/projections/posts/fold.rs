@@ -302,6 +302,7 @@ mod tests {
             summary: None,
             tags: tags.iter().map(|t| t.to_string()).collect(),
             cover_image_url: None,
+            cover_media_id: None,
         })
     }
 

@@ -22,6 +22,7 @@ pub struct PostRow {
     pub body_markdown: String,
     pub body_html: String,
     pub cover_image_url: Option<String>,
+    pub cover_media_id: Option<Uuid>,
     pub tags: Json<Vec<TagRef>>,
     pub author_id: Uuid,
     pub author: Json<AuthorRef>,
@@ -50,6 +51,7 @@ impl PostRow {
             summary: self.summary,
             tags: self.tags.0.into_iter().map(|t| t.name).collect(),
             cover_image_url: self.cover_image_url,
+            cover_media_id: self.cover_media_id,
             created_at: self.created_at,
             updated_at: self.updated_at,
             published_at: self.published_at,
@@ -89,6 +91,7 @@ impl From<FoldedPost> for PostRow {
             body_markdown: post.body_markdown,
             body_html,
             cover_image_url: post.cover_image_url,
+            cover_media_id: post.cover_media_id,
             author_id: post.author_id,
             author: Json(p.author),
             reading_time_minutes,
@@ -117,7 +120,7 @@ fn parse_status(s: &str) -> PostStatus {
 pub async fn load_rows(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<PostRow>, sqlx::Error> {
     sqlx::query_as!(
         PostRow,
-        r#"select id, slug, status, title, summary, body_markdown, body_html, cover_image_url,
+        r#"select id, slug, status, title, summary, body_markdown, body_html, cover_image_url, cover_media_id,
                   tags as "tags: Json<Vec<TagRef>>", author_id, author as "author: Json<AuthorRef>",
                   reading_time_minutes, comment_count, version, created_at, updated_at, published_at, scheduled_at,
                   last_transaction_id::text::bigint as "last_transaction_id!", last_position
@@ -159,21 +162,22 @@ pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<(), 
     sqlx::query!(
         r#"insert into posts (id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags,
                                   author_id, author, reading_time_minutes, comment_count, version, created_at,
-                                  updated_at, published_at, scheduled_at, last_transaction_id, last_position)
+                                  updated_at, published_at, scheduled_at, last_transaction_id, last_position, cover_media_id)
            select id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags::jsonb,
                   author_id, author::jsonb, reading_time_minutes, comment_count, version, created_at,
-                  updated_at, published_at, scheduled_at, last_transaction_id::text::xid8, last_position
+                  updated_at, published_at, scheduled_at, last_transaction_id::text::xid8, last_position,
+                  cover_media_id
            from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                        $8::text[], $9::text[], $10::uuid[], $11::text[], $12::int[], $13::int[], $14::int[],
                        $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
-                       $19::bigint[], $20::bigint[])
+                       $19::bigint[], $20::bigint[], $21::uuid[])
                 as r(id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags, author_id,
                      author, reading_time_minutes, comment_count, version, created_at, updated_at, published_at,
-                     scheduled_at, last_transaction_id, last_position)
+                     scheduled_at, last_transaction_id, last_position, cover_media_id)
            on conflict (id) do update set
                slug = excluded.slug, status = excluded.status, title = excluded.title, summary = excluded.summary,
                body_markdown = excluded.body_markdown, body_html = excluded.body_html,
-               cover_image_url = excluded.cover_image_url, tags = excluded.tags, author = excluded.author,
+               cover_image_url = excluded.cover_image_url, cover_media_id = excluded.cover_media_id, tags = excluded.tags, author = excluded.author,
                reading_time_minutes = excluded.reading_time_minutes, version = excluded.version,
                updated_at = excluded.updated_at, published_at = excluded.published_at,
                scheduled_at = excluded.scheduled_at, last_transaction_id = excluded.last_transaction_id,
@@ -198,6 +202,7 @@ pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<(), 
         &time(|r| r.scheduled_at) as &[Option<DateTime<Utc>>],
         &rows.iter().map(|r| r.last_transaction_id).collect::<Vec<_>>(),
         &rows.iter().map(|r| r.last_position).collect::<Vec<_>>(),
+        &rows.iter().map(|r| r.cover_media_id).collect::<Vec<_>>() as &[Option<Uuid>],
     )
     .execute(conn)
     .await?;

@@ -31,6 +31,7 @@ struct DetailRow {
     summary: Option<String>,
     body_html: String,
     cover_image_url: Option<String>,
+    cover_media_id: Option<Uuid>,
     tags: SqlJson<Vec<TagRef>>,
     author: SqlJson<AuthorRef>,
     reading_time_minutes: i32,
@@ -50,8 +51,21 @@ impl DetailRow {
     }
 }
 
-/// Builds a cache entry from a post detail known to reflect `valid_through`.
-fn post_entry(detail: PostDetail, header_position: i64, valid_through: LogPosition, source: ReadSource) -> SlugEntry {
+/// Builds a cache entry from a post detail known to reflect `valid_through`, its cover image described.
+async fn post_entry(
+    state: &AppState,
+    mut detail: PostDetail,
+    header_position: i64,
+    valid_through: LogPosition,
+    source: ReadSource,
+) -> ReadResult<SlugEntry> {
+    if let Some(id) = detail.cover_media_id {
+        detail.cover = crate::routes::media::cover(state, id).await?;
+    }
+    Ok(entry_of(detail, header_position, valid_through, source))
+}
+
+fn entry_of(detail: PostDetail, header_position: i64, valid_through: LogPosition, source: ReadSource) -> SlugEntry {
     let body = Bytes::from(serde_json::to_vec(&detail).unwrap_or_default());
     SlugEntry::Post(PostEntry {
         headers: [etag::of(&body), last_modified(&detail), surrogate_keys(&detail)],
@@ -68,10 +82,15 @@ fn post_entry(detail: PostDetail, header_position: i64, valid_through: LogPositi
 
 /// Reads a slug from one database: the post (with the projection checkpoint, in the same snapshot),
 /// or the slug history for a 301, or nothing.
-async fn load_from(pool: &PgPool, source: ReadSource, slug: &str) -> ReadResult<(SlugEntry, LogPosition)> {
+async fn load_from(
+    state: &AppState,
+    pool: &PgPool,
+    source: ReadSource,
+    slug: &str,
+) -> ReadResult<(SlugEntry, LogPosition)> {
     let row = sqlx::query_as!(
         DetailRow,
-        r#"select id, slug, status, title, summary, body_html, cover_image_url, tags as "tags: SqlJson<Vec<TagRef>>",
+        r#"select id, slug, status, title, summary, body_html, cover_image_url, cover_media_id, tags as "tags: SqlJson<Vec<TagRef>>",
                   author as "author: SqlJson<AuthorRef>", reading_time_minutes, comment_count, version, updated_at,
                   published_at, last_transaction_id::text::bigint as "last_transaction_id!", last_position,
                   coalesce((select transaction_id::text::bigint from read.checkpoints where name = 'posts'), 0) as "checkpoint_tx!",
@@ -88,7 +107,7 @@ async fn load_from(pool: &PgPool, source: ReadSource, slug: &str) -> ReadResult<
         }
         let header = row.checkpoint_position;
         let row_position = LogPosition::new(row.last_transaction_id, row.last_position);
-        let entry = post_entry(row.into_detail(), header, checkpoint.max(row_position), source);
+        let entry = post_entry(state, row.into_detail(), header, checkpoint.max(row_position), source).await?;
         return Ok((entry, checkpoint));
     }
     let moved = sqlx::query!(
@@ -111,15 +130,15 @@ async fn load_slug(state: &AppState, slug: &str) -> ReadResult<Arc<SlugEntry>> {
     crate::cache::count("redis", cached.is_some());
     if let Some(cached) = cached {
         let at = LogPosition::new(cached.transaction_id, cached.position);
-        return Ok(Arc::new(post_entry(cached.post, cached.position, at, ReadSource::Cache)));
+        return Ok(Arc::new(post_entry(state, cached.post, cached.position, at, ReadSource::Cache).await?));
     }
     let (pool, source) = state.reads.route(ReadRoute::Replica);
-    let loaded = match load_from(&pool, source, slug).await {
+    let loaded = match load_from(state, &pool, source, slug).await {
         // A client's bad input is the same on every database; only a failing replica is worth a second read.
         Err(e) if source == ReadSource::Replica && !matches!(e, ReadError::BadRequest(_)) => {
             tracing::warn!(error = %e, "replica read failed; reading the primary");
             let (pool, source) = state.reads.route(ReadRoute::Primary);
-            load_from(&pool, source, slug).await
+            load_from(state, &pool, source, slug).await
         }
         other => other,
     };
@@ -200,7 +219,7 @@ async fn resolve_at(state: &AppState, slug: &str, token: LogPosition) -> ReadRes
         let entry = from_events(state, slug, token).await?;
         return Ok(Resolved { entry: Arc::new(entry), source: Some(ReadSource::Events) });
     }
-    let (entry, _) = load_from(&chosen.pool, chosen.source, slug).await?;
+    let (entry, _) = load_from(state, &chosen.pool, chosen.source, slug).await?;
     Ok(Resolved { entry: Arc::new(entry), source: Some(chosen.source) })
 }
 
@@ -274,7 +293,7 @@ async fn from_events(state: &AppState, slug: &str, token: LogPosition) -> ReadRe
     let author =
         shared::store::streams::load_author(&mut conn, post.author_id).await?.ok_or(ReadError::NotFound("author"))?;
     let detail = PostDetail::from_folded(&post, AuthorRef::from(&author), 0);
-    Ok(post_entry(detail, token.global_position, token, ReadSource::Events))
+    post_entry(state, detail, token.global_position, token, ReadSource::Events).await
 }
 
 fn moved_to(slug: &str) -> Response {

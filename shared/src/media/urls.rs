@@ -1,0 +1,95 @@
+//! Where media is read from: the object keys, and the public URLs built on them (the query API's
+//! `/media/` or `PRESSROOM_MEDIA_PUBLIC_URL`, a bucket or CDN whose paths are the keys).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::variants::{height_at, widths_for};
+use super::MediaKind;
+
+/// The object key (and URL path under the media base) of the original.
+pub fn original_key(hash: &str, kind: MediaKind) -> String {
+    format!("{hash}/original.{}", kind.ext())
+}
+
+/// The object key (and URL path under the media base) of a WebP variant.
+pub fn variant_key(hash: &str, width: u32) -> String {
+    format!("{hash}/{width}.webp")
+}
+
+/// One variant as a client sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VariantRef {
+    pub width: u32,
+    pub height: u32,
+    pub url: String,
+}
+
+/// An image as clients see it: what a post's `cover` and the media API answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MediaRef {
+    pub id: Uuid,
+    pub hash: String,
+    #[serde(rename = "type")]
+    pub kind: MediaKind,
+    pub width: u32,
+    pub height: u32,
+    pub alt: Option<String>,
+    /// The original (metadata stripped).
+    pub url: String,
+    /// WebP variants, narrowest first (each URL answers with the original until the variant is made).
+    pub variants: Vec<VariantRef>,
+}
+
+impl MediaRef {
+    /// The client view of an image under the media base URL `base` (no trailing slash).
+    pub fn new(
+        base: &str,
+        id: Uuid,
+        hash: &str,
+        kind: MediaKind,
+        (width, height): (u32, u32),
+        alt: Option<String>,
+    ) -> Self {
+        let variants = widths_for(width)
+            .into_iter()
+            .map(|w| VariantRef {
+                width: w,
+                height: height_at(w, width, height),
+                url: format!("{base}/{}", variant_key(hash, w)),
+            })
+            .collect();
+        MediaRef {
+            id,
+            hash: hash.to_string(),
+            kind,
+            width,
+            height,
+            alt,
+            url: format!("{base}/{}", original_key(hash, kind)),
+            variants,
+        }
+    }
+
+    /// `srcset` for an `<img>`: every variant and the original, each with its width.
+    pub fn srcset(&self) -> String {
+        let mut parts: Vec<String> = self.variants.iter().map(|v| format!("{} {}w", v.url, v.width)).collect();
+        parts.push(format!("{} {}w", self.url, self.width));
+        parts.join(", ")
+    }
+
+    /// The image social cards use: the 1280 variant when there is one, else the widest, else the original.
+    pub fn card(&self) -> (&str, u32, u32) {
+        self.variants
+            .iter()
+            .rev()
+            .find(|v| v.width <= 1280)
+            .map_or((self.url.as_str(), self.width, self.height), |v| (v.url.as_str(), v.width, v.height))
+    }
+}
+
+/// The media base URL: `PRESSROOM_MEDIA_PUBLIC_URL` when set, else the query API's `/media` under the
+/// public URL.
+pub fn base(public_url: &str, media_public_url: Option<&str>) -> String {
+    media_public_url.map_or_else(|| format!("{public_url}/media"), |u| u.trim_end_matches('/').to_string())
+}

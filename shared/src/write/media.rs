@@ -1,0 +1,157 @@
+//! Media commands: upload (the bytes to the object store first, then the event; the same bytes are the
+//! same media), alt text, and deletion (refused while a published post uses the image).
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::WriteError;
+use crate::domain::events::MediaUploaded;
+use crate::domain::media::{self, Media, MediaCommand};
+use crate::domain::post::{Actor, PostStatus};
+use crate::domain::role::Role;
+use crate::domain::{DomainError, StreamType};
+use crate::media::inspect::Inspected;
+use crate::media::store::MediaStore;
+use crate::media::urls::original_key;
+use crate::store::event_store::{self, Appended, ExpectedVersion, Metadata};
+use crate::store::streams;
+
+/// An upload's outcome: the media, and the append when this upload created it (None: it existed).
+#[derive(Debug)]
+pub struct Uploaded {
+    pub media: Media,
+    pub appended: Option<Appended>,
+}
+
+/// Stores a checked upload and records it. The object is written before the event: an append that
+/// fails leaves an object no event names, which the sweep removes after its grace period — never an
+/// event naming missing bytes.
+pub async fn upload(
+    pool: &PgPool,
+    store: &MediaStore,
+    actor: Actor,
+    image: Inspected,
+    alt: Option<String>,
+    metadata: &Metadata,
+) -> Result<Uploaded, WriteError> {
+    if actor.role < Role::Author {
+        return Err(DomainError::Forbidden("contributors cannot upload media").into());
+    }
+    let id = crate::media::media_id(&image.hash).ok_or(WriteError::Concurrent)?;
+    let mut conn = pool.acquire().await?;
+    let state = streams::load_media(&mut conn, id).await?;
+    if let Some(existing) = state.as_ref().filter(|m| !m.deleted) {
+        return Ok(Uploaded { media: existing.clone(), appended: None });
+    }
+    drop(conn);
+    store.put(&original_key(&image.hash, image.kind), image.bytes.clone()).await?;
+    let event = MediaUploaded {
+        hash: image.hash,
+        kind: image.kind,
+        width: image.width,
+        height: image.height,
+        size: image.bytes.len() as u64,
+        alt,
+        uploaded_by: actor.id,
+    };
+    let events = media::decide(state.as_ref(), actor, MediaCommand::Upload(event))?;
+    let expected = state.as_ref().map_or(ExpectedVersion::NoStream, |m| ExpectedVersion::Exact(m.version));
+    let mut conn = pool.acquire().await?;
+    match event_store::append(&mut conn, id, StreamType::Media, expected, &events, metadata).await {
+        Ok(appended) => {
+            let media = events.iter().fold(state, |s, e| media::apply(s, id, e)).ok_or(WriteError::Concurrent)?;
+            Ok(Uploaded { media, appended: Some(appended) })
+        }
+        // The same bytes uploaded at the same moment: the other upload recorded them.
+        Err(event_store::EventStoreError::Conflict { .. }) => match streams::load_media(&mut conn, id).await? {
+            Some(media) if !media.deleted => Ok(Uploaded { media, appended: None }),
+            _ => Err(WriteError::Concurrent),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether media `id` exists and is not deleted (a post's cover must be).
+pub async fn live(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    Ok(streams::load_media(&mut conn, id).await?.is_some_and(|m| !m.deleted))
+}
+
+/// Sets or clears the alt text, or deletes the media (see [`delete`] for the check deletion needs).
+async fn execute(
+    pool: &PgPool,
+    actor: Actor,
+    id: Uuid,
+    command: MediaCommand,
+    metadata: &Metadata,
+) -> Result<(Media, Appended), WriteError> {
+    let mut conn = pool.acquire().await?;
+    let state = streams::load_media(&mut conn, id).await?;
+    let version = state.as_ref().map_or(0, |m| m.version);
+    let events = media::decide(state.as_ref(), actor, command)?;
+    let appended =
+        event_store::append(&mut conn, id, StreamType::Media, ExpectedVersion::Exact(version), &events, metadata)
+            .await?;
+    let media = events.iter().fold(state, |s, e| media::apply(s, id, e)).ok_or(WriteError::Concurrent)?;
+    Ok((media, appended))
+}
+
+/// Sets (or, with None, clears) the media's alt text.
+pub async fn set_alt(
+    pool: &PgPool,
+    actor: Actor,
+    id: Uuid,
+    alt: Option<String>,
+    metadata: &Metadata,
+) -> Result<(Media, Appended), WriteError> {
+    execute(pool, actor, id, MediaCommand::SetAlt(alt), metadata).await
+}
+
+/// Deletes the media unless a published post uses it (cover or body image): then [`WriteError::InUse`]
+/// names the post.
+pub async fn delete(
+    pool: &PgPool,
+    actor: Actor,
+    id: Uuid,
+    metadata: &Metadata,
+) -> Result<(Media, Appended), WriteError> {
+    let mut conn = pool.acquire().await?;
+    let users: Vec<Uuid> = sqlx::query_scalar("select distinct post_id from media_uses where media_id = $1")
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    for post_id in users {
+        let post = streams::load_post(&mut conn, post_id).await?;
+        if let Some(post) = post.filter(|p| p.status == PostStatus::Published) {
+            let still_used = post.cover_media_id == Some(id) || uses_in_body(&post.body_markdown, id);
+            if still_used {
+                return Err(WriteError::InUse(post.slug));
+            }
+        }
+    }
+    drop(conn);
+    execute(pool, actor, id, MediaCommand::Delete, metadata).await
+}
+
+/// Whether a body links to an image of this media (a `/media/<hash>/` URL whose hash starts with the id).
+fn uses_in_body(body: &str, id: Uuid) -> bool {
+    let prefix = format!("/media/{}", id.simple());
+    body.match_indices(&prefix).any(|(at, _)| {
+        body.get(at + 7..at + 7 + 64).is_some_and(crate::media::is_hash)
+            && body.as_bytes().get(at + 7 + 64) == Some(&b'/')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uses_in_body;
+
+    #[test]
+    fn a_body_uses_media_through_its_hash_urls_only() {
+        let hash = format!("{}{}", "0123456789abcdef".repeat(2), "f".repeat(32));
+        let id = crate::media::media_id(&hash).unwrap_or_default();
+        assert!(uses_in_body(&format!("![x](https://a.example/media/{hash}/640.webp)"), id));
+        assert!(!uses_in_body(&format!("see /media/{}", &hash[..40]), id));
+        assert!(!uses_in_body("no images", id));
+    }
+}

@@ -1,0 +1,303 @@
+//! Media end to end: an author uploads a photo (multipart and raw), it is stored stripped and
+//! content-addressed, variants appear in the background, a post uses it as its cover, readers get the
+//! resized WebP in the JSON, the page and the social cards; hostile files are refused with nothing stored.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use pressroom_tests::{assert_problem, Stack, TestDb};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shared::domain::role::Role;
+
+/// A `w`×`h` JPEG with an EXIF block that holds a secret a reader must never get.
+fn photo(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+    let mut jpeg = Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img).write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+    let jpeg = jpeg.into_inner();
+    // APP1 "Exif": a big-endian TIFF header with an empty IFD, then the secret.
+    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\0\0\0\0\0".to_vec();
+    exif.extend_from_slice(b"GPSLatitude=48.8584N-SECRET");
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&exif);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_pixel(w, h, image::Rgba([10, 20, 30, 255]));
+    let mut out = Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(img).write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn multipart(file: &[u8], file_type: &str, alt: Option<&str>) -> (String, Vec<u8>) {
+    let boundary = "pressroomboundary7d1";
+    let mut body = Vec::new();
+    if let Some(alt) = alt {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"alt\"\r\n\r\n{alt}\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.jpg\"\r\nContent-Type: {file_type}\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload_raw(stack: &Stack, token: &str, content_type: &str, bytes: Vec<u8>) -> reqwest::Response {
+    let req = stack.http.post(format!("{}/v1/media", stack.command)).bearer_auth(token);
+    req.header("content-type", content_type).body(bytes).send().await.unwrap()
+}
+
+/// The query API's path of a media URL (they are absolute, on PRESSROOM_PUBLIC_URL).
+fn path_of(url: &str) -> String {
+    url.find("/media/").map(|i| url[i..].to_string()).unwrap()
+}
+
+#[tokio::test]
+async fn an_uploaded_photo_becomes_a_stripped_original_and_resized_webp_variants_on_the_post_page_and_cards() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let bytes = photo(2000, 1000);
+    let (content_type, body) = multipart(&bytes, "image/jpeg", Some("A gradient <b>test</b>"));
+    let res = upload_raw(&stack, &token, &content_type, body).await;
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().contains_key("pressroom-position"));
+    let media: Value = res.json().await.unwrap();
+    let (id, hash) = (media["id"].as_str().unwrap().to_string(), media["hash"].as_str().unwrap().to_string());
+    assert_eq!(
+        (media["type"].as_str(), media["width"].as_u64(), media["height"].as_u64()),
+        (Some("jpeg"), Some(2000), Some(1000))
+    );
+    let widths: Vec<u64> = media["variants"].as_array().unwrap().iter().map(|v| v["width"].as_u64().unwrap()).collect();
+    assert_eq!(widths, vec![320, 640, 1280, 1920]);
+
+    // The same bytes again (raw this time) are the same media.
+    let again = upload_raw(&stack, &token, "image/jpeg", bytes.clone()).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], id.as_str());
+
+    // The original: content-addressed, stripped of EXIF, immutable, ranges, 304.
+    let original =
+        stack.http.get(format!("{}{}", stack.query, path_of(media["url"].as_str().unwrap()))).send().await.unwrap();
+    assert_eq!(original.status(), 200);
+    let h = original.headers().clone();
+    assert_eq!(h["content-type"], "image/jpeg");
+    assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(h["etag"].to_str().unwrap(), format!("\"{hash}\""));
+    let stored = original.bytes().await.unwrap();
+    let text = String::from_utf8_lossy(&stored);
+    assert!(!text.contains("SECRET") && !text.contains("Exif"), "EXIF left in the stored original");
+    assert_eq!(format!("{:x}", Sha256::digest(&stored)), hash);
+    assert!(image::load_from_memory(&stored).is_ok());
+    let url = format!("{}{}", stack.query, path_of(media["url"].as_str().unwrap()));
+    let part = stack.http.get(&url).header("range", "bytes=0-9").send().await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"].to_str().unwrap(), format!("bytes 0-9/{}", stored.len()));
+    assert_eq!(part.bytes().await.unwrap(), stored.slice(0..10));
+    let past = stack.http.get(&url).header("range", format!("bytes={}-", stored.len())).send().await.unwrap();
+    assert_eq!(past.status(), 416);
+    let etag = format!("\"{hash}\"");
+    let same = stack.http.get(&url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(same.status(), 304);
+
+    // A variant answers with the original (a 307) until it is made, then with a 640-wide WebP.
+    let variant = format!("{}/media/{hash}/640.webp", stack.query);
+    let mut made = None;
+    for _ in 0..600 {
+        let res = stack.http.get(&variant).send().await.unwrap();
+        match res.status().as_u16() {
+            200 => {
+                assert_eq!(res.headers()["content-type"], "image/webp");
+                made = Some(res.bytes().await.unwrap());
+                break;
+            }
+            307 => {
+                assert_eq!(res.headers()["location"].to_str().unwrap(), format!("/media/{hash}/original.jpg"));
+                assert_eq!(res.headers()["cache-control"], "no-store");
+            }
+            other => panic!("variant answered {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let webp =
+        image::load_from_memory_with_format(&made.expect("the variant was never made"), image::ImageFormat::WebP)
+            .unwrap();
+    assert_eq!((webp.width(), webp.height()), (640, 320));
+    let status = stack.db.ops(&["media", "status", "--json"]).output().await.unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["images"], 1, "{status}");
+
+    // The cover of a published post: JSON, page (srcset, width/height), Open Graph and JSON-LD.
+    let res =
+        stack.create_post(&token, json!({"title": "A cover", "body_markdown": "Hello", "cover_media_id": id})).await;
+    assert_eq!(res.status(), 201);
+    let post: Value = res.json().await.unwrap();
+    let res = stack.publish(&token, post["id"].as_str().unwrap()).await;
+    let position: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+    let detail: Value = stack.get_post("a-cover", Some(position)).await.json().await.unwrap();
+    assert_eq!(detail["cover_media_id"], id.as_str());
+    assert_eq!(detail["cover"]["alt"], "A gradient <b>test</b>");
+    assert!(detail["cover"]["variants"][1]["url"].as_str().unwrap().ends_with(&format!("/media/{hash}/640.webp")));
+    stack.db.wait_projected().await;
+    let page = stack.http.get(format!("{}/posts/a-cover", stack.query)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("/media/{hash}/640.webp 640w")), "no srcset in {page}");
+    assert!(page.contains(r#"width="2000" height="1000""#));
+    assert!(
+        page.contains("alt=\"A gradient &#60;b&#62;test&#60;/b&#62;\"")
+            || page.contains("alt=\"A gradient &lt;b&gt;test&lt;/b&gt;\""),
+        "alt not escaped: {page}"
+    );
+    assert!(
+        page.contains(r#"<meta property="og:image" content="http"#)
+            && page.contains(&format!("/media/{hash}/1280.webp\">"))
+    );
+    assert!(page.contains(r#"<meta property="og:image:width" content="1280">"#));
+    assert!(page.contains(r#""@type":"ImageObject""#));
+
+    // Deletion is refused while the published post uses it, allowed once it does not.
+    let res = stack.command(reqwest::Method::DELETE, &format!("/v1/media/{id}"), Some(&token), None, &[]).await;
+    assert_problem(res, 409).await;
+    let res = stack
+        .command(
+            reqwest::Method::POST,
+            &format!("/v1/posts/{}/unpublish", post["id"].as_str().unwrap()),
+            Some(&token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = stack
+        .command(
+            reqwest::Method::PATCH,
+            &format!("/v1/media/{id}"),
+            Some(&token),
+            Some(json!({"alt": "Gradient"})),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["alt"], "Gradient");
+    let res = stack.command(reqwest::Method::DELETE, &format!("/v1/media/{id}"), Some(&token), None, &[]).await;
+    assert_eq!(res.status(), 204);
+    stack.db.wait_projected().await;
+    let gone = stack.http.get(&url).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_or_wrong_files_are_refused_with_nothing_stored_or_appended() {
+    let db = TestDb::fresh().await;
+    let media_dir = db.media_dir();
+    let stack = Stack::start_with(
+        db,
+        &[
+            ("PRESSROOM_MEDIA_MAX_BYTES", "300000"),
+            ("PRESSROOM_RATE_LIMIT_WRITES", "0"),
+            ("PRESSROOM_RATE_LIMIT_READS", "0"),
+        ],
+    )
+    .await;
+    let (_, token) = stack.token(Role::Author).await;
+    let svg =
+        br#"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#.to_vec();
+    let mut truncated = photo(400, 300);
+    truncated.truncate(truncated.len() / 2);
+    let mut polyglot = png(20, 20);
+    polyglot.extend_from_slice(b"<html><script>alert(document.cookie)</script></html>");
+    let mut gif_script = b"GIF89a\x01\x00\x01\x00\x00\x00\x00\x21\xfe\x10<script>x</script>\x00".to_vec();
+    gif_script.extend_from_slice(b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b");
+    let mut avif = b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf".to_vec();
+    avif.extend_from_slice(&[0; 64]);
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        ("svg", "image/svg+xml", svg.clone(), 415),
+        ("svg declared as png", "image/png", svg, 415),
+        ("text", "text/plain", b"just words, no image".to_vec(), 415),
+        ("avif", "image/avif", avif, 415),
+        ("png declared as jpeg", "image/jpeg", png(8, 8), 415),
+        ("truncated jpeg", "image/jpeg", truncated, 422),
+        ("bomb", "image/png", bomb(100_000, 100_000), 422),
+        ("png with html after IEND", "image/png", polyglot, 422),
+        ("gif with script", "image/gif", gif_script, 422),
+        ("over the size limit", "image/jpeg", vec![0xFF; 400_000], 413),
+    ];
+    for (what, content_type, bytes, status) in cases {
+        let res = upload_raw(&stack, &token, content_type, bytes.clone()).await;
+        let problem = assert_problem(res, status).await;
+        assert!(problem["detail"].is_string(), "{what}: {problem}");
+        let (mp_type, body) = multipart(&bytes, content_type, None);
+        let res = upload_raw(&stack, &token, &mp_type, body).await;
+        assert_eq!(res.status().as_u16(), status, "{what} (multipart)");
+    }
+    let (_, contributor) = stack.token(Role::Contributor).await;
+    assert_problem(upload_raw(&stack, &contributor, "image/png", png(8, 8)).await, 403).await;
+    let anonymous = stack.http.post(format!("{}/v1/media", stack.command)).body(png(8, 8)).send().await.unwrap();
+    assert_problem(anonymous, 401).await;
+    let res = stack
+        .create_post(&token, json!({"title": "T", "body_markdown": "b", "cover_media_id": uuid::Uuid::now_v7()}))
+        .await;
+    assert_problem(res, 422).await;
+
+    let appended: i64 = sqlx::query_scalar("select count(*) from events where stream_type = 'media'")
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(appended, 0);
+    let stored = std::fs::read_dir(&media_dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(stored, 0, "objects were stored for refused uploads");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_sweep_removes_objects_no_event_names_once_their_grace_is_over() {
+    let db = TestDb::fresh().await;
+    let store = shared::media::store::MediaStore::open(&db.media_dir().display().to_string()).unwrap();
+    let orphan = format!("{:x}", Sha256::digest(b"never recorded"));
+    store.put(&format!("{orphan}/original.png"), png(4, 4).into()).await.unwrap();
+    let pool = db.app_pool().await;
+    let kept = pressroom_projector::media_worker::sweep(&pool, &store, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(kept, 0, "an object inside its grace period was removed");
+    let removed = pressroom_projector::media_worker::sweep(&pool, &store, Duration::ZERO).await.unwrap();
+    assert_eq!(removed, 1);
+    assert!(!store.exists(&format!("{orphan}/original.png")).await.unwrap());
+}
+
+/// A PNG whose header claims `w`×`h` pixels, in a few bytes.
+fn bomb(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut crc_input = kind.to_vec();
+    crc_input.extend_from_slice(data);
+    out.extend_from_slice(&crc_input);
+    out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
