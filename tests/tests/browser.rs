@@ -76,11 +76,34 @@ async fn chromium_renders_the_site_with_its_metadata_working_links_and_lighthous
     let (_, token) = stack.token(Role::Author).await;
     let body = "## A calm start\n\nEvent sourcing keeps **every change** as an event. Projections turn the log \
                 into tables that readers query from replicas.\n\n- one log\n- many views\n";
+    // A cover photo, uploaded like `curl --data-binary @photo.png`; its variants are made in the background.
+    let photo = image::RgbImage::from_fn(2400, 1260, |x, y| image::Rgb([(x / 10) as u8, (y / 5) as u8, 140]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(photo).write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let res = stack
+        .http
+        .post(format!("{}/v1/media?alt=A%20harbour%20at%20dusk", stack.command))
+        .bearer_auth(&token)
+        .header("content-type", "image/png")
+        .body(png.into_inner())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let media: Value = res.json().await.unwrap();
+    let hash = media["hash"].as_str().unwrap().to_string();
     let body = json!({"title": "Reading the log", "body_markdown": body, "summary": "How projections read the log.",
-                      "tags": ["Event Sourcing"]});
+                      "tags": ["Event Sourcing"], "cover_media_id": media["id"]});
     stack.publish_post(&token, body).await;
     stack.published_post(&token, "A second post").await;
     stack.db.wait_projected().await;
+    for _ in 0..300 {
+        let res = stack.http.get(format!("{}/media/{hash}/1280.webp", stack.query)).send().await.unwrap();
+        if res.status() == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let base = &stack.query;
@@ -92,6 +115,10 @@ async fn chromium_renders_the_site_with_its_metadata_working_links_and_lighthous
     assert_eq!(ld["@graph"][0]["@type"], "BlogPosting");
     assert!(post.contains("Event sourcing keeps <strong>every change</strong> as an event."));
     assert!(post.contains("<h1>Reading the log</h1>"));
+    let cover = between(&post, "<img class=\"cover\"", ">").expect("a cover image in the rendered DOM");
+    assert!(cover.contains(&format!("srcset=\"/media/{hash}/320.webp 320w, /media/{hash}/640.webp 640w")), "{cover}");
+    assert!(cover.contains("width=\"2400\" height=\"1260\"") && cover.contains("alt=\"A harbour at dusk\""), "{cover}");
+    assert!(post.contains(&format!("/media/{hash}/1280.webp\">")), "og:image is the 1280 variant");
 
     // Every link on the post page leads somewhere.
     let mut links: Vec<String> = post
@@ -121,7 +148,13 @@ async fn chromium_renders_the_site_with_its_metadata_working_links_and_lighthous
         println!("screenshot: {}", shot.display());
     }
 
-    let scores = lighthouse(&format!("{base}/posts/reading-the-log")).await;
+    let (scores, fetched) = lighthouse(&format!("{base}/posts/reading-the-log")).await;
+    // The browser chose a resized WebP from the srcset (not the 2400-pixel original).
+    let cover_fetch =
+        fetched.iter().find(|r| r["url"].as_str().is_some_and(|u| u.contains(&format!("/media/{hash}/"))));
+    let cover_fetch = cover_fetch.unwrap_or_else(|| panic!("the cover was never fetched: {fetched:?}"));
+    assert!(cover_fetch["url"].as_str().unwrap().ends_with(".webp"), "{cover_fetch}");
+    assert_eq!((cover_fetch["statusCode"].as_i64(), cover_fetch["mimeType"].as_str()), (Some(200), Some("image/webp")));
     println!("lighthouse: {scores}");
     for category in ["seo", "accessibility", "best-practices"] {
         let score = scores[category].as_f64().unwrap_or_default();
@@ -129,15 +162,21 @@ async fn chromium_renders_the_site_with_its_metadata_working_links_and_lighthous
     }
 }
 
-/// Lighthouse's SEO, accessibility and best-practices scores for `url` (0 to 1), its report saved.
-async fn lighthouse(url: &str) -> Value {
+/// Lighthouse's SEO, accessibility and best-practices scores for `url` (0 to 1) and the requests the page
+/// made; its report saved.
+async fn lighthouse(url: &str) -> (Value, Vec<Value>) {
     let bin = std::env::var("PRESSROOM_TEST_LIGHTHOUSE").expect("PRESSROOM_TEST_LIGHTHOUSE (set by ./ops/test)");
     let report = output_dir().join("lighthouse-post.json");
     let out = tokio::time::timeout(
         Duration::from_secs(180),
         Command::new(bin)
             .arg(url)
-            .args(["--only-categories=seo,accessibility,best-practices", "--output=json", "--quiet"])
+            .args([
+                "--only-categories=seo,accessibility,best-practices",
+                "--only-audits=network-requests",
+                "--output=json",
+                "--quiet",
+            ])
             .arg(format!("--output-path={}", report.display()))
             .arg("--chrome-flags=--headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage")
             .env("CHROME_PATH", chromium())
@@ -153,5 +192,6 @@ async fn lighthouse(url: &str) -> Value {
     for (name, category) in report["categories"].as_object().unwrap() {
         scores[name] = category["score"].clone();
     }
-    scores
+    let requests = report["audits"]["network-requests"]["details"]["items"].as_array().cloned().unwrap_or_default();
+    (scores, requests)
 }

@@ -61,12 +61,17 @@ struct CoverView {
 }
 
 impl CoverView {
-    fn of(post: &PostDetail) -> Option<Self> {
+    /// The cover of `post`; media URLs on the site's own origin (`site_url`) become paths.
+    fn of(post: &PostDetail, site_url: &str) -> Option<Self> {
         let fallback_alt = || format!("Cover image of {}", post.summary.title);
+        let local = |url: &str| url.strip_prefix(site_url).filter(|p| p.starts_with('/')).unwrap_or(url).to_string();
         if let Some(cover) = &post.cover {
+            let mut srcset: Vec<String> =
+                cover.variants.iter().map(|v| format!("{} {}w", local(&v.url), v.width)).collect();
+            srcset.push(format!("{} {}w", local(&cover.url), cover.width));
             return Some(CoverView {
-                src: cover.card().0.to_string(),
-                srcset: cover.srcset(),
+                src: local(cover.card().0),
+                srcset: srcset.join(", "),
                 width: cover.width,
                 height: cover.height,
                 alt: cover.alt.clone().unwrap_or_else(fallback_alt),
@@ -164,7 +169,7 @@ pub async fn post(
                 site: &site,
                 head: Head::post(&site, detail),
                 post: detail,
-                cover: CoverView::of(detail),
+                cover: CoverView::of(detail, &site.url),
                 comments,
                 notice,
                 updated: detail

@@ -71,13 +71,6 @@ impl MediaRef {
         }
     }
 
-    /// `srcset` for an `<img>`: every variant and the original, each with its width.
-    pub fn srcset(&self) -> String {
-        let mut parts: Vec<String> = self.variants.iter().map(|v| format!("{} {}w", v.url, v.width)).collect();
-        parts.push(format!("{} {}w", self.url, self.width));
-        parts.join(", ")
-    }
-
     /// The image social cards use: the 1280 variant when there is one, else the widest, else the original.
     pub fn card(&self) -> (&str, u32, u32) {
         self.variants
