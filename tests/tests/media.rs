@@ -165,16 +165,20 @@ async fn an_uploaded_photo_becomes_a_stripped_original_and_resized_webp_variants
     // Deletion is refused while the published post uses it, allowed once it does not.
     let res = stack.command(reqwest::Method::DELETE, &format!("/v1/media/{id}"), Some(&token), None, &[]).await;
     assert_problem(res, 409).await;
-    let res = stack
-        .command(
-            reqwest::Method::POST,
-            &format!("/v1/posts/{}/unpublish", post["id"].as_str().unwrap()),
-            Some(&token),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    // An image in a published post's body is a use too.
+    let markdown = format!("A figure:\n\n![gradient](/media/{hash}/640.webp)\n");
+    let (body_post, _, _) =
+        stack.publish_post(&token, json!({"title": "In the body", "body_markdown": markdown})).await;
+    for (post, refused_by) in [(post["id"].as_str().unwrap().to_string(), Some("in-the-body")), (body_post, None)] {
+        let path = format!("/v1/posts/{post}/unpublish");
+        let res = stack.command(reqwest::Method::POST, &path, Some(&token), None, &[]).await;
+        assert_eq!(res.status(), 200);
+        if let Some(slug) = refused_by {
+            let res = stack.command(reqwest::Method::DELETE, &format!("/v1/media/{id}"), Some(&token), None, &[]).await;
+            let problem = assert_problem(res, 409).await;
+            assert!(problem["detail"].as_str().unwrap().contains(slug), "{problem}");
+        }
+    }
     let res = stack
         .command(
             reqwest::Method::PATCH,

@@ -272,3 +272,69 @@ fn reencode(image: &DynamicImage, kind: MediaKind) -> Result<Bytes, MediaError> 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { max_pixels: 50_000_000 };
+
+    fn encoded(w: u32, h: u32, format: ImageFormat) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Cursor::new(Vec::new());
+        let written = DynamicImage::ImageRgb8(img).write_to(&mut out, format);
+        assert!(written.is_ok());
+        out.into_inner()
+    }
+
+    /// A JPEG whose EXIF says "rotate 90° clockwise to display" (orientation 6).
+    fn rotated_jpeg(w: u32, h: u32) -> Vec<u8> {
+        let jpeg = encoded(w, h, ImageFormat::Jpeg);
+        let exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0";
+        let mut out = jpeg[..2].to_vec();
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(exif);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn the_exif_orientation_goes_into_the_pixels_before_the_exif_is_stripped() {
+        let checked = inspect(Bytes::from(rotated_jpeg(40, 20)), Some("image/jpeg"), LIMITS);
+        let checked = checked.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((checked.width, checked.height), (20, 40));
+        assert!(!checked.bytes.windows(4).any(|w| w == b"Exif"));
+        let stored = image::load_from_memory(&checked.bytes).map(|i| (i.width(), i.height()));
+        assert_eq!(stored.ok(), Some((20, 40)));
+    }
+
+    #[test]
+    fn the_type_comes_from_the_bytes_and_must_match_the_declared_one() {
+        let png = encoded(4, 4, ImageFormat::Png);
+        assert_eq!(sniff(&png), Ok(MediaKind::Png));
+        assert!(matches!(
+            inspect(Bytes::from(png.clone()), Some("image/gif"), LIMITS),
+            Err(MediaError::Unsupported(_))
+        ));
+        assert!(inspect(Bytes::from(png), Some("application/octet-stream"), LIMITS).is_ok());
+        assert!(
+            matches!(sniff(b"<svg xmlns='http://www.w3.org/2000/svg'/>"), Err(MediaError::Unsupported(m)) if m.contains("SVG"))
+        );
+        assert!(matches!(sniff(b"\0\0\0\x1cftypheic\0\0\0\0"), Err(MediaError::Unsupported(m)) if m.contains("AVIF")));
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused_after_a_png_and_cut_after_a_jpeg() {
+        let mut png = encoded(4, 4, ImageFormat::Png);
+        png.extend_from_slice(b"PK\x03\x04 a zip after the image");
+        assert!(matches!(inspect(Bytes::from(png), None, LIMITS), Err(MediaError::Invalid(_))));
+        let mut jpeg = encoded(8, 8, ImageFormat::Jpeg);
+        let len = jpeg.len();
+        jpeg.extend_from_slice(b"appended preview bytes");
+        let checked = inspect(Bytes::from(jpeg), None, LIMITS).unwrap_or_else(|e| panic!("{e}"));
+        assert!(checked.bytes.len() <= len && checked.bytes.ends_with(&[0xFF, 0xD9]));
+        let gif = encoded(3, 3, ImageFormat::Gif);
+        assert_eq!(gif_end(&gif), Some(gif.len()));
+    }
+}
