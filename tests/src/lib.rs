@@ -431,12 +431,33 @@ impl Stack {
         req.send().await.unwrap()
     }
 
+    /// Uploads an image's bytes raw (`POST /v1/media`, `query` such as `?alt=…` appended to the path).
+    pub async fn upload(&self, token: &str, query: &str, content_type: &str, bytes: Vec<u8>) -> reqwest::Response {
+        let req = self.http.post(format!("{}/v1/media{query}", self.command)).bearer_auth(token);
+        req.header("content-type", content_type).body(bytes).send().await.unwrap()
+    }
+
+    /// Uploads an image that must be new (201); returns the media as answered.
+    pub async fn uploaded(&self, token: &str, query: &str, content_type: &str, bytes: Vec<u8>) -> Value {
+        let res = self.upload(token, query, content_type, bytes).await;
+        assert_eq!(res.status(), 201, "upload");
+        res.json().await.unwrap()
+    }
+
     /// Creates a draft as `token`; returns its id.
     pub async fn draft(&self, token: &str, title: &str) -> String {
         let res = self.create_post(token, json!({"title": title, "body_markdown": "body"})).await;
         assert_eq!(res.status(), 201, "draft {title}");
         res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
     }
+}
+
+/// A `w`×`h` gradient encoded as `format`: a test photo.
+pub fn picture(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img).write_to(&mut out, format).unwrap();
+    out.into_inner()
 }
 
 /// Asserts an RFC 9457 problem+json response with this status; returns its body.

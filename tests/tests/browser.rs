@@ -77,20 +77,8 @@ async fn chromium_renders_the_site_with_its_metadata_working_links_and_lighthous
     let body = "## A calm start\n\nEvent sourcing keeps **every change** as an event. Projections turn the log \
                 into tables that readers query from replicas.\n\n- one log\n- many views\n";
     // A cover photo, uploaded like `curl --data-binary @photo.png`; its variants are made in the background.
-    let photo = image::RgbImage::from_fn(2400, 1260, |x, y| image::Rgb([(x / 10) as u8, (y / 5) as u8, 140]));
-    let mut png = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(photo).write_to(&mut png, image::ImageFormat::Png).unwrap();
-    let res = stack
-        .http
-        .post(format!("{}/v1/media?alt=A%20harbour%20at%20dusk", stack.command))
-        .bearer_auth(&token)
-        .header("content-type", "image/png")
-        .body(png.into_inner())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let media: Value = res.json().await.unwrap();
+    let photo = pressroom_tests::picture(2400, 1260, image::ImageFormat::Png);
+    let media = stack.uploaded(&token, "?alt=A%20harbour%20at%20dusk", "image/png", photo).await;
     let hash = media["hash"].as_str().unwrap().to_string();
     let body = json!({"title": "Reading the log", "body_markdown": body, "summary": "How projections read the log.",
                       "tags": ["Event Sourcing"], "cover_media_id": media["id"]});

@@ -2,7 +2,6 @@
 //! content-addressed, variants appear in the background, a post uses it as its cover, readers get the
 //! resized WebP in the JSON, the page and the social cards; hostile files are refused with nothing stored.
 
-use std::io::Cursor;
 use std::time::Duration;
 
 use pressroom_tests::{assert_problem, Stack, TestDb};
@@ -12,10 +11,7 @@ use shared::domain::role::Role;
 
 /// A `w`×`h` JPEG with an EXIF block that holds a secret a reader must never get.
 fn photo(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
-    let mut jpeg = Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img).write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
-    let jpeg = jpeg.into_inner();
+    let jpeg = pressroom_tests::picture(w, h, image::ImageFormat::Jpeg);
     // APP1 "Exif": a big-endian TIFF header with an empty IFD, then the secret.
     let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\0\0\0\0\0".to_vec();
     exif.extend_from_slice(b"GPSLatitude=48.8584N-SECRET");
@@ -28,10 +24,7 @@ fn photo(w: u32, h: u32) -> Vec<u8> {
 }
 
 fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbaImage::from_pixel(w, h, image::Rgba([10, 20, 30, 255]));
-    let mut out = Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgba8(img).write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
+    pressroom_tests::picture(w, h, image::ImageFormat::Png)
 }
 
 fn multipart(file: &[u8], file_type: &str, alt: Option<&str>) -> (String, Vec<u8>) {
@@ -51,11 +44,6 @@ fn multipart(file: &[u8], file_type: &str, alt: Option<&str>) -> (String, Vec<u8
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn upload_raw(stack: &Stack, token: &str, content_type: &str, bytes: Vec<u8>) -> reqwest::Response {
-    let req = stack.http.post(format!("{}/v1/media", stack.command)).bearer_auth(token);
-    req.header("content-type", content_type).body(bytes).send().await.unwrap()
-}
-
 /// The query API's path of a media URL (they are absolute, on PRESSROOM_PUBLIC_URL).
 fn path_of(url: &str) -> String {
     url.find("/media/").map(|i| url[i..].to_string()).unwrap()
@@ -67,7 +55,7 @@ async fn an_uploaded_photo_becomes_a_stripped_original_and_resized_webp_variants
     let (_, token) = stack.token(Role::Author).await;
     let bytes = photo(2000, 1000);
     let (content_type, body) = multipart(&bytes, "image/jpeg", Some("A gradient <b>test</b>"));
-    let res = upload_raw(&stack, &token, &content_type, body).await;
+    let res = stack.upload(&token, "", &content_type, body).await;
     assert_eq!(res.status(), 201);
     assert!(res.headers().contains_key("pressroom-position"));
     let media: Value = res.json().await.unwrap();
@@ -80,7 +68,7 @@ async fn an_uploaded_photo_becomes_a_stripped_original_and_resized_webp_variants
     assert_eq!(widths, vec![320, 640, 1280, 1920]);
 
     // The same bytes again (raw this time) are the same media.
-    let again = upload_raw(&stack, &token, "image/jpeg", bytes.clone()).await;
+    let again = stack.upload(&token, "", "image/jpeg", bytes.clone()).await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.json::<Value>().await.unwrap()["id"], id.as_str());
 
@@ -235,15 +223,15 @@ async fn hostile_or_wrong_files_are_refused_with_nothing_stored_or_appended() {
         ("over the size limit", "image/jpeg", vec![0xFF; 400_000], 413),
     ];
     for (what, content_type, bytes, status) in cases {
-        let res = upload_raw(&stack, &token, content_type, bytes.clone()).await;
+        let res = stack.upload(&token, "", content_type, bytes.clone()).await;
         let problem = assert_problem(res, status).await;
         assert!(problem["detail"].is_string(), "{what}: {problem}");
         let (mp_type, body) = multipart(&bytes, content_type, None);
-        let res = upload_raw(&stack, &token, &mp_type, body).await;
+        let res = stack.upload(&token, "", &mp_type, body).await;
         assert_eq!(res.status().as_u16(), status, "{what} (multipart)");
     }
     let (_, contributor) = stack.token(Role::Contributor).await;
-    assert_problem(upload_raw(&stack, &contributor, "image/png", png(8, 8)).await, 403).await;
+    assert_problem(stack.upload(&contributor, "", "image/png", png(8, 8)).await, 403).await;
     let anonymous = stack.http.post(format!("{}/v1/media", stack.command)).body(png(8, 8)).send().await.unwrap();
     assert_problem(anonymous, 401).await;
     let res = stack

@@ -2,11 +2,9 @@
 //! (Garage, built from crates.io and started by `ops/lib/garage.sh`). Opt-in — `./ops/test --s3` — because
 //! building Garage costs minutes; without it the test is ignored, never passed vacuously.
 
-use std::io::Cursor;
 use std::time::Duration;
 
 use pressroom_tests::{Stack, TestDb};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::domain::role::Role;
 
@@ -40,20 +38,8 @@ async fn uploads_variants_reads_and_the_sweep_work_on_an_s3_compatible_store() {
     )
     .await;
     let (_, token) = stack.token(Role::Author).await;
-    let img = image::RgbImage::from_fn(1500, 900, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, 60]));
-    let mut jpeg = Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img).write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
-    let res = stack
-        .http
-        .post(format!("{}/v1/media", stack.command))
-        .bearer_auth(&token)
-        .header("content-type", "image/jpeg")
-        .body(jpeg.into_inner())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let media: Value = res.json().await.unwrap();
+    let photo = pressroom_tests::picture(1500, 900, image::ImageFormat::Jpeg);
+    let media = stack.uploaded(&token, "", "image/jpeg", photo).await;
     let hash = media["hash"].as_str().unwrap().to_string();
 
     // The objects are in the bucket, under the prefix, at their keys.
