@@ -71,7 +71,11 @@ impl AppState {
                 per_minute: config.rate_limits.reads,
                 trusted_proxies: config.trusted_proxies.clone(),
             }),
-            media: Arc::new(routes::media::MediaReads::new(store, config.media_base())),
+            media: Arc::new(routes::media::MediaReads::new(
+                store,
+                config.media_base(),
+                config.media.public_url.is_some(),
+            )),
         })
     }
 }

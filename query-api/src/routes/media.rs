@@ -69,11 +69,15 @@ pub async fn find(state: &AppState, id: Uuid) -> ReadResult<Option<MediaRow>> {
     }))
 }
 
-/// A post's cover as clients see it (None when the media is gone).
+/// A post's cover as clients see it (None when the media is gone). Read straight from a bucket or CDN
+/// (`PRESSROOM_MEDIA_PUBLIC_URL`), it lists only the variants already made: nothing there falls back to the
+/// original the way `/media/` does.
 pub async fn cover(state: &AppState, id: Uuid) -> ReadResult<Option<MediaRef>> {
     Ok(find(state, id).await?.and_then(|m| {
         let kind = m.kind()?;
-        Some(MediaRef::new(&state.media.base, m.id, &m.hash, kind, (m.width as u32, m.height as u32), m.alt))
+        let made: Vec<u32> = m.variant_widths.iter().map(|&w| w as u32).collect();
+        let cover = MediaRef::new(&state.media.base, m.id, &m.hash, kind, (m.width as u32, m.height as u32), m.alt);
+        Some(if state.media.direct { cover.made_only(&made) } else { cover })
     }))
 }
 
@@ -216,6 +220,8 @@ pub struct MediaReads {
     pub store: shared::media::store::MediaStore,
     /// The base URL clients read media from.
     pub base: String,
+    /// Clients read media straight from the store's public URL, not through `/media/`.
+    pub direct: bool,
     objects: moka::future::Cache<String, Bytes>,
 }
 
@@ -223,12 +229,12 @@ pub struct MediaReads {
 const MAX_CACHED_OBJECT: usize = 2 * 1024 * 1024;
 
 impl MediaReads {
-    pub fn new(store: shared::media::store::MediaStore, base: String) -> Self {
+    pub fn new(store: shared::media::store::MediaStore, base: String, direct: bool) -> Self {
         let objects = moka::future::Cache::builder()
             .weigher(|_: &String, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
             .max_capacity(128 * 1024 * 1024)
             .build();
-        MediaReads { store, base, objects }
+        MediaReads { store, base, direct, objects }
     }
 
     /// An object's bytes (None when the store does not have it).

@@ -42,7 +42,8 @@ pub struct MediaRef {
 }
 
 impl MediaRef {
-    /// The client view of an image under the media base URL `base` (no trailing slash).
+    /// The client view of an image under the media base URL `base` (no trailing slash), listing every variant
+    /// its width calls for (their URLs answer with the original until they are made).
     pub fn new(
         base: &str,
         id: Uuid,
@@ -71,6 +72,13 @@ impl MediaRef {
         }
     }
 
+    /// Keeps only the variants that exist: for a media base that is a bucket or CDN (which cannot fall back
+    /// to the original), so a page never points at an object not written yet.
+    pub fn made_only(mut self, made: &[u32]) -> Self {
+        self.variants.retain(|v| made.contains(&v.width));
+        self
+    }
+
     /// The image social cards use: the 1280 variant when there is one, else the widest, else the original.
     pub fn card(&self) -> (&str, u32, u32) {
         self.variants
@@ -85,4 +93,23 @@ impl MediaRef {
 /// public URL.
 pub fn base(public_url: &str, media_public_url: Option<&str>) -> String {
     media_public_url.map_or_else(|| format!("{public_url}/media"), |u| u.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ref_lists_the_variants_its_width_calls_for_and_cards_use_the_1280_one() {
+        let hash = "ab".repeat(32);
+        let r = MediaRef::new("https://s.example/media", Uuid::nil(), &hash, MediaKind::Jpeg, (2000, 1000), None);
+        assert_eq!(r.variants.iter().map(|v| v.width).collect::<Vec<_>>(), vec![320, 640, 1280, 1920]);
+        assert_eq!(r.card(), (format!("https://s.example/media/{hash}/1280.webp").as_str(), 1280, 640));
+        assert_eq!(r.url, format!("https://s.example/media/{hash}/original.jpg"));
+        let direct = r.made_only(&[320]);
+        assert_eq!(direct.variants.len(), 1);
+        assert_eq!(direct.card().1, 320);
+        let none = direct.made_only(&[]);
+        assert_eq!(none.card(), (none.url.as_str(), 2000, 1000));
+    }
 }
