@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         store: shared::media::store::MediaStore::open(&config.media.store)?,
         workers: config.media.workers,
         sweep_grace: config.media.sweep_grace,
+        wake: Default::default(),
     };
     let shutdown = shared::service::shutdown::on_signal();
     let status = StatusBoard::default();

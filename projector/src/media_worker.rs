@@ -5,6 +5,7 @@
 //! objects no event names (an upload whose append failed) or whose media was deleted, after a grace period.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::media::store::MediaStore;
@@ -12,6 +13,7 @@ use shared::media::urls::{original_key, variant_key};
 use shared::media::variants::{self, widths_for};
 use shared::media::{is_hash, media_id, MediaKind};
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -20,7 +22,8 @@ use crate::runner::acquire_leadership;
 use crate::status::StatusBoard;
 
 pub const NAME: &str = "media-variants";
-const TICK: Duration = Duration::from_millis(250);
+/// How often the backlog is looked at without a wake-up (the media projection may lead in another process).
+const TICK: Duration = Duration::from_secs(1);
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -31,6 +34,8 @@ pub struct WorkerConfig {
     pub workers: usize,
     /// How old an unreferenced object must be before the sweep removes it.
     pub sweep_grace: Duration,
+    /// Rung by this process's media projection when it recorded an upload.
+    pub wake: Arc<Notify>,
 }
 
 /// Runs until shutdown: stands by while another instance leads; makes variants and sweeps while leading.
@@ -54,6 +59,8 @@ pub async fn run(
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(TICK) => {}
+                _ = config.wake.notified() => {}
+                Some(Ok(id)) = tasks.join_next(), if !tasks.is_empty() => { under_way.remove(&id); }
             }
             if sqlx::Connection::ping(&mut lock).await.is_err() {
                 tracing::warn!("media worker lost its leadership connection");

@@ -1,26 +1,31 @@
 //! The `media` projection: every uploaded image's facts in `read.media` (the variant worker reads its
-//! backlog there). An alt-text change or a deletion evicts the cached posts whose cover it is.
+//! backlog there, woken after an upload commits). An alt-text change or a deletion evicts the cached posts
+//! whose cover it is.
 
 use shared::domain::DomainEvent;
 use shared::store::event_store::RecordedEvent;
 use sqlx::PgConnection;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 use super::{Projection, ProjectionError};
 use crate::redis_sink::RedisSink;
 
 pub struct MediaProjection {
     redis: RedisSink,
+    uploaded: Arc<Notify>,
 }
 
 impl MediaProjection {
-    pub fn new(redis: RedisSink) -> Self {
-        Self { redis }
+    /// `uploaded` is rung after a batch with an upload commits (the variant worker waits on it).
+    pub fn new(redis: RedisSink, uploaded: Arc<Notify>) -> Self {
+        Self { redis, uploaded }
     }
 }
 
 impl Projection for MediaProjection {
-    /// Slugs of posts whose cover changed.
-    type Effect = String;
+    /// The slug of a post whose cover changed, or None for an upload (variants to make).
+    type Effect = Option<String>;
 
     fn name(&self) -> &'static str {
         "media"
@@ -35,7 +40,7 @@ impl Projection for MediaProjection {
         conn: &mut PgConnection,
         event: &RecordedEvent,
         decoded: &DomainEvent,
-        effects: &mut Vec<String>,
+        effects: &mut Vec<Option<String>>,
     ) -> Result<(), ProjectionError> {
         let id = event.stream_id;
         match decoded {
@@ -63,6 +68,7 @@ impl Projection for MediaProjection {
                 .bind(event.version)
                 .execute(&mut *conn)
                 .await?;
+                effects.push(None);
                 return Ok(());
             }
             DomainEvent::MediaAltChanged(a) => {
@@ -87,11 +93,15 @@ impl Projection for MediaProjection {
                 .bind(id)
                 .fetch_all(&mut *conn)
                 .await?;
-        effects.extend(slugs);
+        effects.extend(slugs.into_iter().map(Some));
         Ok(())
     }
 
-    async fn after_commit(&self, slugs: Vec<String>) -> bool {
+    async fn after_commit(&self, effects: Vec<Option<String>>) -> bool {
+        if effects.iter().any(Option::is_none) {
+            self.uploaded.notify_one();
+        }
+        let slugs: Vec<String> = effects.into_iter().flatten().collect();
         slugs.is_empty() || self.redis.evict_posts(slugs).await
     }
 }

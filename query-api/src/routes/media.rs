@@ -43,8 +43,14 @@ impl MediaRow {
 }
 
 /// The media with this id: `read.media` on a replica, else (a projection that has not reached the upload
-/// yet) folded from its events on the primary. None when there is none, or it is deleted.
+/// yet) folded from its events on the primary. None when there is none, or it is deleted. Kept in process
+/// for [`crate::CACHE_TTL`] like posts (one load per id at a time), so a deletion or a new variant shows
+/// within that.
 pub async fn find(state: &AppState, id: Uuid) -> ReadResult<Option<MediaRow>> {
+    Ok(state.media.rows.try_get_with(id, load(state, id)).await?)
+}
+
+async fn load(state: &AppState, id: Uuid) -> ReadResult<Option<MediaRow>> {
     let (pool, _) = state.reads.route(ReadRoute::Replica);
     let row: Option<MediaRow> = sqlx::query_as(
         "select id, hash, kind, width, height, alt, deleted, variant_widths from read.media where id = $1",
@@ -223,6 +229,7 @@ pub struct MediaReads {
     /// Clients read media straight from the store's public URL, not through `/media/`.
     pub direct: bool,
     objects: moka::future::Cache<String, Bytes>,
+    rows: moka::future::Cache<Uuid, Option<MediaRow>>,
 }
 
 /// Objects above this are read from the store each time rather than kept.
@@ -234,7 +241,8 @@ impl MediaReads {
             .weigher(|_: &String, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
             .max_capacity(128 * 1024 * 1024)
             .build();
-        MediaReads { store, base, direct, objects }
+        let rows = moka::future::Cache::builder().max_capacity(10_000).time_to_live(crate::CACHE_TTL).build();
+        MediaReads { store, base, direct, objects, rows }
     }
 
     /// An object's bytes (None when the store does not have it).
