@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use shared::media::urls::{original_key, variant_key, MediaRef};
-use shared::media::variants::WIDTHS;
+use shared::media::variants::{widths_for, WIDTHS};
 use shared::media::{is_hash, media_id, MediaKind};
 use shared::store::db::ReadRoute;
 use uuid::Uuid;
@@ -44,10 +44,19 @@ impl MediaRow {
 
 /// The media with this id: `read.media` on a replica, else (a projection that has not reached the upload
 /// yet) folded from its events on the primary. None when there is none, or it is deleted. Kept in process
-/// for [`crate::CACHE_TTL`] like posts (one load per id at a time), so a deletion or a new variant shows
-/// within that.
+/// for [`crate::CACHE_TTL`] like posts, so a deletion shows within that — but only once all its variants
+/// are made: an image still waiting for one is read again each time, so the variant is served as soon as
+/// it exists.
 pub async fn find(state: &AppState, id: Uuid) -> ReadResult<Option<MediaRow>> {
-    Ok(state.media.rows.try_get_with(id, load(state, id)).await?)
+    if let Some(hit) = state.media.rows.get(&id).await {
+        return Ok(hit);
+    }
+    let row = load(state, id).await?;
+    let settled = row.as_ref().is_none_or(|m| m.variant_widths.len() == widths_for(m.width as u32).len());
+    if settled {
+        state.media.rows.insert(id, row.clone()).await;
+    }
+    Ok(row)
 }
 
 async fn load(state: &AppState, id: Uuid) -> ReadResult<Option<MediaRow>> {
