@@ -258,6 +258,47 @@ async fn hostile_or_wrong_files_are_refused_with_nothing_stored_or_appended() {
 }
 
 #[tokio::test]
+async fn variants_cut_short_by_a_killed_projector_are_made_by_the_next_one() {
+    let mut stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    // Big enough that the variants are still being made when the projector dies.
+    let media = stack.uploaded(&token, "", "image/jpeg", photo(6000, 4000)).await;
+    let hash = media["hash"].as_str().unwrap().to_string();
+    let pending = format!("{}/media/{hash}/1920.webp", stack.query);
+    for _ in 0..100 {
+        let started: bool = sqlx::query_scalar("select exists (select 1 from read.media where hash = $1)")
+            .bind(&hash)
+            .fetch_one(&stack.db.admin)
+            .await
+            .unwrap();
+        if started {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stack.kill_projector().await;
+    let made_before: i64 = sqlx::query_scalar("select count(*) from read.media where variants_at is not null")
+        .fetch_one(&stack.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(made_before, 0, "the variants were done before the kill: the test proves nothing");
+    assert_eq!(stack.http.get(&pending).send().await.unwrap().status(), 307);
+    let _next = stack.spawn_projector();
+    let mut status = 0;
+    for _ in 0..600 {
+        status = stack.http.get(&pending).send().await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the next projector never made the variants");
+    let status = stack.db.ops(&["media", "status", "--json"]).output().await.unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!((status["pending"].as_i64(), status["failing"].as_i64()), (Some(0), Some(0)), "{status}");
+}
+
+#[tokio::test]
 async fn the_sweep_removes_objects_no_event_names_once_their_grace_is_over() {
     let db = TestDb::fresh().await;
     let store = shared::media::store::MediaStore::open(&db.media_dir().display().to_string()).unwrap();
