@@ -237,8 +237,11 @@ pub async fn sweep(
         };
         if orphan {
             for (key, _) in objects {
-                store.delete(&key).await?;
-                removed += 1;
+                // Written again since the listing (the same bytes uploaded anew): theirs now, not the sweep's.
+                if store.last_modified(&key).await?.is_some_and(|at| at < cutoff) {
+                    store.delete(&key).await?;
+                    removed += 1;
+                }
             }
         }
     }

@@ -104,10 +104,10 @@ impl MediaStore {
         }
     }
 
-    /// The object's size; None when it does not exist.
-    pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+    /// When the object was last written; None when it does not exist.
+    pub async fn last_modified(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
         match self.inner.head(&Path::from(key)).await {
-            Ok(meta) => Ok(Some(meta.size)),
+            Ok(meta) => Ok(Some(meta.last_modified)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
