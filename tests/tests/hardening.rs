@@ -67,6 +67,29 @@ async fn a_post_whose_comment_count_changed_never_answers_304_to_its_old_etag() 
 }
 
 #[tokio::test]
+async fn an_approvals_position_reads_its_comment_count_at_once_in_the_json_and_the_page() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, editor) = stack.token(Role::Editor).await;
+    let (id, slug, _) = stack.published_post(&editor, "Counted at once").await;
+    let post = format!("/v1/posts/{slug}");
+    until_json(&stack, &post, "published post", |p| p["comment_count"] == 0).await;
+    for n in 1..=5 {
+        let body = json!({"author_name": "Reader", "body": format!("Comment {n}")});
+        let res = stack.command(Method::POST, &format!("/v1/posts/{id}/comments"), None, Some(body), &[]).await;
+        let cid = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let res = stack.command(Method::POST, &format!("/v1/comments/{cid}/approve"), Some(&editor), None, &[]).await;
+        assert_eq!(res.status(), 200);
+        let approved: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+        // The posts projection passes an approval by at once; the count is the comments projection's.
+        let json: Value = stack.query_at(&post, approved).await.json().await.unwrap();
+        assert_eq!(json["comment_count"], n, "read with the approval's position: {json}");
+        let page = stack.query_at(&format!("/posts/{slug}"), approved).await.text().await.unwrap();
+        assert!(page.contains(&format!("Comments ({n})")), "page {n}");
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn tags_authors_feeds_and_the_sitemap_answer_304_only_while_unchanged() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;

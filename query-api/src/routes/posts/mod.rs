@@ -25,7 +25,9 @@ use crate::page;
 use crate::AppState;
 use shared::http::etag;
 
-pub(super) const PROJECTIONS: &[&str] = &["posts"];
+/// The projections a post read depends on: `posts`, and `comments` for the comment counts it carries (a read
+/// with a token waits for both, so an approval's position shows its count).
+pub(super) const PROJECTIONS: &[&str] = &["posts", "comments"];
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/posts", get(list)).route("/v1/posts/{slug}", get(slug::by_slug))

@@ -93,9 +93,12 @@ async fn load_from(
         r#"select id, slug, status, title, summary, body_html, cover_image_url, cover_media_id, tags as "tags: SqlJson<Vec<TagRef>>",
                   author as "author: SqlJson<AuthorRef>", reading_time_minutes, comment_count, version, updated_at,
                   published_at, last_transaction_id::text::bigint as "last_transaction_id!", last_position,
-                  coalesce((select transaction_id::text::bigint from read.checkpoints where name = 'posts'), 0) as "checkpoint_tx!",
-                  coalesce((select global_position from read.checkpoints where name = 'posts'), 0) as "checkpoint_position!"
-           from read.posts where slug = $1"#,
+                  coalesce(c.transaction_id, 0) as "checkpoint_tx!", coalesce(c.global_position, 0) as "checkpoint_position!"
+           from read.posts
+           -- The row is as new as the projection behind: a comment count is the comments projection's.
+           left join lateral (select transaction_id::text::bigint as transaction_id, global_position from read.checkpoints
+                              where name in ('posts', 'comments') order by 1, 2 limit 1) c on true
+           where slug = $1"#,
         slug
     )
     .fetch_optional(pool);
