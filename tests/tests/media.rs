@@ -181,16 +181,8 @@ async fn an_uploaded_photo_becomes_a_stripped_original_and_resized_webp_variants
     let res = stack.command(reqwest::Method::DELETE, &format!("/v1/media/{id}"), Some(&token), None, &[]).await;
     assert_eq!(res.status(), 204);
     stack.db.wait_projected().await;
-    // Gone once the query API's in-process entry (2 s, jittered by up to a quarter) is re-read.
-    let mut status = 0;
-    for _ in 0..40 {
-        status = stack.http.get(&url).send().await.unwrap().status().as_u16();
-        if status == 404 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 404, "deleted media still served after 4 s");
+    // Gone once the query API's in-process entry (2 s) is re-read.
+    assert_eq!(until_status(&stack, &url, 404, 40).await, 404, "deleted media still served after 4 s");
     stack.stop().await;
 }
 
@@ -284,15 +276,7 @@ async fn variants_cut_short_by_a_killed_projector_are_made_by_the_next_one() {
     assert_eq!(made_before, 0, "the variants were done before the kill: the test proves nothing");
     assert_eq!(stack.http.get(&pending).send().await.unwrap().status(), 307);
     let _next = stack.spawn_projector();
-    let mut status = 0;
-    for _ in 0..600 {
-        status = stack.http.get(&pending).send().await.unwrap().status().as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 200, "the next projector never made the variants");
+    assert_eq!(until_status(&stack, &pending, 200, 600).await, 200, "the next projector never made the variants");
     let status = stack.db.ops(&["media", "status", "--json"]).output().await.unwrap();
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!((status["pending"].as_i64(), status["failing"].as_i64()), (Some(0), Some(0)), "{status}");
@@ -310,6 +294,19 @@ async fn the_sweep_removes_objects_no_event_names_once_their_grace_is_over() {
     let removed = pressroom_projector::media_worker::sweep(&pool, &store, Duration::ZERO).await.unwrap();
     assert_eq!(removed, 1);
     assert!(!store.exists(&format!("{orphan}/original.png")).await.unwrap());
+}
+
+/// GETs `url` every 100 ms, at most `tries` times, until it answers `want`; the last status.
+async fn until_status(stack: &Stack, url: &str, want: u16, tries: u32) -> u16 {
+    let mut status = 0;
+    for _ in 0..tries {
+        status = stack.http.get(url).send().await.unwrap().status().as_u16();
+        if status == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    status
 }
 
 /// A PNG whose header claims `w`×`h` pixels, in a few bytes.
