@@ -146,7 +146,7 @@ impl ReadTools {
         let run = async {
             let q = search::checked_query(&a.query)?;
             let token = min_position(&self.state, &token_headers(a.min_position)).await?;
-            let chosen = self.state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
+            let chosen = self.state.reads.choose(ReadRoute::Replica, posts::PROJECTIONS, token).await?;
             let found = search::run(
                 &chosen.pool,
                 &q,

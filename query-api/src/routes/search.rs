@@ -78,7 +78,7 @@ pub async fn search(
     let q = query(&params)?;
     let limit = page::limit(&params)?;
     let cursor = page::cursor(&params, decode_cursor)?;
-    projected_read(&state, &headers, "search", ReadRoute::Replica, &["posts"], |pool| async move {
+    projected_read(&state, &headers, "search", ReadRoute::Replica, super::posts::PROJECTIONS, |pool| async move {
         run(&pool, &q, limit, cursor).await
     })
     .await

@@ -122,7 +122,7 @@ pub async fn home(
         let next = list.next_cursor.as_ref().map(|c| format!("/?cursor={c}"));
         let render_page = || async {
             let trending = if first {
-                let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
+                let chosen = state.reads.choose(ReadRoute::Replica, posts::PROJECTIONS, token).await?;
                 trending::top(&chosen.pool, TRENDING).await?
             } else {
                 Vec::new()
@@ -163,7 +163,7 @@ pub async fn post(
         let notice = params.get("comment").and_then(|c| comment_notice(c));
         let render_page = || async {
             let token = min_position(&state, &headers).await?;
-            let chosen = state.reads.choose(ReadRoute::Replica, &["posts", "comments"], token).await?;
+            let chosen = state.reads.choose(ReadRoute::Replica, posts::PROJECTIONS, token).await?;
             let comments = comments::approved(&chosen.pool, detail.summary.id, COMMENTS, None).await?.comments;
             render(&PostTemplate {
                 site: &site,
@@ -238,7 +238,7 @@ async fn collection(
     let result = async {
         let cursor = page::cursor(params, posts::decode_cursor)?;
         let token = min_position(state, headers).await?;
-        let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
+        let chosen = state.reads.choose(ReadRoute::Replica, posts::PROJECTIONS, token).await?;
         let (query, path, kind, name, heading, description, keys) = match &of {
             Collection::Tag(slug) => {
                 let tag = tags::find(&chosen.pool, slug).await?;
@@ -292,7 +292,7 @@ pub async fn search(
     let result = async {
         let raw = params.get("q").map(|q| q.trim().to_string()).unwrap_or_default();
         let token = min_position(&state, &headers).await?;
-        let chosen = state.reads.choose(ReadRoute::Replica, &["posts"], token).await?;
+        let chosen = state.reads.choose(ReadRoute::Replica, posts::PROJECTIONS, token).await?;
         let (results, next) = if raw.is_empty() {
             (Vec::new(), None)
         } else {

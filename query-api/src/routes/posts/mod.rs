@@ -25,9 +25,10 @@ use crate::page;
 use crate::AppState;
 use shared::http::etag;
 
-/// The projections a post read depends on: `posts`, and `comments` for the comment counts it carries (a read
-/// with a token waits for both, so an approval's position shows its count).
-pub(super) const PROJECTIONS: &[&str] = &["posts", "comments"];
+/// The projections a read of posts depends on: `posts`, and `comments` for the comment counts every post
+/// and summary carries (a read with a token waits for both, so an approval's position shows its count).
+/// Every read that answers posts or summaries names these.
+pub const PROJECTIONS: &[&str] = &["posts", "comments"];
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/posts", get(list)).route("/v1/posts/{slug}", get(slug::by_slug))
