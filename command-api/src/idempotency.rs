@@ -99,7 +99,7 @@ pub(crate) fn checked_key(key: &str) -> Option<String> {
 
 /// The hash a retry's request must match (hex SHA-256 of its bytes).
 pub(crate) fn digest(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    shared::hex(&Sha256::digest(bytes))
 }
 
 /// Where a key applies: its owner (`author:<id>` or `ip:<addr>`), the method and path (`MCP` and
@@ -253,8 +253,4 @@ fn replay(status: u16, headers: &serde_json::Value, body: Vec<u8>) -> Response {
     }
     res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     res
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -196,8 +196,8 @@ async fn make(store: &MediaStore, row: &Pending) -> Result<Vec<u32>, VariantFail
     if missing.is_empty() {
         return Ok(widths);
     }
-    let original = store.get(&original_key(&row.hash, kind), None).await?.ok_or(VariantFailure::NoOriginal)?;
-    let made = tokio::task::spawn_blocking(move || variants::make(&original.bytes, kind, &missing)).await??;
+    let original = store.get(&original_key(&row.hash, kind)).await?.ok_or(VariantFailure::NoOriginal)?;
+    let made = tokio::task::spawn_blocking(move || variants::make(&original, kind, &missing)).await??;
     for (w, bytes) in made {
         store.put(&variant_key(&row.hash, w), bytes.into()).await?;
     }

@@ -259,14 +259,11 @@ impl MediaReads {
         if let Some(hit) = self.objects.get(key).await {
             return Ok(Some(hit));
         }
-        let read = self.store.get(key, None).await.map_err(|e| ReadError::Store(Arc::new(e)))?;
-        Ok(read.map(|r| {
-            if r.bytes.len() <= MAX_CACHED_OBJECT {
-                let (objects, key, bytes) = (self.objects.clone(), key.to_string(), r.bytes.clone());
-                tokio::spawn(async move { objects.insert(key, bytes).await });
-            }
-            r.bytes
-        }))
+        let read = self.store.get(key).await.map_err(|e| ReadError::Store(Arc::new(e)))?;
+        if let Some(bytes) = read.as_ref().filter(|b| b.len() <= MAX_CACHED_OBJECT) {
+            self.objects.insert(key.to_string(), bytes.clone()).await;
+        }
+        Ok(read)
     }
 }
 

@@ -209,8 +209,7 @@ const STYLESHEET: &str = include_str!("../../assets/site.css");
 fn stylesheet_name() -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(STYLESHEET.as_bytes());
-    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
-    format!("site-{hex}.css")
+    format!("site-{}.css", shared::hex(&digest[..5]))
 }
 
 /// The stylesheet under its hashed name, cached for a year (`immutable`); any other name is a 404.

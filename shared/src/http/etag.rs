@@ -13,15 +13,10 @@ pub fn of(body: &[u8]) -> HeaderValue {
     let digest = Sha256::digest(body);
     let mut tag = String::with_capacity(34);
     tag.push('"');
-    for b in &digest[..16] {
-        tag.push(char::from(HEX[usize::from(b >> 4)]));
-        tag.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
+    crate::hex_into(&mut tag, &digest[..16]);
     tag.push('"');
     HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// True when the request's `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks for GET) or `*`.
 pub fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> bool {

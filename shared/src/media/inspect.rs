@@ -78,7 +78,7 @@ pub fn inspect(raw: Bytes, declared: Option<&str>, limits: Limits) -> Result<Ins
         image.apply_orientation(orientation);
         (reencode(&image, kind)?, image.width(), image.height())
     };
-    let hash = hex(&Sha256::digest(&bytes));
+    let hash = crate::hex(&Sha256::digest(&bytes));
     Ok(Inspected { kind, width, height, bytes, hash })
 }
 
@@ -266,11 +266,6 @@ fn reencode(image: &DynamicImage, kind: MediaKind) -> Result<Bytes, MediaError> 
     };
     result.map_err(|e| MediaError::Invalid(format!("the image cannot be re-encoded: {e}")))?;
     Ok(Bytes::from(out.into_inner()))
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -39,10 +39,6 @@ impl MediaKind {
         }
     }
 
-    pub fn from_ext(ext: &str) -> Option<Self> {
-        [MediaKind::Jpeg, MediaKind::Png, MediaKind::Gif, MediaKind::Webp].into_iter().find(|k| k.ext() == ext)
-    }
-
     /// The type a declared `Content-Type` names: `Ok(None)` when it claims nothing (absent, octet-stream),
     /// `Err` when it names something Pressroom does not take.
     pub fn from_declared(content_type: &str) -> Result<Option<Self>, String> {

@@ -2,13 +2,12 @@
 //! S3 and anything that speaks it (`s3://bucket/prefix` with the usual `AWS_*` variables, `AWS_ENDPOINT`
 //! for R2, Garage or MinIO). A put is atomic in both: an object is whole or absent.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+use object_store::{ObjectStore, PutPayload};
 
 /// A store that failed or cannot be opened; requests that need it answer 503.
 #[derive(Debug, thiserror::Error)]
@@ -17,13 +16,6 @@ pub enum StoreError {
     Open { spec: String, reason: String },
     #[error("media store unavailable: {0}")]
     Unavailable(#[from] object_store::Error),
-}
-
-/// Bytes read from the store, and the whole object's size.
-#[derive(Debug)]
-pub struct Read {
-    pub bytes: Bytes,
-    pub size: u64,
 }
 
 /// An object's key (its path under the store's root) and when it was written.
@@ -91,14 +83,10 @@ impl MediaStore {
         }
     }
 
-    /// The object, or the bytes of `range` of it; None when it does not exist.
-    pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Option<Read>, StoreError> {
-        let options = GetOptions { range: range.map(GetRange::Bounded), ..Default::default() };
-        match self.inner.get_opts(&Path::from(key), options).await {
-            Ok(got) => {
-                let size = got.meta.size;
-                Ok(Some(Read { bytes: got.bytes().await?, size }))
-            }
+    /// The object's bytes; None when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        match self.inner.get(&Path::from(key)).await {
+            Ok(got) => Ok(Some(got.bytes().await?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
