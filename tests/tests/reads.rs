@@ -87,6 +87,48 @@ async fn search_ranks_title_matches_first_and_understands_phrases_and_exclusions
 }
 
 #[tokio::test]
+async fn search_folds_case_beyond_ascii_and_follows_an_edit_of_the_body_after_one_of_the_tags() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let (id, _, _) = stack
+        .publish_post(&token, json!({"title": "Éclair recipes", "body_markdown": "An ÉCLAIR, then a crème brûlée."}))
+        .await;
+    let (_, _, last) =
+        stack.publish_post(&token, json!({"title": "Ordinary", "body_markdown": "Nothing French in here."})).await;
+    let titles = |res: Value| -> Vec<String> {
+        res["results"].as_array().unwrap().iter().map(|r| r["title"].as_str().unwrap().to_string()).collect()
+    };
+    for q in ["éclair", "ÉCLAIR", "Éclair", "CRÈME", "brûlée"] {
+        let res: Value = get(&stack, &format!("/v1/search?q={q}"), last).await.json().await.unwrap();
+        assert_eq!(titles(res), vec!["Éclair recipes"], "{q} matches whatever the case of its letters");
+    }
+
+    // A tags-only edit (version 3) leaves the text as it was; a body edit (version 4) replaces it.
+    let edit = |version: i64, body: Value| {
+        let path = format!("/v1/posts/{id}");
+        let stack = &stack;
+        let token = &token;
+        async move {
+            let res = stack
+                .command(Method::PATCH, &path, Some(token), Some(body), &[("if-match", format!("\"{version}\""))])
+                .await;
+            assert!(res.status().is_success(), "{}", res.status());
+            res
+        }
+    };
+    edit(2, json!({"tags": ["Baking"]})).await;
+    let res = edit(3, json!({"body_markdown": "Now about Straße food."})).await;
+    let last: i64 = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+    let gone: Value = get(&stack, "/v1/search?q=brûlée", last).await.json().await.unwrap();
+    assert!(titles(gone).is_empty(), "the old body is no longer searched");
+    let title: Value = get(&stack, "/v1/search?q=ÉCLAIR", last).await.json().await.unwrap();
+    assert_eq!(titles(title), vec!["Éclair recipes"], "the title still is");
+    let body: Value = get(&stack, "/v1/search?q=STRASSE%20OR%20straße", last).await.json().await.unwrap();
+    assert_eq!(titles(body), vec!["Éclair recipes"], "the new body is");
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn the_rss_feed_parses_and_the_sitemap_lists_only_published_posts() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;

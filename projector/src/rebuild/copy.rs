@@ -23,7 +23,7 @@ pub(super) async fn write_fold(
     progress: &dyn Progress,
 ) -> Result<(), sqlx::Error> {
     let Folded { fold, at, .. } = folded;
-    // Posts on one connection per core: PostgreSQL computes each row's search vector, the costliest part.
+    // Posts on one connection per core: PostgreSQL computes (or takes from live) each row's search vector.
     let writers = parallelism();
     let mut parts: Vec<Vec<Vec<FoldedPost>>> = (0..writers).map(|_| Vec::new()).collect();
     let mut posts = fold.posts.into_values().peekable();

@@ -10,7 +10,7 @@ use shared::store::db::LIVE_SCHEMA;
 use shared::store::position::LogPosition;
 use sqlx::{PgConnection, PgPool};
 
-use super::{FOREIGN_COLUMNS, POSTS_TABLES};
+use super::{DERIVED_COLUMNS, FOREIGN_COLUMNS, POSTS_TABLES};
 
 /// How long the rebuild waits for the streaming replicas to replay its swap before it moves on (with a warning).
 const REPLICA_REPLAY_WAIT: Duration = Duration::from_secs(10);
@@ -44,7 +44,9 @@ pub(super) async fn wait_for_replicas(pool: &PgPool) -> Result<(), sqlx::Error> 
 }
 
 /// A fresh shadow schema with empty tables shaped like the live ones (defaults, generated columns,
-/// constraints; indexes come after the bulk write) and its own checkpoint table.
+/// constraints; indexes and triggers come after the bulk write) and its own checkpoint table. While it is
+/// bulk-written, the shadow `posts` takes each unchanged post's search vector from live
+/// (`read.posts_search_reused`) rather than computing it again.
 pub(super) async fn create_shadow(pool: &PgPool, shadow: &str) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("drop schema if exists {shadow} cascade")).execute(&mut *tx).await?;
@@ -59,6 +61,37 @@ pub(super) async fn create_shadow(pool: &PgPool, shadow: &str) -> Result<(), sql
     sqlx::query(&format!("create table {shadow}.checkpoints (like {LIVE_SCHEMA}.checkpoints including all)"))
         .execute(&mut *tx)
         .await?;
+    sqlx::query(&format!(
+        "create trigger {BULK_TRIGGER} before insert on {shadow}.posts
+         for each row execute function {LIVE_SCHEMA}.posts_search_reused()"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// The trigger that fills the shadow `posts`' search vectors during the bulk write.
+const BULK_TRIGGER: &str = "posts_search_reused";
+
+/// Ends the bulk write: the shadow tables get the live tables' triggers in place of the bulk write's, so
+/// that the catch-up (the projection's own code) and, after the swap, the live runner see what live sees.
+pub(super) async fn create_triggers(pool: &PgPool, shadow: &str) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("drop trigger {BULK_TRIGGER} on {shadow}.posts")).execute(&mut *tx).await?;
+    for table in POSTS_TABLES {
+        let qualified = format!("{LIVE_SCHEMA}.{table}");
+        let triggers = sqlx::query_scalar::<_, String>(
+            "select pg_get_triggerdef(oid) from pg_trigger where tgrelid = $1::text::regclass and not tgisinternal
+             order by tgname",
+        )
+        .bind(&qualified)
+        .fetch_all(&mut *tx)
+        .await?;
+        for def in triggers {
+            let def = def.replacen(&format!(" ON {qualified} "), &format!(" ON {shadow}.{table} "), 1);
+            sqlx::query(&def).execute(&mut *tx).await?;
+        }
+    }
     tx.commit().await
 }
 
@@ -146,8 +179,8 @@ pub(super) async fn shadow_checkpoint(
 }
 
 /// Row count and a checksum of every row (the sum of 64-bit row hashes: independent of row order, so
-/// nothing is sorted), leaving out columns other projections keep and generated columns (derived from
-/// the others: the search vector).
+/// nothing is sorted), leaving out columns other projections keep and columns derived from the others
+/// (generated ones, and the search vector its trigger keeps).
 pub(super) async fn checksum(conn: &mut PgConnection, schema: &str, table: &str) -> Result<(i64, String), sqlx::Error> {
     let qualified = format!("{schema}.{table}");
     let columns = sqlx::query_scalar!(
@@ -160,7 +193,7 @@ pub(super) async fn checksum(conn: &mut PgConnection, schema: &str, table: &str)
     .await?;
     let columns: Vec<String> = columns
         .into_iter()
-        .filter(|c| !FOREIGN_COLUMNS.iter().any(|(t, fc)| *t == table && fc == c))
+        .filter(|c| !FOREIGN_COLUMNS.iter().chain(DERIVED_COLUMNS).any(|(t, fc)| *t == table && fc == c))
         .map(|c| format!("t.{c}"))
         .collect();
     let (rows, sum): (i64, String) = sqlx::query_as(&format!(
