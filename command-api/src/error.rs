@@ -90,7 +90,10 @@ impl From<WriteError> for ApiError {
             }
             WriteError::Validation(errors) => ApiError::Validation(errors),
             WriteError::InUse(slug) => ApiError::Conflict(format!(
-                "the published post `{slug}` uses this media; unpublish it or remove the image first"
+                "the post `{slug}` is published or scheduled and uses this media; unpublish it or remove the image first"
+            )),
+            WriteError::MediaDeleted(id) => ApiError::Conflict(format!(
+                "the post uses media {id}, which is deleted; remove it from the cover and body (or upload it again) first"
             )),
             WriteError::Store(e) => ApiError::StoreUnavailable(e),
             WriteError::Database(e) => e.into(),

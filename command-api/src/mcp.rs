@@ -127,6 +127,7 @@ fn tool_error(e: ApiError) -> String {
             format!("the post is at version {current}, not {expected}: read it again and retry with expected_version {current}")
         }
         ApiError::Unavailable(_) => "the database is unavailable; retry shortly".into(),
+        ApiError::Conflict(why) => format!("conflict: {why}"),
         ApiError::Internal(e) => {
             tracing::error!(error = ?e, "MCP author tool failed");
             "the command failed; it was logged".into()

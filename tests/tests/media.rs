@@ -187,6 +187,60 @@ async fn an_uploaded_photo_becomes_a_stripped_original_and_resized_webp_variants
 }
 
 #[tokio::test]
+async fn a_deleted_image_keeps_posts_from_going_out_or_starting_to_use_it_and_never_slips_past_a_concurrent_publish() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let post = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let (stack, token) = (&stack, &token);
+        async move { stack.command(method, &path, Some(token), body, &[]).await }
+    };
+    let bytes = png(40, 30);
+    let media = stack.uploaded(&token, "", "image/png", bytes.clone()).await;
+    let (id, hash) = (media["id"].as_str().unwrap().to_string(), media["hash"].as_str().unwrap().to_string());
+    let res =
+        stack.create_post(&token, json!({"title": "Covered draft", "body_markdown": "x", "cover_media_id": id})).await;
+    assert_eq!(res.status(), 201);
+    let draft = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+
+    // A draft's use does not hold the image; once it is gone the draft cannot go out with it.
+    assert_eq!(post(reqwest::Method::DELETE, format!("/v1/media/{id}"), None).await.status(), 204);
+    let res = post(reqwest::Method::POST, format!("/v1/posts/{draft}/publish"), None).await;
+    let problem = assert_problem(res, 409).await;
+    assert!(problem["detail"].as_str().unwrap().contains(&id), "{problem}");
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let res = post(reqwest::Method::POST, format!("/v1/posts/{draft}/publish"), Some(json!({"at": at}))).await;
+    assert_problem(res, 409).await;
+    // It may keep naming the image while it is edited, but no post may start to use it.
+    let res = stack.patch_post(&token, &draft, Some("\"1\""), json!({"title": "Still covered"})).await;
+    assert_eq!(res.status(), 200);
+    let body = format!("![gone](/media/{hash}/640.webp)");
+    let res = stack.create_post(&token, json!({"title": "Uses it in the body", "body_markdown": body})).await;
+    assert_problem(res, 409).await;
+    // Uploaded again, it is there again.
+    assert_eq!(stack.upload(&token, "", "image/png", bytes).await.status(), 201);
+    assert_eq!(post(reqwest::Method::POST, format!("/v1/posts/{draft}/publish"), None).await.status(), 200);
+
+    // A delete and a publish of a post using the image, at the same moment: exactly one of them wins.
+    for round in 0..12u32 {
+        let media = stack.uploaded(&token, "", "image/png", png(41 + round, 30)).await;
+        let id = media["id"].as_str().unwrap().to_string();
+        let title = format!("Race {round}");
+        let res = stack.create_post(&token, json!({"title": title, "body_markdown": "x", "cover_media_id": id})).await;
+        let draft = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let (published, deleted) = tokio::join!(
+            post(reqwest::Method::POST, format!("/v1/posts/{draft}/publish"), None),
+            post(reqwest::Method::DELETE, format!("/v1/media/{id}"), None),
+        );
+        let outcome = (published.status().as_u16(), deleted.status().as_u16());
+        assert!(
+            outcome == (200, 409) || outcome == (409, 204),
+            "round {round}: publish and delete answered {outcome:?}"
+        );
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn hostile_or_wrong_files_are_refused_with_nothing_stored_or_appended() {
     let db = TestDb::fresh().await;
     let media_dir = db.media_dir();

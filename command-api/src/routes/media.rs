@@ -164,12 +164,12 @@ pub async fn edit(
     Ok(committed(StatusCode::OK, appended.position, media_ref(&state, &media)))
 }
 
-/// Delete an image; refused (409) while a published post uses it.
+/// Delete an image; refused (409) while a published or scheduled post uses it.
 #[utoipa::path(delete, path = "/v1/media/{id}", tag = "media", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses((status = 204, headers(("Pressroom-Position" = i64))),
         (status = 403, body = shared::http::problem::ProblemDoc), (status = 404, body = shared::http::problem::ProblemDoc),
-        (status = 409, body = shared::http::problem::ProblemDoc, description = "a published post uses it")))]
+        (status = 409, body = shared::http::problem::ProblemDoc, description = "a published or scheduled post uses it")))]
 #[tracing::instrument(skip_all)]
 pub async fn delete(
     State(state): State<AppState>,

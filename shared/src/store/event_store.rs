@@ -60,9 +60,17 @@ pub enum EventStoreError {
     /// The slug the append claims belongs to another stream: nothing was appended.
     #[error("slug `{0}` is taken")]
     SlugTaken(String),
+    /// The post would publish, schedule or start to use this image, which is deleted (the `events`
+    /// trigger's check, SQLSTATE `PRM01`): nothing was appended.
+    #[error("media {0} is deleted")]
+    MediaDeleted(Uuid),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
+
+/// The SQLSTATE of the `events` trigger refusing a post event that would publish, schedule or start to
+/// use a deleted image (migration 23); the message is the image's id.
+const MEDIA_DELETED: &str = "PRM01";
 
 /// Another stream that must still be at a version for an append to go ahead: the acting author's,
 /// whose role and being active the caller decided with.
@@ -159,6 +167,9 @@ pub async fn append_if(
         insert(&mut *conn, &rows, Some((stream_id, expected_version)), conditions).await.map_err(|e| match &e {
             sqlx::Error::Database(db) if db.constraint() == Some("events_stream_version_key") => {
                 EventStoreError::Conflict { stream_id, expected: expected_version, actual: expected_version + 1 }
+            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some(MEDIA_DELETED) => {
+                Uuid::parse_str(db.message()).map_or(EventStoreError::Database(e), EventStoreError::MediaDeleted)
             }
             _ => EventStoreError::Database(e),
         })?;

@@ -1,7 +1,7 @@
 //! Media commands: upload (the bytes to the object store first, then the event; the same bytes are the
 //! same media), alt text, and deletion (refused while a published post uses the image).
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::WriteError;
@@ -79,18 +79,17 @@ pub async fn live(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
 
 /// Sets or clears the alt text, or deletes the media (see [`delete`] for the check deletion needs).
 async fn execute(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     actor: Actor,
     id: Uuid,
     command: MediaCommand,
     metadata: &Metadata,
 ) -> Result<(Media, Appended), WriteError> {
-    let mut conn = pool.acquire().await?;
-    let state = streams::load_media(&mut conn, id).await?;
+    let state = streams::load_media(&mut *conn, id).await?;
     let version = state.as_ref().map_or(0, |m| m.version);
     let events = media::decide(state.as_ref(), actor, command)?;
     let appended =
-        event_store::append(&mut conn, id, StreamType::Media, ExpectedVersion::Exact(version), &events, metadata)
+        event_store::append(&mut *conn, id, StreamType::Media, ExpectedVersion::Exact(version), &events, metadata)
             .await?;
     let media = events.iter().fold(state, |s, e| media::apply(s, id, e)).ok_or(WriteError::Concurrent)?;
     Ok((media, appended))
@@ -104,29 +103,34 @@ pub async fn set_alt(
     alt: Option<String>,
     metadata: &Metadata,
 ) -> Result<(Media, Appended), WriteError> {
-    execute(pool, actor, id, MediaCommand::SetAlt(alt), metadata).await
+    execute(&mut *pool.acquire().await?, actor, id, MediaCommand::SetAlt(alt), metadata).await
 }
 
-/// Deletes the media unless a published post uses it (cover or body image): then [`WriteError::InUse`]
-/// names the post. `media_uses` holds every post's current uses (the event store keeps it as each draft
-/// or edit is appended), so only the users' status is read.
+/// Deletes the media unless a published or scheduled post uses it (cover or body image): then
+/// [`WriteError::InUse`] names the post. `media_uses` holds every post's current uses (the event store keeps
+/// it as each draft or edit is appended), so only the users' status is read. The check and the append
+/// hold the image's advisory lock (`media_lock_key`), which the `events` trigger takes, shared, before it
+/// lets a post publish, schedule or start to use the image: neither can slip between check and append.
 pub async fn delete(
     pool: &PgPool,
     actor: Actor,
     id: Uuid,
     metadata: &Metadata,
 ) -> Result<(Media, Appended), WriteError> {
-    let mut conn = pool.acquire().await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock(media_lock_key($1))").bind(id).execute(&mut *tx).await?;
     let users: Vec<Uuid> = sqlx::query_scalar("select distinct post_id from media_uses where media_id = $1")
         .bind(id)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
     for post_id in users {
-        if let Some(post) = streams::load_post(&mut conn, post_id).await?.filter(|p| p.status == PostStatus::Published)
-        {
+        let going_out =
+            |p: &crate::domain::post::Post| matches!(p.status, PostStatus::Published | PostStatus::Scheduled);
+        if let Some(post) = streams::load_post(&mut tx, post_id).await?.filter(going_out) {
             return Err(WriteError::InUse(post.slug));
         }
     }
-    drop(conn);
-    execute(pool, actor, id, MediaCommand::Delete, metadata).await
+    let deleted = execute(&mut tx, actor, id, MediaCommand::Delete, metadata).await?;
+    tx.commit().await?;
+    Ok(deleted)
 }

@@ -33,9 +33,12 @@ pub enum WriteError {
     NameTaken(String),
     #[error("invalid input")]
     Validation(Vec<FieldError>),
-    /// Media a published post (this slug) uses cannot be deleted.
-    #[error("the published post `{0}` uses this media")]
+    /// Media a published or scheduled post (this slug) uses cannot be deleted.
+    #[error("the post `{0}` uses this media")]
     InUse(String),
+    /// A post cannot be published or scheduled, or start to use an image, while the image is deleted.
+    #[error("media {0} is deleted")]
+    MediaDeleted(uuid::Uuid),
     /// The media store failed (503; nothing was recorded).
     #[error(transparent)]
     Store(#[from] crate::media::store::StoreError),
@@ -49,6 +52,7 @@ impl From<EventStoreError> for WriteError {
             EventStoreError::Conflict { .. } => WriteError::Concurrent,
             EventStoreError::GuardMoved(_) => WriteError::AuthorChanged,
             EventStoreError::SlugTaken(slug) => WriteError::SlugTaken(slug),
+            EventStoreError::MediaDeleted(id) => WriteError::MediaDeleted(id),
             EventStoreError::Database(d) => WriteError::Database(d),
         }
     }
