@@ -80,6 +80,8 @@ async fn chromium_renders_the_site_with_its_metadata_working_links_and_lighthous
     let photo = pressroom_tests::picture(2400, 1260, image::ImageFormat::Png);
     let media = stack.uploaded(&token, "?alt=A%20harbour%20at%20dusk", "image/png", photo).await;
     let hash = media["hash"].as_str().unwrap().to_string();
+    // The same photo in the body, by the URL an author pastes.
+    let body = format!("{body}\n![The harbour again](/media/{hash}/original.png)\n\nAfter the figure.\n");
     let body = json!({"title": "Reading the log", "body_markdown": body, "summary": "How projections read the log.",
                       "tags": ["Event Sourcing"], "cover_media_id": media["id"]});
     stack.publish_post(&token, body).await;
@@ -107,6 +109,9 @@ async fn chromium_renders_the_site_with_its_metadata_working_links_and_lighthous
     assert!(cover.contains(&format!("srcset=\"/media/{hash}/320.webp 320w, /media/{hash}/640.webp 640w")), "{cover}");
     assert!(cover.contains("width=\"2400\" height=\"1260\"") && cover.contains("alt=\"A harbour at dusk\""), "{cover}");
     assert!(post.contains(&format!("/media/{hash}/1280.webp\">")), "og:image is the 1280 variant");
+    let figure = between(&post, "<img src=", ">").expect("the body's image in the rendered DOM");
+    assert!(figure.contains(&format!("srcset=\"/media/{hash}/320.webp 320w")), "{figure}");
+    assert!(figure.contains("width=\"2400\" height=\"1260\"") && figure.contains("loading=\"lazy\""), "{figure}");
 
     // Every link on the post page leads somewhere.
     let mut links: Vec<String> = post

@@ -155,8 +155,19 @@ async fn an_uploaded_photo_becomes_a_stripped_original_and_resized_webp_variants
     assert_problem(res, 409).await;
     // An image in a published post's body is a use too.
     let markdown = format!("A figure:\n\n![gradient](/media/{hash}/640.webp)\n");
-    let (body_post, _, _) =
+    let (body_post, body_slug, at) =
         stack.publish_post(&token, json!({"title": "In the body", "body_markdown": markdown})).await;
+    // Shown responsive, in the JSON and on the page: every variant and the original in its srcset, the
+    // intrinsic size (no layout shift), lazily loaded, the author's alt text kept.
+    let srcset = format!(
+        r#"srcset="/media/{hash}/320.webp 320w, /media/{hash}/640.webp 640w, /media/{hash}/1280.webp 1280w, /media/{hash}/1920.webp 1920w, /media/{hash}/original.jpg 2000w""#
+    );
+    let served: Value = stack.get_post(&body_slug, Some(at)).await.json().await.unwrap();
+    let html = served["body_html"].as_str().unwrap();
+    assert!(html.contains(&srcset) && html.contains(r#"width="2000" height="1000""#), "{html}");
+    assert!(html.contains(r#"alt="gradient" loading="lazy""#), "{html}");
+    let page = stack.http.get(format!("{}/posts/{body_slug}", stack.query)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&srcset), "{page}");
     for (post, refused_by) in [(post["id"].as_str().unwrap().to_string(), Some("in-the-body")), (body_post, None)] {
         let path = format!("/v1/posts/{post}/unpublish");
         let res = stack.command(reqwest::Method::POST, &path, Some(&token), None, &[]).await;

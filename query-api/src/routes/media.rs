@@ -1,6 +1,7 @@
 //! Media reads: `GET /media/{hash}/{variant}.{ext}` (the original or a WebP variant, immutable, with
-//! ranges and ETags), and the one lookup of an image's facts the post routes use for covers.
+//! ranges and ETags), and the one lookup of an image's facts the post routes use for covers and body images.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -11,7 +12,7 @@ use axum::Router;
 use bytes::Bytes;
 use shared::media::urls::{original_key, variant_key, MediaRef};
 use shared::media::variants::{widths_for, WIDTHS};
-use shared::media::{is_hash, media_id, MediaKind};
+use shared::media::{body, is_hash, media_id, MediaKind};
 use shared::store::db::ReadRoute;
 use uuid::Uuid;
 
@@ -94,6 +95,24 @@ pub async fn cover(state: &AppState, id: Uuid) -> ReadResult<Option<MediaRef>> {
         let cover = MediaRef::new(&state.media.base, m.id, &m.hash, kind, (m.width as u32, m.height as u32), m.alt);
         Some(if state.media.direct { cover.made_only(&made) } else { cover })
     }))
+}
+
+/// `html` (a post's body) with its media images made responsive ([`shared::media::body`]): each known,
+/// undeleted image gets its variants' `srcset` and its intrinsic size; anything else is left as it is.
+pub async fn responsive_body(state: &AppState, html: String) -> ReadResult<String> {
+    let bases = [state.media.base.as_str()];
+    let hashes = body::image_hashes(&html, &bases);
+    if hashes.is_empty() {
+        return Ok(html);
+    }
+    let mut images = HashMap::with_capacity(hashes.len());
+    for hash in hashes {
+        let Some(id) = media_id(&hash) else { continue };
+        if let Some(image) = cover(state, id).await?.filter(|m| m.hash == hash) {
+            images.insert(hash, image.responsive(&state.site.url));
+        }
+    }
+    Ok(body::with_responsive_images(&html, &bases, &images).unwrap_or(html))
 }
 
 /// Serve an image: `original.<ext>` or `<width>.webp` (320, 640, 1280, 1920). A variant not made yet

@@ -55,6 +55,8 @@ struct PostTemplate<'a> {
 struct CoverView {
     src: String,
     srcset: String,
+    /// The column width the `srcset` is chosen for (the same for body images).
+    sizes: &'static str,
     width: u32,
     height: u32,
     alt: String,
@@ -64,22 +66,21 @@ impl CoverView {
     /// The cover of `post`; media URLs on the site's own origin (`site_url`) become paths.
     fn of(post: &PostDetail, site_url: &str) -> Option<Self> {
         let fallback_alt = || format!("Cover image of {}", post.summary.title);
-        let local = |url: &str| url.strip_prefix(site_url).filter(|p| p.starts_with('/')).unwrap_or(url).to_string();
         if let Some(cover) = &post.cover {
-            let mut srcset: Vec<String> =
-                cover.variants.iter().map(|v| format!("{} {}w", local(&v.url), v.width)).collect();
-            srcset.push(format!("{} {}w", local(&cover.url), cover.width));
+            let shown = cover.responsive(site_url);
             return Some(CoverView {
-                src: local(cover.card().0),
-                srcset: srcset.join(", "),
-                width: cover.width,
-                height: cover.height,
+                src: shown.src,
+                srcset: shown.srcset,
+                sizes: shared::media::urls::SIZES,
+                width: shown.width,
+                height: shown.height,
                 alt: cover.alt.clone().unwrap_or_else(fallback_alt),
             });
         }
         post.cover_image_url.as_ref().map(|url| CoverView {
             src: url.clone(),
             srcset: String::new(),
+            sizes: shared::media::urls::SIZES,
             width: 1200,
             height: 630,
             alt: fallback_alt(),

@@ -2,6 +2,7 @@
 //! public URLs, and the object store that holds the bytes. The write side, the projector's variant worker
 //! and the query API's media route all go through here.
 
+pub mod body;
 pub mod inspect;
 pub mod store;
 pub mod urls;

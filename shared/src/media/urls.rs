@@ -79,6 +79,16 @@ impl MediaRef {
         self
     }
 
+    /// How a page shows the image: the card-sized `src`, a `srcset` of every variant and the original, and
+    /// the intrinsic size. URLs on the site's own origin (`site_url`) become paths, so a page works on
+    /// whatever address it was fetched from.
+    pub fn responsive(&self, site_url: &str) -> Responsive {
+        let local = |url: &str| url.strip_prefix(site_url).filter(|p| p.starts_with('/')).unwrap_or(url).to_string();
+        let mut srcset: Vec<String> = self.variants.iter().map(|v| format!("{} {}w", local(&v.url), v.width)).collect();
+        srcset.push(format!("{} {}w", local(&self.url), self.width));
+        Responsive { src: local(self.card().0), srcset: srcset.join(", "), width: self.width, height: self.height }
+    }
+
     /// The image social cards use: the 1280 variant when there is one, else the widest, else the original.
     pub fn card(&self) -> (&str, u32, u32) {
         self.variants
@@ -88,6 +98,18 @@ impl MediaRef {
             .map_or((self.url.as_str(), self.width, self.height), |v| (v.url.as_str(), v.width, v.height))
     }
 }
+
+/// An image as a page's `<img>` shows it ([`MediaRef::responsive`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Responsive {
+    pub src: String,
+    pub srcset: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The `sizes` of a post's images: the width of the page's column.
+pub const SIZES: &str = "(max-width: 44rem) 100vw, 44rem";
 
 /// The media base URL: `PRESSROOM_MEDIA_PUBLIC_URL` when set, else the query API's `/media` under the
 /// public URL.

@@ -51,7 +51,8 @@ impl DetailRow {
     }
 }
 
-/// Builds a cache entry from a post detail known to reflect `valid_through`, its cover image described.
+/// Builds a cache entry from a post detail known to reflect `valid_through`, its cover image described and
+/// the images in its body made responsive.
 async fn post_entry(
     state: &AppState,
     mut detail: PostDetail,
@@ -62,6 +63,7 @@ async fn post_entry(
     if let Some(id) = detail.cover_media_id {
         detail.cover = crate::routes::media::cover(state, id).await?;
     }
+    detail.body_html = crate::routes::media::responsive_body(state, std::mem::take(&mut detail.body_html)).await?;
     Ok(entry_of(detail, header_position, valid_through, source))
 }
 
