@@ -112,7 +112,7 @@ fn img_tags(html: &str) -> impl Iterator<Item = ImgTag<'_>> {
             at += name_len;
             if html[at..].starts_with("=\"") {
                 let value_start = at + 2;
-                let Some(len) = html[value_start..].find('"') else { return None };
+                let len = html[value_start..].find('"')?;
                 attrs.push((name, &html[value_start..value_start + len]));
                 at = value_start + len + 1;
             } else {
@@ -125,6 +125,7 @@ fn img_tags(html: &str) -> impl Iterator<Item = ImgTag<'_>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn hash(c: char) -> String {
