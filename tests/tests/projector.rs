@@ -455,6 +455,47 @@ async fn slug_history(db: &TestDb) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn the_search_vector_is_computed_only_when_the_text_changes_not_on_a_tags_only_edit() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, token) = stack.token(Role::Author).await;
+    let (id, _, _) =
+        stack.publish_post(&token, json!({"title": "Kept vector", "body_markdown": "original words"})).await;
+    stack.db.wait_projected().await;
+    let vector = || async {
+        sqlx::query_scalar::<_, String>("select search::text from read.posts where id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&stack.db.admin)
+            .await
+            .unwrap()
+    };
+    // A marker no text makes, written past the trigger: it survives exactly as long as nothing recomputes.
+    let mark = "alter table read.posts disable trigger posts_search;
+                update read.posts set search = 'marker'::tsvector where id = $1::uuid;
+                alter table read.posts enable trigger posts_search;";
+    let mut tx = stack.db.admin.begin().await.unwrap();
+    for statement in mark.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        sqlx::query(statement).bind(&id).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let edit = |version: i64, body: Value| {
+        let (stack, token, id) = (&stack, &token, &id);
+        async move {
+            let res = stack.patch_post(token, id, Some(&format!("\"{version}\"")), body).await;
+            assert!(res.status().is_success(), "{}", res.status());
+        }
+    };
+    edit(2, json!({"tags": ["Kept"]})).await;
+    stack.db.wait_projected().await;
+    assert_eq!(vector().await, "'marker'", "a tags-only edit (an upsert of unchanged text) reuses the vector");
+    edit(3, json!({"body_markdown": "different words"})).await;
+    stack.db.wait_projected().await;
+    assert!(vector().await.contains("'differ'"), "a body edit computes it: {}", vector().await);
+    assert_eq!(stale_search_vectors(&stack.db).await, 0);
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn a_new_draft_costs_no_redis_write_list_generation_or_search_vector_until_it_is_published() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Author).await;

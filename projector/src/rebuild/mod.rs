@@ -2,8 +2,8 @@
 //!
 //! 1. shadow tables in their own schema (`rebuild_<name>`), shaped like the live ones;
 //! 2. the bulk of the log folded in memory at full batch speed and written set-based, indexes built after
-//!    (a post whose text comes out as live has it takes live's search vector: computing them all again
-//!    was most of a rebuild's time);
+//!    (the `posts` trigger gives a post whose text comes out as live has it live's search vector:
+//!    computing them all again was most of a rebuild's time);
 //! 3. catch-up through the projection's own code (the same `apply` the live runner uses), bounded by the
 //!    live checkpoint;
 //! 4. with the live checkpoint locked (the live runner waits), the last events, then row counts and a
@@ -29,10 +29,7 @@ use crate::projections::posts::PostsProjection;
 use crate::projections::ProjectionError;
 use crate::redis_sink::RedisSink;
 use crate::runner::{apply_batch_in, BatchScope};
-use shadow::{
-    bump_namespace, create_indexes, create_shadow, create_triggers, shadow_checkpoint, skipped_positions,
-    wait_for_replicas,
-};
+use shadow::{bump_namespace, create_indexes, create_shadow, shadow_checkpoint, skipped_positions, wait_for_replicas};
 
 /// The tables the `posts` projection owns, in `read`.
 pub const POSTS_TABLES: &[&str] = &["posts", "post_authors", "tags", "slug_history"];
@@ -201,7 +198,6 @@ async fn run(
     phases.start("writing rows", Some(folded.fold.posts.len() as u64));
     copy::write_fold(pool, shadow, name, folded, progress).await?;
     phases.start("building indexes", None);
-    create_triggers(pool, shadow).await?;
     create_indexes(pool, shadow).await?;
     let fold_seconds = fold_started.elapsed().as_secs_f64();
 

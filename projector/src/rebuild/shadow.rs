@@ -44,42 +44,17 @@ pub(super) async fn wait_for_replicas(pool: &PgPool) -> Result<(), sqlx::Error> 
 }
 
 /// A fresh shadow schema with empty tables shaped like the live ones (defaults, generated columns,
-/// constraints; indexes and triggers come after the bulk write) and its own checkpoint table. While it is
-/// bulk-written, the shadow `posts` takes each unchanged post's search vector from live
-/// (`read.posts_search_reused`) rather than computing it again.
+/// constraints and triggers; indexes come after the bulk write) and its own checkpoint table. The live
+/// `posts` trigger comes along: a post whose text comes out as live has it takes live's search vector.
 pub(super) async fn create_shadow(pool: &PgPool, shadow: &str) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("drop schema if exists {shadow} cascade")).execute(&mut *tx).await?;
     sqlx::query(&format!("create schema {shadow}")).execute(&mut *tx).await?;
     for table in POSTS_TABLES {
-        sqlx::query(&format!(
-            "create table {shadow}.{table} (like {LIVE_SCHEMA}.{table} including all excluding indexes)"
-        ))
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::query(&format!("create table {shadow}.checkpoints (like {LIVE_SCHEMA}.checkpoints including all)"))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(&format!(
-        "create trigger {BULK_TRIGGER} before insert on {shadow}.posts
-         for each row execute function {LIVE_SCHEMA}.posts_search_reused()"
-    ))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
-}
-
-/// The trigger that fills the shadow `posts`' search vectors during the bulk write.
-const BULK_TRIGGER: &str = "posts_search_reused";
-
-/// Ends the bulk write: the shadow tables get the live tables' triggers in place of the bulk write's, so
-/// that the catch-up (the projection's own code) and, after the swap, the live runner see what live sees.
-pub(super) async fn create_triggers(pool: &PgPool, shadow: &str) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(&format!("drop trigger {BULK_TRIGGER} on {shadow}.posts")).execute(&mut *tx).await?;
-    for table in POSTS_TABLES {
         let qualified = format!("{LIVE_SCHEMA}.{table}");
+        sqlx::query(&format!("create table {shadow}.{table} (like {qualified} including all excluding indexes)"))
+            .execute(&mut *tx)
+            .await?;
         let triggers = sqlx::query_scalar::<_, String>(
             "select pg_get_triggerdef(oid) from pg_trigger where tgrelid = $1::text::regclass and not tgisinternal
              order by tgname",
@@ -92,6 +67,9 @@ pub(super) async fn create_triggers(pool: &PgPool, shadow: &str) -> Result<(), s
             sqlx::query(&def).execute(&mut *tx).await?;
         }
     }
+    sqlx::query(&format!("create table {shadow}.checkpoints (like {LIVE_SCHEMA}.checkpoints including all)"))
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
 }
 
