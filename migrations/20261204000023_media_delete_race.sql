@@ -12,7 +12,7 @@ $$;
 
 create or replace function media_uses_track() returns trigger language plpgsql as $$
 declare
-    had uuid[] := array(select media_id from media_uses where post_id = new.stream_id);
+    had uuid[];
     checked uuid[];
     image uuid;
 begin
@@ -20,6 +20,7 @@ begin
         -- Going out: every image the post uses must still be there.
         checked := array(select distinct media_id from media_uses where post_id = new.stream_id order by 1);
     else
+        had := array(select media_id from media_uses where post_id = new.stream_id);
         if new.payload ? 'cover_media_id' then
             if new.event_type = 'PostEdited' then
                 delete from media_uses where post_id = new.stream_id and via = 'cover';

@@ -63,14 +63,18 @@ pub(super) async fn create_shadow(pool: &PgPool, shadow: &str) -> Result<(), sql
         .fetch_all(&mut *tx)
         .await?;
         for def in triggers {
-            let def = def.replacen(&format!(" ON {qualified} "), &format!(" ON {shadow}.{table} "), 1);
-            sqlx::query(&def).execute(&mut *tx).await?;
+            sqlx::query(&on_shadow(&def, shadow, table)).execute(&mut *tx).await?;
         }
     }
     sqlx::query(&format!("create table {shadow}.checkpoints (like {LIVE_SCHEMA}.checkpoints including all)"))
         .execute(&mut *tx)
         .await?;
     tx.commit().await
+}
+
+/// A live table's index or trigger definition (`pg_get_indexdef`, `pg_get_triggerdef`) made for its shadow copy.
+fn on_shadow(def: &str, shadow: &str, table: &str) -> String {
+    def.replacen(&format!(" ON {LIVE_SCHEMA}.{table} "), &format!(" ON {shadow}.{table} "), 1)
 }
 
 /// Memory each index build may use (PostgreSQL's default of 64 MB makes the GIN builds spill and merge).
@@ -96,7 +100,7 @@ pub(super) async fn create_indexes(pool: &PgPool, shadow: &str) -> Result<(), sq
         .fetch_all(pool)
         .await?;
         for index in indexes {
-            let def = index.def.replacen(&format!(" ON {qualified} "), &format!(" ON {shadow}.{table} "), 1);
+            let def = on_shadow(&index.def, shadow, table);
             builds.push((index.size, def));
             if let (Some(constraint), Some(kind)) = (index.constraint, index.kind) {
                 let kind = if kind == b'p' as i8 { "primary key" } else { "unique" };

@@ -85,15 +85,15 @@ async fn load(state: &AppState, id: Uuid) -> ReadResult<Option<MediaRow>> {
     }))
 }
 
-/// A post's cover as clients see it (None when the media is gone). Read straight from a bucket or CDN
-/// (`PRESSROOM_MEDIA_PUBLIC_URL`), it lists only the variants already made: nothing there falls back to the
-/// original the way `/media/` does.
-pub async fn cover(state: &AppState, id: Uuid) -> ReadResult<Option<MediaRef>> {
+/// An image as clients see it — a post's cover, an image in its body (None when the media is gone). Read
+/// straight from a bucket or CDN (`PRESSROOM_MEDIA_PUBLIC_URL`), it lists only the variants already made:
+/// nothing there falls back to the original the way `/media/` does.
+pub async fn image(state: &AppState, id: Uuid) -> ReadResult<Option<MediaRef>> {
     Ok(find(state, id).await?.and_then(|m| {
         let kind = m.kind()?;
         let made: Vec<u32> = m.variant_widths.iter().map(|&w| w as u32).collect();
-        let cover = MediaRef::new(&state.media.base, m.id, &m.hash, kind, (m.width as u32, m.height as u32), m.alt);
-        Some(if state.media.direct { cover.made_only(&made) } else { cover })
+        let shown = MediaRef::new(&state.media.base, m.id, &m.hash, kind, (m.width as u32, m.height as u32), m.alt);
+        Some(if state.media.direct { shown.made_only(&made) } else { shown })
     }))
 }
 
@@ -108,8 +108,8 @@ pub async fn responsive_body(state: &AppState, html: String) -> ReadResult<Strin
     let mut images = HashMap::with_capacity(hashes.len());
     for hash in hashes {
         let Some(id) = media_id(&hash) else { continue };
-        if let Some(image) = cover(state, id).await?.filter(|m| m.hash == hash) {
-            images.insert(hash, image.responsive(&state.site.url));
+        if let Some(found) = image(state, id).await?.filter(|m| m.hash == hash) {
+            images.insert(hash, found.responsive(&state.site.url));
         }
     }
     Ok(body::with_responsive_images(&html, &bases, &images).unwrap_or(html))

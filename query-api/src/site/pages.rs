@@ -55,14 +55,17 @@ struct PostTemplate<'a> {
 struct CoverView {
     src: String,
     srcset: String,
-    /// The column width the `srcset` is chosen for (the same for body images).
-    sizes: &'static str,
     width: u32,
     height: u32,
     alt: String,
 }
 
 impl CoverView {
+    /// The column width the `srcset` is chosen for (the same as for body images).
+    fn sizes(&self) -> &'static str {
+        shared::media::urls::SIZES
+    }
+
     /// The cover of `post`; media URLs on the site's own origin (`site_url`) become paths.
     fn of(post: &PostDetail, site_url: &str) -> Option<Self> {
         let fallback_alt = || format!("Cover image of {}", post.summary.title);
@@ -71,7 +74,6 @@ impl CoverView {
             return Some(CoverView {
                 src: shown.src,
                 srcset: shown.srcset,
-                sizes: shared::media::urls::SIZES,
                 width: shown.width,
                 height: shown.height,
                 alt: cover.alt.clone().unwrap_or_else(fallback_alt),
@@ -80,7 +82,6 @@ impl CoverView {
         post.cover_image_url.as_ref().map(|url| CoverView {
             src: url.clone(),
             srcset: String::new(),
-            sizes: shared::media::urls::SIZES,
             width: 1200,
             height: 630,
             alt: fallback_alt(),

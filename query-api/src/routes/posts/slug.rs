@@ -61,7 +61,7 @@ async fn post_entry(
     source: ReadSource,
 ) -> ReadResult<SlugEntry> {
     if let Some(id) = detail.cover_media_id {
-        detail.cover = crate::routes::media::cover(state, id).await?;
+        detail.cover = crate::routes::media::image(state, id).await?;
     }
     detail.body_html = crate::routes::media::responsive_body(state, std::mem::take(&mut detail.body_html)).await?;
     Ok(entry_of(detail, header_position, valid_through, source))
