@@ -6,22 +6,29 @@ use shared::store::position::LogPosition;
 use sqlx::PgConnection;
 
 /// Makes sure the projection's row exists.
-pub async fn ensure(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+async fn ensure(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
     sqlx::query!("insert into checkpoints (name) values ($1) on conflict (name) do nothing", name)
         .execute(conn)
         .await?;
     Ok(())
 }
 
-/// Loads and locks the checkpoint for the rest of the transaction.
+/// Loads and locks the checkpoint for the rest of the transaction, creating it (at the start of the log)
+/// the first time.
 pub async fn load_for_update(conn: &mut PgConnection, name: &str) -> Result<LogPosition, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"select transaction_id::text::bigint as "tx!", global_position from checkpoints where name = $1 for update"#,
-        name
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(LogPosition::new(row.tx, row.global_position))
+    for _ in 0..2 {
+        let row = sqlx::query!(
+            r#"select transaction_id::text::bigint as "tx!", global_position from checkpoints where name = $1 for update"#,
+            name
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        match row {
+            Some(row) => return Ok(LogPosition::new(row.tx, row.global_position)),
+            None => ensure(&mut *conn, name).await?,
+        }
+    }
+    Err(sqlx::Error::RowNotFound)
 }
 
 /// Moves the checkpoint and marks the projection running.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::store::db::{set_search_path, LIVE_SCHEMA};
+use shared::store::db::{begin_derived, LIVE_SCHEMA};
 use shared::store::position::LogPosition;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
@@ -162,8 +162,11 @@ async fn lead<P: Projection>(
                 backoff = Duration::from_millis(500);
                 if (batch.events as i64) < limit {
                     // Caught up with a trickle: let a few more events gather, so that a steady stream of
-                    // commands costs one batch (a dozen statements) per linger rather than per event.
-                    sleep_or_shutdown(started.elapsed().min(BATCH_LINGER), shutdown).await;
+                    // commands costs one batch (a handful of statements) per linger rather than per event.
+                    // A batch of other projections' events only (the comments runner amid post edits) wrote
+                    // no table, only moved the checkpoint: at most one such batch per linger.
+                    let linger = if batch.applied == 0 { BATCH_LINGER } else { started.elapsed().min(BATCH_LINGER) };
+                    sleep_or_shutdown(linger, shutdown).await;
                 }
             }
             Err(ProjectionError::Database(e)) if shared::store::db::is_unavailable(&e) => {
@@ -298,6 +301,8 @@ impl BatchScope {
 pub struct Batch {
     /// Events read (applied or passed by).
     pub events: usize,
+    /// Of those, the events this projection applied.
+    pub applied: usize,
     /// The checkpoint after the batch, when it moved.
     pub last: Option<LogPosition>,
     /// The after-commit effects all landed (or there were none to run).
@@ -318,11 +323,7 @@ pub async fn apply_batch_in<P: Projection>(
     scope: &BatchScope,
 ) -> Result<Batch, ProjectionError> {
     let name = projection.name();
-    let mut tx = pool.begin().await?;
-    // Read tables are derived: a crash may lose the last moments, which the checkpoint replays.
-    sqlx::query!("set local synchronous_commit = off").execute(&mut *tx).await?;
-    set_search_path(&mut tx, &scope.schema).await?;
-    checkpoint::ensure(&mut tx, name).await?;
+    let mut tx = begin_derived(pool, &scope.schema).await?;
     let from = checkpoint::load_for_update(&mut tx, name).await?;
     let mut events = shared::store::log::read_after(&mut tx, from, limit, Some(projection.event_types())).await?;
     if let Some(until) = scope.until {
@@ -330,7 +331,7 @@ pub async fn apply_batch_in<P: Projection>(
     }
     let Some(last) = events.last().map(|e| e.log_position()) else {
         tx.rollback().await?;
-        return Ok(Batch { events: 0, last: None, effects_landed: true });
+        return Ok(Batch { events: 0, applied: 0, last: None, effects_landed: true });
     };
     // Live batches only: a rebuild's are not on a reader's way.
     let oldest = scope.side_effects.then(|| events.iter().map(|e| e.recorded_at).min()).flatten();
@@ -361,7 +362,7 @@ pub async fn apply_batch_in<P: Projection>(
     age.stage("committed");
     let effects_landed = !scope.side_effects || projection.after_commit(effects).await;
     age.stage("effects");
-    Ok(Batch { events: events.len(), last: Some(last), effects_landed })
+    Ok(Batch { events: events.len(), applied: batch.len(), last: Some(last), effects_landed })
 }
 
 /// Where an event's way to the readers takes its time: the age of a live batch's oldest event when the batch

@@ -234,6 +234,28 @@ async fn approved_comments_are_listed_in_order_and_counted_on_the_post() {
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "comment_count stale: {post}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // An edit's entry goes to Redis as the projection wrote the row, with the count the comments keep.
+    let version = stack.get_post(&slug, None).await.json::<Value>().await.unwrap()["version"].clone();
+    let res = stack
+        .command(
+            Method::PATCH,
+            &format!("/v1/posts/{id}"),
+            Some(&editor),
+            Some(json!({"title": "Discussed, edited"})),
+            &[("if-match", format!("\"{version}\""))],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let started = tokio::time::Instant::now();
+    loop {
+        let post: Value = stack.get_post(&slug, None).await.json().await.unwrap();
+        if post["title"] == "Discussed, edited" {
+            assert_eq!(post["comment_count"], 2, "the edited entry keeps the count: {post}");
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "the edit never showed: {post}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(get(&stack, "/v1/posts/nope/comments", last).await.status(), 404);
     stack.stop().await;
 }

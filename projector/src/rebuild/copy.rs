@@ -11,7 +11,7 @@ use super::fold::Folded;
 use super::shadow::parallelism;
 use super::{Progress, WRITE_CHUNK};
 use crate::projections::posts::{FoldedAuthor, FoldedPost, PostRow, TagDelta};
-use shared::store::db::set_search_path;
+use shared::store::db::begin_derived;
 
 /// Writes the fold into the shadow tables (posts on several connections), then the rest and the shadow checkpoint.
 /// Markdown is rendered here, once per post.
@@ -33,9 +33,7 @@ pub(super) async fn write_fold(
         i += 1;
     }
     let write_part = |chunks: Vec<Vec<FoldedPost>>| async move {
-        let mut tx = pool.begin().await?;
-        sqlx::query!("set local synchronous_commit = off").execute(&mut *tx).await?;
-        set_search_path(&mut tx, shadow).await?;
+        let mut tx = begin_derived(pool, shadow).await?;
         for chunk in chunks {
             let n = chunk.len() as u64;
             let rows = tokio::task::spawn_blocking(move || chunk.into_iter().map(PostRow::from).collect::<Vec<_>>())
@@ -48,9 +46,7 @@ pub(super) async fn write_fold(
     };
     futures::future::try_join_all(parts.into_iter().map(write_part)).await?;
 
-    let mut tx = pool.begin().await?;
-    sqlx::query!("set local synchronous_commit = off").execute(&mut *tx).await?;
-    set_search_path(&mut tx, shadow).await?;
+    let mut tx = begin_derived(pool, shadow).await?;
     let authors: Vec<FoldedAuthor> = fold.authors.into_values().collect();
     let count = |a: &FoldedAuthor| fold.author_counts.get(&a.author.id).copied().unwrap_or(0);
     for chunk in authors.chunks(WRITE_CHUNK) {

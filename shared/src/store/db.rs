@@ -37,6 +37,19 @@ impl ReadSource {
 /// The schema of the live read tables (a rebuild builds its copy in a schema of its own).
 pub const LIVE_SCHEMA: &str = "read";
 
+/// Begins a transaction on the read tables of `schema` in one round trip: `schema` first on its
+/// `search_path` (then `public`, where the event store lives) and `synchronous_commit` off — the tables are
+/// derived, and a crash that loses their last moments is repaired by replaying from the checkpoint that
+/// was lost with them.
+pub async fn begin_derived(
+    pool: &PgPool,
+    schema: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let schema = schema.replace('"', "\"\"");
+    pool.begin_with(format!("begin; set local synchronous_commit = off; set local search_path = \"{schema}\", public"))
+        .await
+}
+
 /// Puts `schema` first on the transaction's `search_path` (then `public`, where the event store lives).
 pub async fn set_search_path(conn: &mut sqlx::PgConnection, schema: &str) -> Result<(), sqlx::Error> {
     sqlx::query!("select set_config('search_path', $1, true) as path", format!("{schema}, public"))

@@ -2,6 +2,8 @@
 //! written back set-based — one read of the rows and authors, one statement per kind of change,
 //! whatever the batch's length.
 
+use std::collections::HashSet;
+
 use sqlx::types::Json;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -77,7 +79,22 @@ pub async fn write(
     }
     let rows: Vec<PostRow> =
         fold.changed_posts.iter().filter_map(|id| fold.posts.remove(id)).map(PostRow::from).collect();
-    save_rows(&mut *conn, &rows).await?;
+    let comment_counts = save_rows(&mut *conn, &rows).await?;
+    // The rows the readers are to hear of go to Redis as written here (with the comment count the table
+    // holds under this transaction's row lock) instead of being read back after commit.
+    let written: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
+    let heard: HashSet<Uuid> = effects
+        .iter()
+        .filter_map(|e| match e {
+            PostEffect::Changed(id) if written.contains(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    effects.retain(|e| !matches!(e, PostEffect::Changed(id) if heard.contains(id)));
+    for mut row in rows.into_iter().filter(|r| heard.contains(&r.id)) {
+        row.comment_count = comment_counts.get(&row.id).copied().unwrap_or(row.comment_count);
+        effects.push(PostEffect::Written(Box::new(row)));
+    }
     let (mut current, mut slugs, mut ids) = (Vec::new(), Vec::new(), Vec::new());
     for (slug, post) in fold.history {
         match post {

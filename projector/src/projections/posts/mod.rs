@@ -23,8 +23,15 @@ use crate::redis_sink::{PostWrite, RedisSink};
 /// After-commit work: refresh a post's Redis entry, or retire a slug it no longer answers to.
 #[derive(Debug)]
 pub enum PostEffect {
+    /// A post whose row changed: its entry is written from the row as committed (read back).
     Changed(Uuid),
-    SlugRetired { slug: String, transaction_id: i64, position: i64 },
+    /// A post whose row the batch wrote: its entry is written from this row.
+    Written(Box<PostRow>),
+    SlugRetired {
+        slug: String,
+        transaction_id: i64,
+        position: i64,
+    },
 }
 
 pub struct PostsProjection {
@@ -129,9 +136,11 @@ impl Projection for PostsProjection {
             return true;
         }
         let mut ids: Vec<Uuid> = Vec::new();
+        let mut written: Vec<PostRow> = Vec::new();
         let mut retired: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for e in effects {
             match e {
+                PostEffect::Written(row) => written.push(*row),
                 PostEffect::Changed(id) if !ids.contains(&id) => ids.push(id),
                 PostEffect::Changed(_) => {}
                 PostEffect::SlugRetired { slug, transaction_id, position } => {
@@ -140,19 +149,21 @@ impl Projection for PostsProjection {
             }
         }
         let rows = async {
-            let mut tx = self.pool.begin().await?;
-            shared::store::db::set_search_path(&mut tx, shared::store::db::LIVE_SCHEMA).await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut tx = shared::store::db::begin_derived(&self.pool, shared::store::db::LIVE_SCHEMA).await?;
             rows::load_rows(&mut tx, &ids).await
         }
         .await;
         let rows = match rows {
-            Ok(rows) => rows,
+            Ok(rows) => rows.into_iter().chain(written),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read back projected posts for Redis; redone later");
                 return false;
             }
         };
-        let mut writes = Vec::with_capacity(rows.len() + retired.len());
+        let mut writes = Vec::with_capacity(retired.len());
         for (slug, (transaction_id, position)) in retired {
             writes.push(PostWrite { slug, transaction_id, position, entry: None });
         }

@@ -1,6 +1,8 @@
 //! The `posts` table's rows: read for a batch, written back set-based, and converted to and from the
 //! fold's posts and the public detail.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use shared::domain::post::{Post, PostStatus};
 use shared::read::model::{tag_refs, AuthorRef, PostDetail, TagRef};
@@ -149,17 +151,18 @@ pub async fn load_authors(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<F
         .collect())
 }
 
-/// Upserts `rows` in one statement (the generated search vector is computed by PostgreSQL).
-pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<(), sqlx::Error> {
+/// Upserts `rows` in one statement (the search vector is kept by the table's trigger); returns each row's
+/// `comment_count` as the table holds it (the comments projection keeps that column; the upsert leaves it).
+pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<HashMap<Uuid, i32>, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
     let col = |f: fn(&PostRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
     let opt = |f: fn(&PostRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
     let time = |f: fn(&PostRow) -> Option<DateTime<Utc>>| rows.iter().map(f).collect::<Vec<_>>();
     let int = |f: fn(&PostRow) -> i32| rows.iter().map(f).collect::<Vec<_>>();
     let json = |v: serde_json::Result<String>| v.unwrap_or_default();
-    sqlx::query!(
+    let saved = sqlx::query!(
         r#"insert into posts (id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags,
                                   author_id, author, reading_time_minutes, comment_count, version, created_at,
                                   updated_at, published_at, scheduled_at, last_transaction_id, last_position, cover_media_id)
@@ -181,7 +184,8 @@ pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<(), 
                reading_time_minutes = excluded.reading_time_minutes, version = excluded.version,
                updated_at = excluded.updated_at, published_at = excluded.published_at,
                scheduled_at = excluded.scheduled_at, last_transaction_id = excluded.last_transaction_id,
-               last_position = excluded.last_position"#,
+               last_position = excluded.last_position
+           returning id, comment_count"#,
         &rows.iter().map(|r| r.id).collect::<Vec<_>>(),
         &col(|r| r.slug.clone()),
         &col(|r| r.status.clone()),
@@ -204,7 +208,7 @@ pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<(), 
         &rows.iter().map(|r| r.last_position).collect::<Vec<_>>(),
         &rows.iter().map(|r| r.cover_media_id).collect::<Vec<_>>() as &[Option<Uuid>],
     )
-    .execute(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(())
+    Ok(saved.into_iter().map(|r| (r.id, r.comment_count)).collect())
 }
