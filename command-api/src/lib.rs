@@ -18,6 +18,7 @@ use shared::http::auth::JwtKeys;
 use shared::http::rate_limit::RateLimiter;
 use shared::service::config::Config;
 use shared::store::db::StatementConnections;
+use shared::store::grouped::GroupedAppends;
 use shared::store::notify::AppendSignal;
 use sqlx::PgPool;
 
@@ -27,8 +28,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    /// Connections for the one-statement draft append (no release ping), beside the pool.
-    pub statements: StatementConnections,
+    /// Draft appends, grouped into shared statements on connections of their own (no release ping).
+    pub appends: GroupedAppends,
     pub keys: Arc<JwtKeys>,
     pub limiter: Arc<RateLimiter>,
     pub config: Arc<Config>,
@@ -59,10 +60,10 @@ impl AppState {
                 reason: e.to_string(),
             }
         })?;
-        let statements = StatementConnections::new(pool.clone(), config.db_pool_size);
+        let appends = GroupedAppends::new(StatementConnections::new(pool.clone(), config.db_pool_size));
         Ok(AppState {
             pool,
-            statements,
+            appends,
             keys,
             limiter,
             config: Arc::new(config),

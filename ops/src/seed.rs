@@ -11,8 +11,10 @@ use shared::domain::post::{self as post, Actor, DraftPost, EditPost, PostCommand
 use shared::domain::role::Role;
 use shared::domain::slug::Slug;
 use shared::domain::values::{parse_tags, BodyMarkdown, Email, FieldError, Summary, Title};
+use shared::domain::StreamType;
 use shared::store::db::StatementConnections;
-use shared::store::event_store::{self, Metadata, NewPost};
+use shared::store::event_store::{self, Metadata, NewStream};
+use shared::store::grouped::GroupedAppends;
 use shared::store::notify::{notify_appended, AppendSignal};
 use shared::write::authors::{self, NewAuthor};
 use shared::write::comments;
@@ -102,7 +104,7 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
     }
     let created = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.posts as usize)));
     let next = Arc::new(AtomicU32::new(0));
-    let statements = StatementConnections::new(pool.clone(), args.concurrency.max(1));
+    let statements = GroupedAppends::new(StatementConnections::new(pool.clone(), args.concurrency.max(1)));
     let workers = (0..args.concurrency.max(1)).map(|_| {
         let (pool, statements, writers, next, total, created, signal) = (
             pool.clone(),
@@ -184,13 +186,21 @@ async fn seed_bulk(
             events.extend(post::decide(state.as_ref(), actor, PostCommand::Publish { at: None, now })?);
             drafted.push((id, slug, events, Metadata { actor_id: Some(actor.id), ..Metadata::default() }));
         }
-        let posts: Vec<NewPost> =
-            drafted.iter().map(|(id, slug, events, metadata)| NewPost { id: *id, slug, events, metadata }).collect();
-        let mut tx = pool.begin().await?;
-        let appended = event_store::append_new_posts(&mut tx, &posts).await?;
-        tx.commit().await?;
+        let posts: Vec<NewStream> = drafted
+            .iter()
+            .map(|(id, slug, events, metadata)| NewStream {
+                id: *id,
+                stream_type: StreamType::Post,
+                events,
+                metadata,
+                guard: None,
+                slug: Some(slug),
+            })
+            .collect();
+        let mut conn = pool.acquire().await?;
+        let appended = event_store::append_new_streams(&mut conn, &posts).await?;
         signal.appended();
-        ids.extend(appended);
+        ids.extend(drafted.iter().map(|(id, ..)| *id).filter(|id| appended.contains_key(id)));
         from = to;
         if from % 50_000 == 0 {
             eprintln!("seeded {from} of {total} posts");
@@ -279,7 +289,7 @@ fn field(e: FieldError) -> anyhow::Error {
 /// One published post with a realistic Markdown body; returns its id.
 async fn seed_post(
     pool: &PgPool,
-    statements: &StatementConnections,
+    statements: &GroupedAppends,
     actor: Actor,
     n: u32,
     revisions: u32,

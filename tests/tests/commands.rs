@@ -260,6 +260,40 @@ async fn fifty_concurrent_retries_with_one_idempotency_key_append_once_and_repla
 }
 
 #[tokio::test]
+async fn concurrent_drafts_share_statements_and_forty_with_one_title_each_get_their_own_slug() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (author, token) = stack.token(Role::Author).await;
+    let body = json!({"title": "Crowded title", "body_markdown": "x"});
+    let responses =
+        join_all((0..40).map(|_| stack.command(Method::POST, "/v1/posts", Some(&token), Some(body.clone()), &[])))
+            .await;
+    let mut slugs = HashSet::new();
+    for res in responses {
+        assert_eq!(res.status(), 201);
+        let created: serde_json::Value = res.json().await.unwrap();
+        assert!(slugs.insert(created["slug"].as_str().unwrap().to_string()), "slug given twice: {created}");
+    }
+    let expected: HashSet<String> =
+        std::iter::once("crowded-title".to_string()).chain((2..=40).map(|n| format!("crowded-title-{n}"))).collect();
+    assert_eq!(slugs, expected);
+    // Drafts that arrive together are appended by one statement: one transaction holds several.
+    let distinct = (0..40).map(|i| json!({"title": format!("Own title {i}"), "body_markdown": "x"}));
+    let responses =
+        join_all(distinct.map(|body| stack.command(Method::POST, "/v1/posts", Some(&token), Some(body), &[]))).await;
+    assert!(responses.iter().all(|r| r.status() == 201));
+    let largest: i64 = sqlx::query_scalar(
+        "select max(n) from (select count(*) as n from events where event_type = 'PostDrafted'
+                             and payload->>'author_id' = $1 group by transaction_id) t",
+    )
+    .bind(author.to_string())
+    .fetch_one(&stack.db.admin)
+    .await
+    .unwrap();
+    assert!(largest >= 2, "no two drafts shared a statement");
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn bad_input_gets_the_right_status_as_problem_json() {
     let stack = Stack::start(TestDb::fresh().await).await;
     let (_, token) = stack.token(Role::Admin).await;

@@ -286,3 +286,70 @@ async fn a_statement_connection_whose_statement_was_cancelled_is_never_handed_ou
     let other = backend_pid(statements.acquire().await.unwrap()).await;
     assert_ne!(other, pid, "a connection left mid-statement is closed, not reused");
 }
+
+#[tokio::test]
+async fn a_group_of_new_streams_appends_each_whose_guard_holds_and_whose_slug_is_free_and_none_of_the_rest() {
+    let db = TestDb::fresh().await;
+    let pool = &db.admin;
+    let author = Uuid::now_v7();
+    append(pool, author, 0, 1).await.unwrap();
+    sqlx::query("insert into slug_reservations (slug, post_id) values ('taken', $1)")
+        .bind(Uuid::now_v7())
+        .execute(pool)
+        .await
+        .unwrap();
+    let (one, two) = ([edit(1)], [edit(1), edit(2)]);
+    let meta = Metadata::default();
+    let stream = |events, guard_version: Option<i32>, slug| event_store::NewStream {
+        id: Uuid::now_v7(),
+        stream_type: StreamType::Post,
+        events,
+        metadata: &meta,
+        guard: guard_version.map(|version| event_store::Guard { stream_id: author, version }),
+        slug,
+    };
+    let streams = [
+        stream(&one[..], Some(1), Some("fresh")),
+        stream(&one[..], Some(0), Some("guard-moved")),
+        stream(&one[..], None, Some("taken")),
+        stream(&one[..], None, Some("twin")),
+        stream(&one[..], None, Some("twin")),
+        stream(&two[..], None, None),
+    ];
+    let mut conn = pool.acquire().await.unwrap();
+    let appended = event_store::append_new_streams(&mut conn, &streams).await.unwrap();
+    let ids: Vec<Uuid> = streams.iter().map(|s| s.id).collect();
+    assert!(appended.contains_key(&ids[0]), "guard holds, slug free");
+    assert!(!appended.contains_key(&ids[1]), "the guard moved");
+    assert!(!appended.contains_key(&ids[2]), "the slug is another stream's");
+    assert_eq!(
+        usize::from(appended.contains_key(&ids[3])) + usize::from(appended.contains_key(&ids[4])),
+        1,
+        "one twin"
+    );
+    assert_eq!(appended[&ids[5]].version, 2, "a stream with no slug is appended whole");
+    assert_eq!(appended.len(), 3);
+    for (i, id) in ids.iter().enumerate() {
+        let (count, last): (i64, Option<i64>) =
+            sqlx::query_as("select count(*), max(global_position) from events where stream_id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        let expected = appended.get(id).map_or(0, |a| a.version as i64);
+        assert_eq!(count, expected, "stream {i}: appended whole or not at all");
+        assert_eq!(last, appended.get(id).map(|a| a.position), "stream {i}: its position");
+    }
+    let reserved: Vec<(String, Uuid)> =
+        sqlx::query_as("select slug, post_id from slug_reservations where post_id = any($1) order by slug")
+            .bind(&ids)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let twin = if appended.contains_key(&ids[3]) { ids[3] } else { ids[4] };
+    assert_eq!(
+        reserved,
+        vec![("fresh".to_string(), ids[0]), ("twin".to_string(), twin)],
+        "only appended streams hold slugs"
+    );
+}

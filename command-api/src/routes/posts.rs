@@ -162,7 +162,7 @@ pub async fn create_draft(
     // The append is guarded by the author's version as last read; if they changed since, read them
     // again and decide again (once: a fresh read is current).
     let (post, appended) = loop {
-        let write = post_writes::create(&state.statements, author.actor(), Some(author.author.version), &create, &meta);
+        let write = post_writes::create(&state.appends, author.actor(), Some(author.author.version), &create, &meta);
         match shared::service::metrics::timed_query("posts.create", "primary", write).await {
             Err(WriteError::AuthorChanged) if !author.fresh => author.refresh(state).await?,
             result => break result?,

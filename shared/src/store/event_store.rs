@@ -141,7 +141,7 @@ pub async fn append(
 }
 
 /// [`append`] that also checks a [`Guard`] and claims a slug, all in the one statement that appends (one
-/// round trip, atomic without a transaction): the only writer of `events` besides [`append_new_posts`].
+/// round trip, atomic without a transaction): the only writer of `events` besides [`append_new_streams`].
 #[tracing::instrument(skip_all, fields(stream_id = %stream_id, events = events.len()))]
 pub async fn append_if(
     conn: &mut PgConnection,
@@ -189,38 +189,75 @@ pub async fn append_if(
     Err(EventStoreError::SlugTaken(conditions.slug.unwrap_or_default().to_string()))
 }
 
-/// A new post stream for [`append_new_posts`]: its id, the slug it claims, its first events and their metadata.
-pub struct NewPost<'a> {
+/// A stream to start in [`append_new_streams`]: its id and type, its first events and their metadata, the
+/// [`Guard`] its append depends on, and the post slug it claims.
+pub struct NewStream<'a> {
     pub id: Uuid,
-    pub slug: &'a str,
+    pub stream_type: StreamType,
     pub events: &'a [DomainEvent],
     pub metadata: &'a Metadata,
+    pub guard: Option<Guard>,
+    pub slug: Option<&'a str>,
 }
 
-/// Appends many new post streams at once (seeding a large bench): the slugs are claimed in one statement
-/// and the streams whose slug was free appended in another, in the caller's transaction. Returns the ids
-/// of the streams appended; a post whose slug is taken is left out.
-pub async fn append_new_posts(conn: &mut PgConnection, posts: &[NewPost<'_>]) -> Result<Vec<Uuid>, sqlx::Error> {
-    let claimed = sqlx::query_scalar!(
-        "insert into slug_reservations (slug, post_id) select * from unnest($1::text[], $2::uuid[])
-         on conflict (slug) do nothing returning post_id",
-        &posts.iter().map(|p| p.slug.to_string()).collect::<Vec<_>>(),
-        &posts.iter().map(|p| p.id).collect::<Vec<_>>(),
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+/// Starts many streams in one statement (concurrent drafts grouped by [`super::grouped`], a large seed):
+/// each whose guard holds and whose slug was free (or that claims none) is appended whole, the others not
+/// at all. Returns what was appended, by stream id. A stream that already exists fails the whole statement
+/// (`unique (stream_id, version)`), as does the `events` trigger refusing one (a deleted image).
+pub async fn append_new_streams(
+    conn: &mut PgConnection,
+    streams: &[NewStream<'_>],
+) -> Result<std::collections::HashMap<Uuid, Appended>, sqlx::Error> {
     let mut rows = EventRows::default();
-    for p in posts.iter().filter(|p| claimed.contains(&p.id)) {
-        rows.extend(EventRows::new(
-            std::iter::repeat_n(p.id, p.events.len()),
-            StreamType::Post,
-            0,
-            p.events,
-            p.metadata,
-        ));
+    let (mut guard_streams, mut guard_versions, mut slugs) = (Vec::new(), Vec::new(), Vec::new());
+    for s in streams {
+        let n = s.events.len();
+        rows.extend(EventRows::new(std::iter::repeat_n(s.id, n), s.stream_type, 0, s.events, s.metadata));
+        guard_streams.extend(std::iter::repeat_n(s.guard.map(|g| g.stream_id), n));
+        guard_versions.extend(std::iter::repeat_n(s.guard.map(|g| g.version), n));
+        slugs.extend(std::iter::repeat_n(s.slug.map(str::to_string), n));
     }
-    insert(&mut *conn, &rows, None, Conditions::default()).await?;
-    Ok(claimed)
+    let appended = sqlx::query!(
+        r#"with input as (
+               select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int2[], $7::jsonb[],
+                                    $8::jsonb[], $9::uuid[], $10::int[], $11::text[])
+                   with ordinality as i(event_id, stream_id, stream_type, version, event_type, schema_version, payload,
+                                        metadata, guard_stream, guard_version, slug, n)
+           ), ok as (
+               select * from input i
+               where i.guard_stream is null
+                  or (select coalesce(max(version), 0) from events e where e.stream_id = i.guard_stream) = i.guard_version
+           ), claimed as (
+               insert into slug_reservations (slug, post_id)
+               select distinct slug, stream_id from ok where slug is not null
+               on conflict (slug) do nothing returning post_id
+           )
+           insert into events (event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata)
+           select event_id, stream_id, stream_type, version, event_type, schema_version, payload, metadata from ok
+           where slug is null or stream_id in (select post_id from claimed)
+           order by n
+           returning stream_id, global_position"#,
+        &rows.ids,
+        &rows.streams,
+        &rows.types,
+        &rows.versions,
+        &rows.event_types,
+        &rows.schema_versions,
+        &rows.payloads as _,
+        &rows.metadatas as _,
+        &guard_streams as &[Option<Uuid>],
+        &guard_versions as &[Option<i32>],
+        &slugs as &[Option<String>],
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut by_stream = std::collections::HashMap::new();
+    for r in appended {
+        let entry = by_stream.entry(r.stream_id).or_insert(Appended { version: 0, position: 0 });
+        entry.version += 1;
+        entry.position = entry.position.max(r.global_position);
+    }
+    Ok(by_stream)
 }
 
 /// Inserts `rows` in one statement, only if the stream of `check` is at its version, the guard holds and

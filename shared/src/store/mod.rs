@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod event_store;
+pub mod grouped;
 pub mod log;
 pub mod notify;
 pub mod position;

@@ -8,8 +8,8 @@ use super::WriteError;
 use crate::domain::post::{self, Actor, DraftPost, EditPost, Post, PostCommand};
 use crate::domain::slug::Slug;
 use crate::domain::{DomainEvent, StreamType};
-use crate::store::db::StatementConnections;
 use crate::store::event_store::{self, Appended, Conditions, EventStoreError, ExpectedVersion, Guard, Metadata};
+use crate::store::grouped::{GroupedAppends, Starting};
 use crate::store::streams;
 
 /// A new post whose slug is either explicit (a clash is an error) or generated from the title.
@@ -26,7 +26,7 @@ pub struct CreatePost {
 /// there, else [`WriteError::AuthorChanged`] and nothing is written. None when `actor` is not an author
 /// read from the store (the scheduler, seeds).
 pub async fn create(
-    statements: &StatementConnections,
+    appends: &GroupedAppends,
     actor: Actor,
     actor_version: Option<i32>,
     create: &CreatePost,
@@ -36,6 +36,21 @@ pub async fn create(
     let guard = actor_version.map(|version| Guard { stream_id: actor.id, version });
     // Decided once (authorisation included): a generated slug that clashes only changes the draft's slug.
     let mut events = post::decide(None, actor, PostCommand::Draft(create.draft.clone()))?;
+    // First in a statement shared with the drafts created beside it; what that did not append is made
+    // alone below, where a taken slug gets its suffix and any other refusal its reason.
+    let start = Starting {
+        id,
+        stream_type: StreamType::Post,
+        events: events.clone(),
+        metadata: metadata.clone(),
+        guard,
+        slug: Some(create.draft.slug.to_string()),
+    };
+    if let Some(appended) = appends.start(start).await {
+        let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
+        return Ok((state, appended));
+    }
+    let statements = appends.statements();
     let base = &create.draft.slug;
     let mut slug = base.clone();
     let mut next_suffix = None;
