@@ -251,6 +251,15 @@ async fn approved_comments_are_listed_in_order_and_counted_on_the_post() {
         let post: Value = stack.get_post(&slug, None).await.json().await.unwrap();
         if post["title"] == "Discussed, edited" {
             assert_eq!(post["comment_count"], 2, "the edited entry keeps the count: {post}");
+            // And its times as the table holds them (to the microsecond), as a read from a replica shows them.
+            let (updated, published): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+                sqlx::query_as("select updated_at, published_at from read.posts where slug = $1")
+                    .bind(&slug)
+                    .fetch_one(&stack.db.admin)
+                    .await
+                    .unwrap();
+            let time = |field: &str| post[field].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+            assert_eq!((time("updated_at"), time("published_at")), (updated, published), "{post}");
             break;
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "the edit never showed: {post}");
@@ -409,5 +418,40 @@ async fn reads_counted_in_process_reach_redis_and_counts_from_other_instances_co
         statuses.iter().skip(2).all(|s| *s == 429),
         "refused once the other instance's count arrived: {statuses:?}"
     );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_published_posts_cached_entry_has_its_times_as_the_table_holds_them() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let (_, editor) = stack.token(Role::Editor).await;
+    let (_, slug, position) = stack.publish_post(&editor, json!({"title": "Timed", "body_markdown": "x"})).await;
+    // Read nothing until the projector's Redis effects of the publish have landed: the first read takes
+    // the entry it wrote through (the publish's time comes from the command with nanoseconds).
+    let started = tokio::time::Instant::now();
+    loop {
+        let landed: Option<bool> = sqlx::query_scalar(
+            "select effects_position >= $1 from read.checkpoints where name = 'posts' and effects_position is not null",
+        )
+        .bind(position)
+        .fetch_optional(&stack.db.admin)
+        .await
+        .unwrap()
+        .flatten();
+        if landed == Some(true) {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "effects never landed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let post: Value = stack.get_post(&slug, None).await.json().await.unwrap();
+    let (updated, published): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("select updated_at, published_at from read.posts where slug = $1")
+            .bind(&slug)
+            .fetch_one(&stack.db.admin)
+            .await
+            .unwrap();
+    let time = |field: &str| post[field].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert_eq!((time("updated_at"), time("published_at")), (updated, published), "{post}");
     stack.stop().await;
 }

@@ -79,9 +79,10 @@ pub async fn write(
     }
     let rows: Vec<PostRow> =
         fold.changed_posts.iter().filter_map(|id| fold.posts.remove(id)).map(PostRow::from).collect();
-    let comment_counts = save_rows(&mut *conn, &rows).await?;
-    // The rows the readers are to hear of go to Redis as written here (with the comment count the table
-    // holds under this transaction's row lock) instead of being read back after commit.
+    let mut saved = save_rows(&mut *conn, &rows).await?;
+    // The rows the readers are to hear of go to Redis as written here — with what the table holds under
+    // this transaction's row lock: the comment count, the timestamps to the microsecond — instead of being
+    // read back after commit.
     let written: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
     let heard: HashSet<Uuid> = effects
         .iter()
@@ -92,7 +93,9 @@ pub async fn write(
         .collect();
     effects.retain(|e| !matches!(e, PostEffect::Changed(id) if heard.contains(id)));
     for mut row in rows.into_iter().filter(|r| heard.contains(&r.id)) {
-        row.comment_count = comment_counts.get(&row.id).copied().unwrap_or(row.comment_count);
+        if let Some(saved) = saved.remove(&row.id) {
+            saved.apply(&mut row);
+        }
         effects.push(PostEffect::Written(Box::new(row)));
     }
     let (mut current, mut slugs, mut ids) = (Vec::new(), Vec::new(), Vec::new());

@@ -151,9 +151,31 @@ pub async fn load_authors(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<F
         .collect())
 }
 
-/// Upserts `rows` in one statement (the search vector is kept by the table's trigger); returns each row's
-/// `comment_count` as the table holds it (the comments projection keeps that column; the upsert leaves it).
-pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<HashMap<Uuid, i32>, sqlx::Error> {
+/// What the table holds of a saved row that the row in memory may not: the comment count (the comments
+/// projection's column, which the upsert leaves) and the timestamps as stored (to the microsecond).
+#[derive(Debug, Clone)]
+pub struct Saved {
+    comment_count: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    published_at: Option<DateTime<Utc>>,
+    scheduled_at: Option<DateTime<Utc>>,
+}
+
+impl Saved {
+    /// Makes `row` what the table holds.
+    pub fn apply(self, row: &mut PostRow) {
+        row.comment_count = self.comment_count;
+        row.created_at = self.created_at;
+        row.updated_at = self.updated_at;
+        row.published_at = self.published_at;
+        row.scheduled_at = self.scheduled_at;
+    }
+}
+
+/// Upserts `rows` in one statement (the search vector is kept by the table's trigger); returns, by id,
+/// what the table holds of each that the row may not ([`Saved`]).
+pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<HashMap<Uuid, Saved>, sqlx::Error> {
     if rows.is_empty() {
         return Ok(HashMap::new());
     }
@@ -185,7 +207,7 @@ pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<Hash
                updated_at = excluded.updated_at, published_at = excluded.published_at,
                scheduled_at = excluded.scheduled_at, last_transaction_id = excluded.last_transaction_id,
                last_position = excluded.last_position
-           returning id, comment_count"#,
+           returning id, comment_count, created_at, updated_at, published_at, scheduled_at"#,
         &rows.iter().map(|r| r.id).collect::<Vec<_>>(),
         &col(|r| r.slug.clone()),
         &col(|r| r.status.clone()),
@@ -210,5 +232,17 @@ pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<Hash
     )
     .fetch_all(conn)
     .await?;
-    Ok(saved.into_iter().map(|r| (r.id, r.comment_count)).collect())
+    Ok(saved
+        .into_iter()
+        .map(|r| {
+            let saved = Saved {
+                comment_count: r.comment_count,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+                published_at: r.published_at,
+                scheduled_at: r.scheduled_at,
+            };
+            (r.id, saved)
+        })
+        .collect())
 }
