@@ -104,17 +104,10 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
     }
     let created = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.posts as usize)));
     let next = Arc::new(AtomicU32::new(0));
-    let statements = GroupedAppends::new(StatementConnections::new(pool.clone(), args.concurrency.max(1)));
+    let appends = GroupedAppends::new(StatementConnections::new(pool.clone(), args.concurrency.max(1)));
     let workers = (0..args.concurrency.max(1)).map(|_| {
-        let (pool, statements, writers, next, total, created, signal) = (
-            pool.clone(),
-            statements.clone(),
-            writers.clone(),
-            next.clone(),
-            args.posts,
-            created.clone(),
-            signal.clone(),
-        );
+        let (pool, appends, writers, next, total, created, signal) =
+            (pool.clone(), appends.clone(), writers.clone(), next.clone(), args.posts, created.clone(), signal.clone());
         let revisions = args.revisions;
         tokio::spawn(async move {
             loop {
@@ -122,7 +115,7 @@ pub async fn run(pool: &PgPool, args: SeedArgs) -> anyhow::Result<()> {
                 if n >= total {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let id = seed_post(&pool, &statements, writers[n as usize % writers.len()], n, revisions).await?;
+                let id = seed_post(&pool, &appends, writers[n as usize % writers.len()], n, revisions).await?;
                 signal.appended();
                 if let Ok(mut created) = created.lock() {
                     created.push(id);
@@ -289,14 +282,14 @@ fn field(e: FieldError) -> anyhow::Error {
 /// One published post with a realistic Markdown body; returns its id.
 async fn seed_post(
     pool: &PgPool,
-    statements: &GroupedAppends,
+    appends: &GroupedAppends,
     actor: Actor,
     n: u32,
     revisions: u32,
 ) -> anyhow::Result<uuid::Uuid> {
     let meta = Metadata { actor_id: Some(actor.id), ..Metadata::default() };
     let draft = draft_post(actor, n)?;
-    let (post, _) = posts::create(statements, actor, None, &CreatePost { draft, explicit_slug: false }, &meta).await?;
+    let (post, _) = posts::create(appends, actor, None, &CreatePost { draft, explicit_slug: false }, &meta).await?;
     for r in 1..=revisions {
         posts::execute(pool, actor, post.id, Some(r as i32), revision(n, r)?, &meta).await?;
     }

@@ -252,14 +252,7 @@ async fn approved_comments_are_listed_in_order_and_counted_on_the_post() {
         if post["title"] == "Discussed, edited" {
             assert_eq!(post["comment_count"], 2, "the edited entry keeps the count: {post}");
             // And its times as the table holds them (to the microsecond), as a read from a replica shows them.
-            let (updated, published): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
-                sqlx::query_as("select updated_at, published_at from read.posts where slug = $1")
-                    .bind(&slug)
-                    .fetch_one(&stack.db.admin)
-                    .await
-                    .unwrap();
-            let time = |field: &str| post[field].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
-            assert_eq!((time("updated_at"), time("published_at")), (updated, published), "{post}");
+            assert_times_as_stored(&stack, &slug, &post).await;
             break;
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "the edit never showed: {post}");
@@ -445,13 +438,18 @@ async fn a_published_posts_cached_entry_has_its_times_as_the_table_holds_them() 
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let post: Value = stack.get_post(&slug, None).await.json().await.unwrap();
+    assert_times_as_stored(&stack, &slug, &post).await;
+    stack.stop().await;
+}
+
+/// Asserts that `post` (a public answer) shows `updated_at` and `published_at` as `read.posts` holds them.
+async fn assert_times_as_stored(stack: &Stack, slug: &str, post: &Value) {
     let (updated, published): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
         sqlx::query_as("select updated_at, published_at from read.posts where slug = $1")
-            .bind(&slug)
+            .bind(slug)
             .fetch_one(&stack.db.admin)
             .await
             .unwrap();
     let time = |field: &str| post[field].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
     assert_eq!((time("updated_at"), time("published_at")), (updated, published), "{post}");
-    stack.stop().await;
 }

@@ -22,7 +22,6 @@ mod swap;
 use std::time::{Duration, Instant};
 
 use shared::store::db::{set_search_path, LIVE_SCHEMA};
-use shared::store::position::LogPosition;
 use sqlx::{Connection, PgPool};
 
 use crate::projections::posts::PostsProjection;
@@ -239,16 +238,8 @@ async fn run(
     phases.start("verifying and swapping", None);
     let mut tx = pool.begin().await?;
     sqlx::query!("set local lock_timeout = '10s'").execute(&mut *tx).await?;
-    sqlx::query!("insert into read.checkpoints (name) values ($1) on conflict (name) do nothing", name)
-        .execute(&mut *tx)
-        .await?;
-    let live = sqlx::query!(
-        r#"select transaction_id::text::bigint as "tx!", global_position from read.checkpoints where name = $1 for update"#,
-        name
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let live_at = LogPosition::new(live.tx, live.global_position);
+    set_search_path(&mut tx, LIVE_SCHEMA).await?;
+    let live_at = crate::checkpoint::load_for_update(&mut tx, name).await?;
     // Meet live exactly; a live copy behind the rebuilt one (only with --accept-changes) is overtaken.
     let overtaking = live_at < rebuilt_at;
     scope.until = if overtaking { None } else { Some(live_at) };
@@ -261,7 +252,6 @@ async fn run(
     }
     let shadow_at = shadow_checkpoint(&mut tx, shadow, name).await?;
     if overtaking {
-        set_search_path(&mut tx, LIVE_SCHEMA).await?;
         crate::checkpoint::advance(&mut tx, name, shadow_at).await?;
     } else if shadow_at != live_at {
         return Err(RebuildError::Fold {
