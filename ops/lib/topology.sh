@@ -57,6 +57,12 @@ logging_collector = off
 # Continuous archiving: with a base backup (pressroom-ops backup), point-in-time recovery.
 archive_mode = on
 archive_command = 'test ! -f $dir/wal-archive/%f && cp %p $dir/wal-archive/%f'
+# Commit latency under write load (#19, bench/RESULTS.md): after a checkpoint, the projector filling pages
+# vacuum freed writes a full-page image per page, most of the WAL a draft's commit waits to flush; lz4
+# shrinks them. A new WAL segment is not zero-filled first: filling 16 MB inside the WAL write stalled
+# every commit for tens of milliseconds (recycled segments never needed it).
+wal_compression = lz4
+wal_init_zero = off
 CONF
     if [ "$durable" != durable ]; then
       echo "fsync = off" >>"$dir/primary/postgresql.conf"
