@@ -63,8 +63,6 @@ archive_command = 'test ! -f $dir/wal-archive/%f && cp %p $dir/wal-archive/%f'
 # every commit for tens of milliseconds (recycled segments never needed it).
 wal_compression = lz4
 wal_init_zero = off
-# Post bodies over 2 KB are compressed in TOAST: lz4 costs a fraction of the default pglz's time.
-default_toast_compression = lz4
 CONF
     if [ "$durable" != durable ]; then
       echo "fsync = off" >>"$dir/primary/postgresql.conf"
