@@ -6,11 +6,6 @@ mod media;
 mod projections;
 mod seed;
 
-/// mimalloc, as the services use: a rebuild renders every post, and glibc's malloc and free were a
-/// tenth of the machine's cycles while it wrote rows (`perf record -a`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 use shared::domain::role::Role;
 use shared::domain::values::Email;
@@ -18,6 +13,11 @@ use shared::store::event_store::Metadata;
 use shared::write::authors::{self, NewAuthor};
 use shared::write::WriteError;
 use sqlx::PgPool;
+
+/// mimalloc, as the services use: a rebuild renders every post, and glibc's malloc and free were a
+/// tenth of the machine's cycles while it wrote rows (`perf record -a`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "pressroom-ops", about = "Operate a Pressroom deployment", version)]

@@ -1,6 +1,8 @@
 //! Post commands: fold the stream, check the expected version, reserve slugs, decide, append — one
 //! transaction per command.
 
+use std::sync::Arc;
+
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -35,13 +37,13 @@ pub async fn create(
     let id = Uuid::now_v7();
     let guard = actor_version.map(|version| Guard { stream_id: actor.id, version });
     // Decided once (authorisation included): a generated slug that clashes only changes the draft's slug.
-    let mut events = post::decide(None, actor, PostCommand::Draft(create.draft.clone()))?;
+    let events: Arc<[DomainEvent]> = post::decide(None, actor, PostCommand::Draft(create.draft.clone()))?.into();
     // First in a statement shared with the drafts created beside it; what that did not append is made
     // alone below, where a taken slug gets its suffix and any other refusal its reason.
     let start = Starting {
         id,
         stream_type: StreamType::Post,
-        events: events.clone(),
+        events: Arc::clone(&events),
         metadata: metadata.clone(),
         guard,
         slug: Some(create.draft.slug.to_string()),
@@ -50,6 +52,8 @@ pub async fn create(
         let state = fold_new(None, id, &events).ok_or(WriteError::Concurrent)?;
         return Ok((state, appended));
     }
+    // Alone, a taken slug changes the events.
+    let mut events = events.to_vec();
     let statements = appends.statements();
     let base = &create.draft.slug;
     let mut slug = base.clone();
