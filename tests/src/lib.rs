@@ -118,6 +118,18 @@ impl TestDb {
         cmd
     }
 
+    /// Runs `pressroom-ops projections rebuild posts --json` with `extra`: Ok(its report) or Err(its stderr).
+    pub async fn rebuild(&self, extra: &[&str]) -> Result<Value, String> {
+        let mut args = vec!["projections", "rebuild", "posts", "--json"];
+        args.extend_from_slice(extra);
+        let out = self.ops(&args).output().await.map_err(|e| e.to_string())?;
+        if out.status.success() {
+            serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    }
+
     /// Waits (up to 60 s) until every projection's checkpoint is at the head of the log.
     pub async fn wait_projected(&self) {
         for _ in 0..600 {

@@ -44,18 +44,6 @@ async fn seed(db: &TestDb, posts: u32) {
     assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Runs `projections rebuild posts --json`; Ok(report) or Err(stderr).
-async fn rebuild(db: &TestDb, extra: &[&str]) -> Result<Value, String> {
-    let mut args = vec!["projections", "rebuild", "posts", "--json"];
-    args.extend_from_slice(extra);
-    let out = db.ops(&args).output().await.unwrap();
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).to_string())
-    }
-}
-
 fn assert_tables_identical(report: &Value) {
     for t in report["tables"].as_array().unwrap() {
         assert_eq!(t["live_rows"], t["rebuilt_rows"], "{t}");
@@ -130,7 +118,7 @@ async fn killing_the_projector_five_times_during_20000_appends_leaves_rows_a_reb
     }
 
     // The rows equal a from-scratch rebuild: the rebuild verifies counts and checksums per table.
-    let report = rebuild(&stack.db, &[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
+    let report = stack.db.rebuild(&[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
     assert_tables_identical(&report);
     let renamed: i64 = sqlx::query_scalar(
         "select count(*) from read.posts where author_id = $1 and author->>'name' = 'Editor, take 4'",
@@ -246,7 +234,7 @@ async fn rebuilding_posts_while_readers_hit_the_query_api_never_fails_or_empties
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let report = rebuild(&stack.db, &[]).await.unwrap_or_else(|e| panic!("rebuild failed: {e}"));
+    let report = stack.db.rebuild(&[]).await.unwrap_or_else(|e| panic!("rebuild failed: {e}"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for r in readers {
@@ -295,7 +283,7 @@ async fn a_rebuild_that_differs_from_live_is_aborted_and_live_kept_unless_change
         .await
         .unwrap();
 
-    let refused = rebuild(&stack.db, &[]).await.expect_err("a differing rebuild must not swap");
+    let refused = stack.db.rebuild(&[]).await.expect_err("a differing rebuild must not swap");
     assert!(refused.contains("differs from live") && refused.contains("posts"), "{refused}");
     let kept: String = sqlx::query_scalar("select title from read.posts where slug = $1")
         .bind(&slug)
@@ -309,7 +297,7 @@ async fn a_rebuild_that_differs_from_live_is_aborted_and_live_kept_unless_change
         .unwrap();
     assert!(!shadow, "the aborted copy was cleaned up");
 
-    let report = rebuild(&stack.db, &["--accept-changes"]).await.unwrap_or_else(|e| panic!("{e}"));
+    let report = stack.db.rebuild(&["--accept-changes"]).await.unwrap_or_else(|e| panic!("{e}"));
     let posts = report["tables"].as_array().unwrap().iter().find(|t| t["table"] == "posts").unwrap();
     assert_ne!(posts["live_checksum"], posts["rebuilt_checksum"]);
     let repaired: String = sqlx::query_scalar("select title from read.posts where slug = $1")
@@ -411,7 +399,7 @@ async fn every_post_transition_and_an_author_rename_applied_in_one_batch_equal_a
     assert!(res.json::<Value>().await.unwrap()["body_html"].as_str().unwrap().contains("new body"));
 
     assert_eq!(stale_search_vectors(&stack.db).await, 0, "live vectors follow the text");
-    let report = rebuild(&stack.db, &[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
+    let report = stack.db.rebuild(&[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
     assert_tables_identical(&report);
     assert_eq!(stale_search_vectors(&stack.db).await, 0, "the rebuilt vectors are the text's");
     stack.stop().await;
@@ -550,7 +538,7 @@ async fn the_slug_history_keeps_only_slugs_a_post_left_even_when_it_returns_to_o
     assert_eq!(stack.get_post(&slug, Some(at)).await.status(), 200);
 
     assert_eq!(stale_search_vectors(&stack.db).await, 0, "live vectors follow the text");
-    let report = rebuild(&stack.db, &[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
+    let report = stack.db.rebuild(&[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
     assert_tables_identical(&report);
     assert_eq!(stale_search_vectors(&stack.db).await, 0, "the rebuilt vectors are the text's");
     stack.stop().await;

@@ -1,9 +1,8 @@
-//! The rebuild's second pass: the fold written into the shadow tables set-based — posts with COPY on
+//! The rebuild's second pass: the fold written into the shadow tables set-based — posts with binary COPY on
 //! one connection per core (bodies rendered off the async workers), the rest in unnest batches.
 
-use std::borrow::Cow;
-
-use chrono::{DateTime, Utc};
+use sqlx::encode::{Encode, IsNull};
+use sqlx::postgres::{PgArgumentBuffer, Postgres};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -97,98 +96,63 @@ pub(super) async fn write_fold(
     tx.commit().await
 }
 
-/// Writes a chunk of posts with COPY (text format) into the `posts` table the search path finds.
+/// Writes a chunk of posts with binary COPY into the `posts` table the search path finds. Each value is
+/// encoded by sqlx's own `Encode`, as the live projection's binds are: the same bytes reach PostgreSQL, and
+/// nothing is escaped or parsed as text on either side.
 async fn insert_posts(conn: &mut PgConnection, chunk: &[PostRow]) -> Result<(), sqlx::Error> {
-    // Sized for the text (escapes add a little), so the buffer is not copied again as it grows.
     let text: usize = chunk.iter().map(|p| p.body_markdown.len() + p.body_html.len() + p.title.len()).sum();
-    let mut rows = String::with_capacity(text + text / 8 + chunk.len() * 600);
+    let mut buf = PgArgumentBuffer::default();
+    buf.reserve(text + chunk.len() * 600);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&[0; 8]); // no flags, no header extension
     for p in chunk {
-        let owned = |v: String| Some(Cow::Owned(v));
-        fn borrowed(v: &str) -> Option<Cow<'_, str>> {
-            Some(Cow::Borrowed(v))
-        }
-        let fields: [Option<Cow<'_, str>>; 21] = [
-            owned(p.id.to_string()),
-            borrowed(&p.slug),
-            borrowed(&p.status),
-            borrowed(&p.title),
-            p.summary.as_deref().map(Cow::Borrowed),
-            borrowed(&p.body_markdown),
-            borrowed(&p.body_html),
-            p.cover_image_url.as_deref().map(Cow::Borrowed),
-            owned(serde_json::to_string(&p.tags.0).unwrap_or_default()),
-            owned(p.author_id.to_string()),
-            owned(serde_json::to_string(&p.author.0).unwrap_or_default()),
-            owned(p.reading_time_minutes.to_string()),
-            owned(p.comment_count.to_string()),
-            owned(p.version.to_string()),
-            owned(copy_time(p.created_at)),
-            owned(copy_time(p.updated_at)),
-            p.published_at.map(copy_time).map(Cow::Owned),
-            p.scheduled_at.map(copy_time).map(Cow::Owned),
-            owned(p.last_transaction_id.to_string()),
-            owned(p.last_position.to_string()),
-            p.cover_media_id.map(|m| Cow::Owned(m.to_string())),
-        ];
-        for (i, field) in fields.iter().enumerate() {
-            if i > 0 {
-                rows.push('\t');
-            }
-            match field {
-                None => rows.push_str("\\N"),
-                Some(v) => copy_escape(&mut rows, v),
-            }
-        }
-        rows.push('\n');
+        buf.extend_from_slice(&21i16.to_be_bytes());
+        field(&mut buf, &p.id)?;
+        field(&mut buf, &p.slug)?;
+        field(&mut buf, &p.status)?;
+        field(&mut buf, &p.title)?;
+        field(&mut buf, &p.summary)?;
+        field(&mut buf, &p.body_markdown)?;
+        field(&mut buf, &p.body_html)?;
+        field(&mut buf, &p.cover_image_url)?;
+        field(&mut buf, &p.tags)?;
+        field(&mut buf, &p.author_id)?;
+        field(&mut buf, &p.author)?;
+        field(&mut buf, &p.reading_time_minutes)?;
+        field(&mut buf, &p.comment_count)?;
+        field(&mut buf, &p.version)?;
+        field(&mut buf, &p.created_at)?;
+        field(&mut buf, &p.updated_at)?;
+        field(&mut buf, &p.published_at)?;
+        field(&mut buf, &p.scheduled_at)?;
+        field(&mut buf, &p.last_transaction_id)?; // xid8 is received as 8 bytes, as a bigint is sent
+        field(&mut buf, &p.last_position)?;
+        field(&mut buf, &p.cover_media_id)?;
     }
+    buf.extend_from_slice(&(-1i16).to_be_bytes());
     let mut copy = conn
         .copy_in_raw(
             "copy posts (id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags, author_id,
                          author, reading_time_minutes, comment_count, version, created_at, updated_at, published_at,
-                         scheduled_at, last_transaction_id, last_position, cover_media_id) from stdin",
+                         scheduled_at, last_transaction_id, last_position, cover_media_id) from stdin (format binary)",
         )
         .await?;
-    copy.send(rows.as_bytes()).await?;
+    copy.send(buf.as_slice()).await?;
     copy.finish().await?;
     Ok(())
 }
 
-/// A timestamp as PostgreSQL stores it: microseconds, truncated as sqlx's binary encoding truncates
-/// (PostgreSQL would round the nanoseconds of a longer text form).
-fn copy_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-/// Appends `value` in COPY text format: backslash, tab, newline and carriage return escaped.
-fn copy_escape(out: &mut String, value: &str) {
-    let mut plain = 0;
-    for (i, b) in value.bytes().enumerate() {
-        let escaped = match b {
-            b'\\' => "\\\\",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            _ => continue,
-        };
-        // ASCII bytes never occur inside a multi-byte character: `i` is a character boundary.
-        out.push_str(&value[plain..i]);
-        out.push_str(escaped);
-        plain = i + 1;
-    }
-    out.push_str(&value[plain..]);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::copy_escape;
-
-    #[test]
-    fn copy_escape_escapes_only_copy_specials_and_keeps_multibyte_text_whole() {
-        let mut out = String::from("x\t");
-        copy_escape(&mut out, "é\\\tñ\n—\r");
-        assert_eq!(out, "x\té\\\\\\tñ\\n—\\r");
-        let mut plain = String::new();
-        copy_escape(&mut plain, "Éclair — no specials");
-        assert_eq!(plain, "Éclair — no specials");
-    }
+/// Appends one field of a binary COPY row: its length (-1 for NULL), then `value` as sqlx encodes it.
+fn field<'q, T: Encode<'q, Postgres>>(buf: &mut PgArgumentBuffer, value: &T) -> Result<(), sqlx::Error> {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    let len = match value.encode_by_ref(buf).map_err(sqlx::Error::Encode)? {
+        IsNull::Yes => {
+            buf.truncate(at + 4);
+            -1
+        }
+        IsNull::No => i32::try_from(buf.len() - at - 4).map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+    };
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
 }

@@ -1,12 +1,14 @@
 //! The rebuild's first pass: the whole log, as far as it is safely ordered, folded in memory through the
-//! live projection's own fold ([`PostsFold`]), the next chunk read while this one is folded.
+//! live projection's own fold ([`PostsFold`]), the next chunks read (one per core) while this one is folded.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use shared::store::event_store::RecordedEvent;
+use shared::store::log;
 use shared::store::position::LogPosition;
 use sqlx::PgPool;
 
+use super::shadow::parallelism;
 use super::{Progress, RebuildError, FOLD_CHUNK};
 use crate::projections::posts::{self, PostsFold};
 
@@ -24,7 +26,7 @@ pub(super) async fn fold_log(
     skipped: &HashSet<i64>,
     progress: &dyn Progress,
 ) -> Result<Folded, RebuildError> {
-    // The next chunk is read while this one is folded (PostgreSQL and the fold each keep a core busy).
+    // The next chunks are read while this one is folded.
     let (chunks, mut incoming) = tokio::sync::mpsc::channel(1);
     tokio::spawn(read_log(pool.clone(), chunks));
     let mut fold = PostsFold::default();
@@ -49,29 +51,40 @@ pub(super) async fn fold_log(
     Ok(Folded { fold, at, events: total })
 }
 
-/// Sends the log in chunks of [`FOLD_CHUNK`] events, as far as it is safely ordered, until a short chunk,
-/// an error, or the receiver is gone.
+/// Sends the log in order, in chunks of [`FOLD_CHUNK`] events, as far as it is safely ordered when it starts
+/// (the catch-up reads the rest), until an error or the receiver is gone.
 async fn read_log(pool: PgPool, chunks: tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, sqlx::Error>>) {
-    let mut conn = match pool.acquire().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            let _ = chunks.send(Err(e)).await;
-            return;
-        }
-    };
-    let mut at = LogPosition::START;
+    if let Err(e) = send_log(&pool, &chunks).await {
+        let _ = chunks.send(Err(e)).await;
+    }
+}
+
+/// Reads one chunk per core at a time, each on its own connection: PostgreSQL turning the payloads into
+/// JSON text is most of a chunk's time, and one backend alone left the fold waiting with a core idle. The
+/// chunks' bounds come from the position index first, so none depends on the one before being read.
+async fn send_log(
+    pool: &PgPool,
+    chunks: &tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, sqlx::Error>>,
+) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let horizon = log::safe_horizon(&mut conn).await?;
+    let (mut reading, mut next) = (VecDeque::new(), Some(LogPosition::START));
     loop {
-        let chunk = shared::store::log::read_after(&mut conn, at, FOLD_CHUNK, Some(posts::EVENT_TYPES)).await;
-        let next = match &chunk {
-            Ok(events) if events.len() as i64 == FOLD_CHUNK => events.last().map(|e| e.log_position()),
-            _ => None,
-        };
-        if chunks.send(chunk).await.is_err() {
-            return;
+        while reading.len() < parallelism() {
+            let Some(from) = next else { break };
+            // Chunk bounds below the horizon never move: the chunk after `from` is exactly the events up to
+            // `next`, and a last, shorter one may run past the horizon (those events are safely ordered too).
+            next = log::nth_after(&mut conn, from, FOLD_CHUNK, horizon).await?;
+            let pool = pool.clone();
+            reading.push_back(tokio::spawn(async move {
+                let mut conn = pool.acquire().await?;
+                log::read_after(&mut conn, from, FOLD_CHUNK, Some(posts::EVENT_TYPES)).await
+            }));
         }
-        match next {
-            Some(last) => at = last,
-            None => return,
+        let Some(read) = reading.pop_front() else { return Ok(()) };
+        let events = read.await.map_err(|e| sqlx::Error::Protocol(format!("reading the log failed: {e}")))??;
+        if chunks.send(Ok(events)).await.is_err() {
+            return Ok(());
         }
     }
 }

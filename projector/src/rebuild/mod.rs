@@ -8,8 +8,9 @@
 //!    live checkpoint;
 //! 4. with the live checkpoint locked (the live runner waits), the last events, then row counts and a
 //!    checksum per table compared against live — a mismatch aborts and keeps the live copy;
-//! 5. the swap in that same transaction (drop live, move the shadow in), then a Redis namespace bump so
-//!    no entry written before the swap is read again.
+//! 5. the swap in that same transaction (live moved aside, the shadow moved in), then a Redis namespace
+//!    bump so no entry written before the swap is read again; the old live tables are dropped after the
+//!    commit, while the replicas replay the swap.
 //!
 //! Readers never see an empty or partial table: until the swap they read the live tables, after it the
 //! complete new ones. Only `posts` can be rebuilt this way today.
@@ -28,7 +29,9 @@ use crate::projections::posts::PostsProjection;
 use crate::projections::ProjectionError;
 use crate::redis_sink::RedisSink;
 use crate::runner::{apply_batch_in, BatchScope};
-use shadow::{bump_namespace, create_indexes, create_shadow, shadow_checkpoint, skipped_positions, wait_for_replicas};
+use shadow::{
+    analyze, bump_namespace, create_indexes, create_shadow, shadow_checkpoint, skipped_positions, wait_for_replicas,
+};
 
 /// The tables the `posts` projection owns, in `read`.
 pub const POSTS_TABLES: &[&str] = &["posts", "post_authors", "tags", "slug_history"];
@@ -59,6 +62,10 @@ pub enum RebuildError {
     Mismatch { table: String, live_rows: i64, live_checksum: String, rebuilt_rows: i64, rebuilt_checksum: String },
     #[error("the live projection stayed at position {live}, behind the rebuilt copy at {rebuilt} (is it halted? see `projections status`); live kept, nothing swapped")]
     LiveBehind { live: i64, rebuilt: i64 },
+    #[error(
+        "views depend on the live tables ({0}); a swap would leave them on the old tables (live kept, nothing swapped)"
+    )]
+    Dependents(String),
     #[error("the event at position {position} cannot be folded: {reason}")]
     Fold { position: i64, reason: String },
     #[error(transparent)]
@@ -185,6 +192,9 @@ async fn run(
 ) -> Result<RebuildReport, RebuildError> {
     let mut phases = Phases { progress, current: None, done: Vec::new() };
     phases.start("creating shadow tables", None);
+    // Where the swap moves the live tables until they are dropped (left behind only by an interrupted run).
+    let retired = format!("{shadow}_retired");
+    swap::drop_retired(pool, &retired).await?;
     create_shadow(pool, shadow).await?;
     let skipped = skipped_positions(pool, name).await?;
 
@@ -199,6 +209,7 @@ async fn run(
     phases.start("building indexes", None);
     create_indexes(pool, shadow).await?;
     let fold_seconds = fold_started.elapsed().as_secs_f64();
+    let analyzing = tokio::spawn(analyze(pool.clone(), shadow.to_string()));
 
     // Catch up through the projection's own code to the head of the log.
     phases.start("catching up", None);
@@ -259,9 +270,13 @@ async fn run(
             reason: format!("the rebuilt copy stopped at {shadow_at:?}, live is at {live_at:?}"),
         });
     }
-    let tables = swap::compare_and_swap(&mut tx, pool, shadow, options.accept_changes).await?;
+    let tables = swap::compare(&mut tx, pool, shadow, options.accept_changes).await?;
+    analyzing.await.map_err(|e| sqlx::Error::Protocol(format!("analyze failed: {e}")))??;
+    swap::swap(&mut tx, shadow, &retired).await?;
     tx.commit().await?;
-    wait_for_replicas(pool).await?;
+    let (replayed, dropped) = tokio::join!(wait_for_replicas(pool), swap::drop_retired(pool, &retired));
+    replayed?;
+    dropped?;
 
     phases.start("done", None);
     let redis_namespace = bump_namespace(&options.redis_url, &options.redis_keys).await;

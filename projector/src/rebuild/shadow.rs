@@ -82,7 +82,7 @@ const INDEX_BUILD_MEMORY: &str = "256MB";
 
 /// The live tables' indexes and the constraints they back, recreated on the shadow tables under the
 /// same names (which the swap then carries into `read`). The builds run on one connection per core,
-/// largest first; the constraints are attached and the tables analysed once all are built.
+/// largest first; the constraints are attached once all are built.
 pub(super) async fn create_indexes(pool: &PgPool, shadow: &str) -> Result<(), sqlx::Error> {
     let mut builds = Vec::new();
     let mut constraints = Vec::new();
@@ -127,8 +127,14 @@ pub(super) async fn create_indexes(pool: &PgPool, shadow: &str) -> Result<(), sq
     for constraint in constraints {
         sqlx::query(&constraint).execute(pool).await?;
     }
+    Ok(())
+}
+
+/// Gathers the planner's statistics on the shadow tables. It runs beside the catch-up and the checksums
+/// (its lock lets rows be written and read, not the swap's `alter table`), so it must end before the swap.
+pub(super) async fn analyze(pool: PgPool, shadow: String) -> Result<(), sqlx::Error> {
     for table in POSTS_TABLES {
-        sqlx::query(&format!("analyze {shadow}.{table}")).execute(pool).await?;
+        sqlx::query(&format!("analyze {shadow}.{table}")).execute(&pool).await?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Reading the event log: a stream in version order, the global log in projection order (never skipping a
-//! transaction that commits late), a stream's version and last position, and the head.
+//! transaction that commits late) and the bounds to read it in chunks at once, a stream's version and last
+//! position, and the head.
 
 use serde_json::value::RawValue;
 use sqlx::types::Json;
@@ -80,6 +81,39 @@ pub async fn read_after(
     )
     .fetch_all(conn)
     .await
+}
+
+/// The transaction id below which the log is safely ordered now: every transaction before it has ended, so
+/// no event will ever appear among those recorded below it.
+pub async fn safe_horizon(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(r#"select pg_snapshot_xmin(pg_current_snapshot())::text::bigint as "horizon!""#)
+        .fetch_one(conn)
+        .await
+}
+
+/// The position of the `n`-th event after `after` in projection order among those recorded below `horizon`
+/// ([`safe_horizon`]), or None when fewer are. Read from the position index alone: a reader splits the log
+/// into chunks of `n` with it and reads them ([`read_after`] with `limit` n) at the same time.
+pub async fn nth_after(
+    conn: &mut PgConnection,
+    after: LogPosition,
+    n: i64,
+    horizon: i64,
+) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"select transaction_id::text::bigint as "transaction_id!", global_position from events
+           where transaction_id < $3::bigint::text::xid8
+             and (transaction_id, global_position) > ($1::bigint::text::xid8, $2)
+           order by transaction_id, global_position
+           offset $4 limit 1"#,
+        after.transaction_id,
+        after.global_position,
+        horizon,
+        n - 1,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| LogPosition::new(r.transaction_id, r.global_position)))
 }
 
 /// The projection-order position of the event at `global_position`, if such an event exists.
