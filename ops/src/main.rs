@@ -174,6 +174,7 @@ enum EventsCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    shared::service::telemetry::init_cli();
     match &cli.command {
         Command::Backup(args) => return backup::backup(&cli.admin_url, args),
         Command::Restore(args) => return backup::restore(args),

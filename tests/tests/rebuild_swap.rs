@@ -56,3 +56,25 @@ async fn a_view_over_live_refuses_the_swap_and_the_retired_tables_never_outlive_
     assert_eq!(listed["posts"].as_array().map(Vec::len), Some(12), "readers get the swapped tables: {listed}");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_rebuild_without_redis_still_swaps_and_says_on_stderr_that_cached_posts_wait_for_their_ttl() {
+    let stack = Stack::start(TestDb::fresh().await).await;
+    let out = stack.db.ops(&["seed", "--posts", "3", "--authors", "1"]).output().await.unwrap();
+    assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
+    stack.db.wait_projected().await;
+    let redis_down = format!("redis://127.0.0.1:{}", pressroom_tests::free_port());
+    let out = stack
+        .db
+        .ops(&["projections", "rebuild", "posts", "--json"])
+        .env("REDIS_URL", &redis_down)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is the JSON report alone");
+    assert_eq!(report["redis_namespace"], serde_json::Value::Null);
+    assert!(stderr.contains("WARN") && stderr.contains("Redis namespace not bumped"), "{stderr}");
+    stack.stop().await;
+}

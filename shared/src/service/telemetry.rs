@@ -1,4 +1,5 @@
-//! One telemetry setup for every binary: JSON logs filtered by `PRESSROOM_LOG` (or `RUST_LOG`), and
+//! One telemetry setup for every binary: JSON logs filtered by `PRESSROOM_LOG` (or `RUST_LOG`; the
+//! operator CLI writes plain warnings to stderr instead, [`init_cli`]), and
 //! OpenTelemetry traces exported over OTLP (HTTP/JSON) when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. A command
 //! stores its W3C `traceparent` in the event metadata; the projector continues that trace when it applies
 //! the event, so one trace spans command → projector.
@@ -42,6 +43,18 @@ pub fn init(service: &'static str) {
         tracing::warn!(error = %e, "OTLP trace export not set up; tracing locally only");
     }
     tracing::info!(service, version = env!("CARGO_PKG_VERSION"), otlp = PROVIDER.get().is_some(), "starting");
+}
+
+/// The operator CLI's logs: plain lines on stderr (stdout carries its reports, `--json` ones too), warnings
+/// and errors unless `PRESSROOM_LOG` says otherwise (not sqlx's slow-statement warnings: an index build is
+/// meant to be slow). Safe to call more than once.
+pub fn init_cli() {
+    let filter = std::env::var("PRESSROOM_LOG").unwrap_or_else(|_| "warn,sqlx=error".into());
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr).with_target(false).without_time())
+        .try_init();
 }
 
 /// JSON lines, one per event, with the current span's fields (request id, trace id).
