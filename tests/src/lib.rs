@@ -118,6 +118,22 @@ impl TestDb {
         cmd
     }
 
+    /// Seeds `posts` published posts by 4 authors with `pressroom-ops seed` (4 writers); panics if it fails.
+    pub async fn seed(&self, posts: u32) {
+        let out = self.ops(&["seed", "--posts", &posts.to_string(), "--authors", "4", "--concurrency", "4"]).output();
+        let out = out.await.unwrap();
+        assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Whether a schema of this name exists (a rebuild's shadow or retired tables).
+    pub async fn schema_exists(&self, name: &str) -> bool {
+        sqlx::query_scalar("select exists(select 1 from pg_namespace where nspname = $1)")
+            .bind(name)
+            .fetch_one(&self.admin)
+            .await
+            .unwrap()
+    }
+
     /// Runs `pressroom-ops projections rebuild posts --json` with `extra`: Ok(its report) or Err(its stderr).
     pub async fn rebuild(&self, extra: &[&str]) -> Result<Value, String> {
         let mut args = vec!["projections", "rebuild", "posts", "--json"];

@@ -38,12 +38,6 @@ async fn head(db: &TestDb) -> i64 {
     sqlx::query_scalar("select max(global_position) from events").fetch_one(&db.admin).await.unwrap()
 }
 
-async fn seed(db: &TestDb, posts: u32) {
-    let out = db.ops(&["seed", "--posts", &posts.to_string(), "--authors", "4", "--concurrency", "4"]).output();
-    let out = out.await.unwrap();
-    assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 fn assert_tables_identical(report: &Value) {
     for t in report["tables"].as_array().unwrap() {
         assert_eq!(t["live_rows"], t["rebuilt_rows"], "{t}");
@@ -182,7 +176,7 @@ async fn a_standby_projector_takes_over_within_seconds_when_the_leader_is_killed
 #[tokio::test]
 async fn rebuilding_posts_while_readers_hit_the_query_api_never_fails_or_empties_a_read_and_keeps_the_content() {
     let stack = Stack::start(TestDb::fresh().await).await;
-    seed(&stack.db, 1500).await;
+    stack.db.seed(1500).await;
     stack.db.wait_projected().await;
     let at = head(&stack.db).await;
     let before = walk(&stack, at).await;
@@ -266,7 +260,7 @@ async fn rebuilding_posts_while_readers_hit_the_query_api_never_fails_or_empties
 #[tokio::test]
 async fn a_rebuild_that_differs_from_live_is_aborted_and_live_kept_unless_changes_are_accepted() {
     let stack = Stack::start(TestDb::fresh().await).await;
-    seed(&stack.db, 40).await;
+    stack.db.seed(40).await;
     stack.db.wait_projected().await;
     let slug: String = sqlx::query_scalar("select slug from read.posts order by slug limit 1")
         .fetch_one(&stack.db.admin)
@@ -291,10 +285,7 @@ async fn a_rebuild_that_differs_from_live_is_aborted_and_live_kept_unless_change
         .await
         .unwrap();
     assert_eq!(kept, "Tampered", "live was kept as it was");
-    let shadow: bool = sqlx::query_scalar("select exists(select 1 from pg_namespace where nspname = 'rebuild_posts')")
-        .fetch_one(&stack.db.admin)
-        .await
-        .unwrap();
+    let shadow = stack.db.schema_exists("rebuild_posts").await;
     assert!(!shadow, "the aborted copy was cleaned up");
 
     let report = stack.db.rebuild(&["--accept-changes"]).await.unwrap_or_else(|e| panic!("{e}"));

@@ -3,14 +3,6 @@
 
 use pressroom_tests::{Stack, TestDb};
 
-async fn schema_exists(db: &TestDb, name: &str) -> bool {
-    sqlx::query_scalar("select exists(select 1 from pg_namespace where nspname = $1)")
-        .bind(name)
-        .fetch_one(&db.admin)
-        .await
-        .unwrap()
-}
-
 async fn live_posts(db: &TestDb) -> i64 {
     sqlx::query_scalar("select count(*) from read.posts").fetch_one(&db.admin).await.unwrap()
 }
@@ -18,8 +10,7 @@ async fn live_posts(db: &TestDb) -> i64 {
 #[tokio::test]
 async fn a_view_over_live_refuses_the_swap_and_the_retired_tables_never_outlive_a_rebuild() {
     let stack = Stack::start(TestDb::fresh().await).await;
-    let out = stack.db.ops(&["seed", "--posts", "12", "--authors", "2"]).output().await.unwrap();
-    assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
+    stack.db.seed(12).await;
     stack.db.wait_projected().await;
     let posts = live_posts(&stack.db).await;
     assert_eq!(posts, 12);
@@ -40,8 +31,8 @@ async fn a_view_over_live_refuses_the_swap_and_the_retired_tables_never_outlive_
     let titles: i64 =
         sqlx::query_scalar("select count(*) from public.post_titles").fetch_one(&stack.db.admin).await.unwrap();
     assert_eq!(titles, posts, "the view still reads live");
-    assert!(!schema_exists(&stack.db, "rebuild_posts").await, "the refused copy was cleaned up");
-    assert!(!schema_exists(&stack.db, "rebuild_posts_retired").await, "the leftover was dropped first");
+    assert!(!stack.db.schema_exists("rebuild_posts").await, "the refused copy was cleaned up");
+    assert!(!stack.db.schema_exists("rebuild_posts_retired").await, "the leftover was dropped first");
 
     sqlx::query("drop view public.post_titles").execute(&stack.db.admin).await.unwrap();
     let report = stack.db.rebuild(&[]).await.unwrap_or_else(|e| panic!("{e}"));
@@ -50,7 +41,7 @@ async fn a_view_over_live_refuses_the_swap_and_the_retired_tables_never_outlive_
     }
     assert_eq!(live_posts(&stack.db).await, posts);
     for schema in ["rebuild_posts", "rebuild_posts_retired"] {
-        assert!(!schema_exists(&stack.db, schema).await, "{schema} is gone after the swap");
+        assert!(!stack.db.schema_exists(schema).await, "{schema} is gone after the swap");
     }
     let listed: serde_json::Value = stack.list_posts("?limit=50").await.json().await.unwrap();
     assert_eq!(listed["posts"].as_array().map(Vec::len), Some(12), "readers get the swapped tables: {listed}");
@@ -60,8 +51,7 @@ async fn a_view_over_live_refuses_the_swap_and_the_retired_tables_never_outlive_
 #[tokio::test]
 async fn a_rebuild_without_redis_still_swaps_and_says_on_stderr_that_cached_posts_wait_for_their_ttl() {
     let stack = Stack::start(TestDb::fresh().await).await;
-    let out = stack.db.ops(&["seed", "--posts", "3", "--authors", "1"]).output().await.unwrap();
-    assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
+    stack.db.seed(3).await;
     stack.db.wait_projected().await;
     let redis_down = format!("redis://127.0.0.1:{}", pressroom_tests::free_port());
     let out = stack

@@ -16,7 +16,7 @@ pub(super) async fn compare(
     shadow: &str,
     accept_changes: bool,
 ) -> Result<Vec<TableCheck>, RebuildError> {
-    let tables_sql = POSTS_TABLES.iter().map(|t| format!("{LIVE_SCHEMA}.{t}")).collect::<Vec<_>>().join(", ");
+    let tables_sql = live_tables().join(", ");
     // Writers of the live tables (the comments projection's counts) wait from here; readers do not.
     sqlx::query(&format!("lock table {tables_sql} in exclusive mode")).execute(&mut *tx).await?;
     let carry_over = async {
@@ -75,12 +75,12 @@ pub(super) async fn compare(
 pub(super) async fn swap(tx: &mut PgConnection, shadow: &str, retired: &str) -> Result<(), RebuildError> {
     // A view over a live table would follow it into `retired` and be dropped with it: refuse instead, as
     // dropping the live tables here would.
-    let dependents = sqlx::query_scalar::<_, String>(&format!(
+    let dependents = sqlx::query_scalar::<_, String>(
         "select distinct v.oid::regclass::text from pg_depend d
          join pg_rewrite r on r.oid = d.objid join pg_class v on v.oid = r.ev_class
-         where d.classid = 'pg_rewrite'::regclass and d.refobjid = any(array[{}]::regclass[])",
-        POSTS_TABLES.iter().map(|t| format!("'{LIVE_SCHEMA}.{t}'")).collect::<Vec<_>>().join(", ")
-    ))
+         where d.classid = 'pg_rewrite'::regclass and d.refobjid = any($1::text[]::regclass[])",
+    )
+    .bind(live_tables())
     .fetch_all(&mut *tx)
     .await?;
     if !dependents.is_empty() {
@@ -96,6 +96,11 @@ pub(super) async fn swap(tx: &mut PgConnection, shadow: &str, retired: &str) -> 
     }
     sqlx::query(&format!("drop schema {shadow} cascade")).execute(&mut *tx).await?;
     Ok(())
+}
+
+/// The live tables the projection owns, schema-qualified.
+fn live_tables() -> Vec<String> {
+    POSTS_TABLES.iter().map(|t| format!("{LIVE_SCHEMA}.{t}")).collect()
 }
 
 /// Drops the tables a swap retired, and their schema (left over by an interrupted rebuild, too).
