@@ -1,7 +1,11 @@
-//! Author reads over HTTP: own posts in any status, drafts by id, version history and time travel.
+//! Reads folded from the event store, over HTTP: an author's own posts in any status, drafts by id, version
+//! history and time travel; a public read whose token no projection has reached.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
 use pressroom_tests::{Stack, TestDb};
+use reqwest::Method;
 use serde_json::{json, Value};
 use shared::domain::role::Role;
 
@@ -69,5 +73,74 @@ async fn authors_read_their_drafts_history_and_past_versions_and_nobody_elses() 
     );
     assert_eq!(author_get(&stack, None, "/v1/author/posts").await.status(), 401);
     assert_eq!(author_get(&stack, Some(&mine), "/v1/author/posts?status=bogus").await.status(), 422);
+    stack.stop().await;
+}
+
+/// A post's JSON and page read with a token: the JSON's read source, the JSON, the page.
+async fn read_at(stack: &Stack, slug: &str, at: i64) -> (String, Value, String) {
+    let res = stack.query_at(&format!("/v1/posts/{slug}"), at).await;
+    let source = res.headers()["pressroom-read-source"].to_str().unwrap().to_string();
+    (source, res.json().await.unwrap(), stack.query_at(&format!("/posts/{slug}"), at).await.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_post_folded_from_its_events_counts_and_lists_the_comments_folded_from_theirs() {
+    let mut stack = Stack::start(TestDb::fresh().await).await;
+    let (_, editor) = stack.token(Role::Editor).await;
+    let (id, slug, _) = stack.published_post(&editor, "Folded with its comments").await;
+    stack.db.wait_projected().await;
+    // No projection reaches what follows: a read with its token folds the post and comments from the events.
+    stack.kill_projector().await;
+    let mut last = 0;
+    for (body, verdicts) in [
+        ("First approved", &["approve"][..]),
+        ("Approved then rejected", &["approve", "reject"]),
+        ("Still pending", &[]),
+        ("Second approved", &["approve"]),
+    ] {
+        let res = stack
+            .command(
+                Method::POST,
+                &format!("/v1/posts/{id}/comments"),
+                None,
+                Some(json!({"author_name": "Reader", "body": body})),
+                &[],
+            )
+            .await;
+        let cid = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        for verdict in verdicts {
+            let res =
+                stack.command(Method::POST, &format!("/v1/comments/{cid}/{verdict}"), Some(&editor), None, &[]).await;
+            assert_eq!(res.status(), 200, "{verdict} {body}");
+            last = res.headers()["pressroom-position"].to_str().unwrap().parse().unwrap();
+        }
+    }
+    let shows = |json: &Value, page: &str| {
+        assert_eq!(json["comment_count"], 2, "{json}");
+        assert!(page.contains("Comments (2)"), "{page}");
+        let (first, second) = (page.find("First approved"), page.find("Second approved"));
+        assert!(first.is_some() && second.is_some() && first < second, "both approved, oldest first: {page}");
+        assert!(!page.contains("Approved then rejected") && !page.contains("Still pending"), "{page}");
+    };
+    let (source, json, page) = read_at(&stack, &slug, last).await;
+    assert_eq!(source, "events");
+    shows(&json, &page);
+    // The author's reads fold the same way: now, and as the post was at its publication (version 2).
+    for (path, count) in [(format!("/v1/author/posts/{id}"), 2), (format!("/v1/author/posts/{id}/versions/2"), 0)] {
+        let res = author_get(&stack, Some(&editor), &path).await;
+        assert_eq!(res.json::<Value>().await.unwrap()["comment_count"], count, "{path}");
+    }
+    // The projections, once they catch up, say the same.
+    let _projector = stack.spawn_projector();
+    let started = tokio::time::Instant::now();
+    loop {
+        let (source, json, page) = read_at(&stack, &slug, last).await;
+        if source != "events" {
+            shows(&json, &page);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never projected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stack.stop().await;
 }

@@ -9,7 +9,10 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shared::domain::comment::CommentStatus;
 use shared::store::db::ReadRoute;
+use shared::store::streams::{self, PostComment, Until};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::posts::{decode_cursor, encode_cursor};
@@ -80,4 +83,29 @@ pub async fn approved(
     .await?;
     let next_cursor = page::next_cursor(&mut comments, limit, |c| Some(encode_cursor(c.created_at, c.id)));
     Ok(CommentPage { comments, next_cursor })
+}
+
+/// The approved comments among a post's comments folded from the event store, oldest first.
+fn approved_folded(folded: Vec<PostComment>) -> impl Iterator<Item = CommentView> {
+    folded.into_iter().filter(|c| c.state.status == CommentStatus::Approved).map(|c| CommentView {
+        id: c.state.id,
+        author_name: c.author_name,
+        body: c.body,
+        created_at: c.created_at,
+    })
+}
+
+/// The first `limit` approved comments of post `post`, folded from the event store: the read-your-writes
+/// fallback's, for a post whose projections even the primary has not brought up to the reader's token.
+pub async fn approved_from_events(state: &AppState, post: Uuid, limit: usize) -> ReadResult<Vec<CommentView>> {
+    let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
+    let folded = streams::load_post_comments(&mut conn, post, Until::Head).await?;
+    Ok(approved_folded(folded).take(limit).collect())
+}
+
+/// The count of post `post`'s approved comments folded from the event store as far as `until`: the comment
+/// count of a post folded from its events (approving a comment moves no post stream).
+pub async fn count_from_events(conn: &mut PgConnection, post: Uuid, until: Until) -> ReadResult<i32> {
+    let approved = approved_folded(streams::load_post_comments(conn, post, until).await?).count();
+    Ok(i32::try_from(approved).unwrap_or(i32::MAX))
 }

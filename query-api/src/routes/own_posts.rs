@@ -135,7 +135,13 @@ async fn fold(state: &AppState, reader: &Reader, id: Uuid, until: Until) -> Read
         .await?
         .map(|a| AuthorRef::from(&a))
         .ok_or(ReadError::NotFound("author"))?;
-    let body = AuthorPost { post: PostDetail::from_folded(&post, author, 0) };
+    // Its comments as they were at the same point: a version's is where the post's event at that version is.
+    let comments_until = match until {
+        Until::Version(_) => Until::Position(position),
+        other => other,
+    };
+    let comments = crate::routes::comments::count_from_events(&mut conn, id, comments_until).await?;
+    let body = AuthorPost { post: PostDetail::from_folded(&post, author, comments) };
     Ok(stamp(Json(body).into_response(), position, ReadSource::Events))
 }
 

@@ -164,9 +164,15 @@ pub async fn post(
         state.cache.record_view(detail.summary.id);
         let notice = params.get("comment").and_then(|c| comment_notice(c));
         let render_page = || async {
-            let token = min_position(&state, &headers).await?;
-            let chosen = state.reads.choose(ReadRoute::Replica, posts::PROJECTIONS, token).await?;
-            let comments = comments::approved(&chosen.pool, detail.summary.id, COMMENTS, None).await?.comments;
+            // A post folded from its events (its projections behind the reader's token) lists the comments
+            // folded from theirs, as its count is.
+            let comments = if entry.source == ReadSource::Events {
+                comments::approved_from_events(&state, detail.summary.id, COMMENTS as usize).await?
+            } else {
+                let token = min_position(&state, &headers).await?;
+                let chosen = state.reads.choose(ReadRoute::Replica, posts::PROJECTIONS, token).await?;
+                comments::approved(&chosen.pool, detail.summary.id, COMMENTS, None).await?.comments
+            };
             render(&PostTemplate {
                 site: &site,
                 head: Head::post(&site, detail),

@@ -12,6 +12,7 @@ use shared::domain::post::PostStatus;
 use shared::read::model::{AuthorRef, PostDetail, TagRef};
 use shared::store::db::{ReadRoute, ReadSource};
 use shared::store::position::{LogPosition, MIN_POSITION_HEADER};
+use shared::store::streams::Until;
 use sqlx::types::Json as SqlJson;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -280,7 +281,8 @@ pub async fn markdown(state: &AppState, entry: &PostEntry) -> ReadResult<Arc<str
     entry.markdown.get_or_try_init(read).await.cloned()
 }
 
-/// A single post folded from its events, for a token no projection has reached yet.
+/// A single post folded from its events, with its comment count folded from its comments' events, for a
+/// token no projection has reached yet.
 async fn from_events(state: &AppState, slug: &str, token: LogPosition) -> ReadResult<SlugEntry> {
     let mut conn = state.reads.acquire(ReadRoute::Primary).await?;
     let Some(id) = shared::store::streams::post_id_by_slug(&mut conn, slug).await? else {
@@ -297,7 +299,8 @@ async fn from_events(state: &AppState, slug: &str, token: LogPosition) -> ReadRe
     }
     let author =
         shared::store::streams::load_author(&mut conn, post.author_id).await?.ok_or(ReadError::NotFound("author"))?;
-    let detail = PostDetail::from_folded(&post, AuthorRef::from(&author), 0);
+    let comments = crate::routes::comments::count_from_events(&mut conn, id, Until::Head).await?;
+    let detail = PostDetail::from_folded(&post, AuthorRef::from(&author), comments);
     post_entry(state, detail, token.global_position, token, ReadSource::Events).await
 }
 
