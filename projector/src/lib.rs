@@ -86,7 +86,7 @@ pub async fn run_projections(
     let tasks = vec![
         ("listener", tokio::spawn(runner::listen_for_events(direct.clone(), wake_tx, shutdown.clone()))),
         ("posts", spawn(Runner::Posts(Arc::new(PostsProjection::new(pool.clone(), redis.clone()))))),
-        ("comments", spawn(Runner::Comments(Arc::new(CommentsProjection::new(redis.clone()))))),
+        ("comments", spawn(Runner::Comments(Arc::new(CommentsProjection::new(pool.clone(), redis.clone()))))),
         ("media", spawn(Runner::Media(Arc::new(MediaProjection::new(redis, media.wake.clone()))))),
         (
             "media-variants",

@@ -9,15 +9,15 @@ use redis::aio::ConnectionManager;
 use shared::read::model::CachedPost;
 use shared::read::redis_keys::{self, RedisKeys};
 
-/// Sets a hash {tx, pos, body} only when (tx, pos) is newer than what the key holds.
-/// An empty body is a tombstone: the post is not publicly readable at that position.
+/// Sets a hash {tx, pos, body} only when (tx, pos) is newer than what the key holds — or, with ARGV[5] = 1
+/// (a refresh), as new. An empty body is a tombstone: the post is not publicly readable at that position.
 const CAS_SCRIPT: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'tx', 'pos')
 local ctx = tonumber(cur[1] or '-1')
 local cpos = tonumber(cur[2] or '-1')
 local ntx = tonumber(ARGV[1])
 local npos = tonumber(ARGV[2])
-if ntx > ctx or (ntx == ctx and npos > cpos) then
+if ntx > ctx or (ntx == ctx and (npos > cpos or (npos == cpos and ARGV[5] == '1'))) then
   redis.call('HSET', KEYS[1], 'tx', ARGV[1], 'pos', ARGV[2], 'body', ARGV[3])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
   return 1
@@ -68,6 +68,22 @@ impl RedisSink {
         }
     }
 
+    /// Writes post entries and publishes one invalidation per slug. False when some did not land.
+    ///
+    /// Each lands only over an older entry (by projection position) — or, with `refresh`, over one at the
+    /// same position too: a change the position does not show (a comment count, which the comments
+    /// projection keeps), read after it committed, so newer than what a posts batch read before it.
+    pub async fn write_posts(&self, writes: Vec<PostWrite>, refresh: bool) -> bool {
+        let Some(mut conn) = self.inner.redis.get().await else {
+            return false;
+        };
+        let result = self.try_write_posts(&mut conn, writes, refresh).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "Redis write-through failed; the projector redoes it when Redis is back");
+        }
+        result.is_ok()
+    }
+
     /// Drops post entries (their next read goes to the database) and tells every query API to evict them.
     /// False when Redis could not be reached.
     pub async fn evict_posts(&self, slugs: Vec<String>) -> bool {
@@ -95,21 +111,14 @@ impl RedisSink {
         result.is_ok()
     }
 
-    /// Writes post entries and publishes one invalidation per slug. False when some did not land.
-    pub async fn write_posts(&self, writes: Vec<PostWrite>) -> bool {
-        let Some(mut conn) = self.inner.redis.get().await else {
-            return false;
-        };
-        let result = self.try_write_posts(&mut conn, writes).await;
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, "Redis write-through failed; the projector redoes it when Redis is back");
-        }
-        result.is_ok()
-    }
-
     /// One pipeline for the whole batch: the scripts (re)loaded, then each entry's compare-and-set and its
     /// invalidation, then the list generation — two round trips with the namespace read before.
-    async fn try_write_posts(&self, conn: &mut ConnectionManager, writes: Vec<PostWrite>) -> redis::RedisResult<()> {
+    async fn try_write_posts(
+        &self,
+        conn: &mut ConnectionManager,
+        writes: Vec<PostWrite>,
+        refresh: bool,
+    ) -> redis::RedisResult<()> {
         let keys = &self.inner.keys;
         let ns: Option<i64> = redis::cmd("GET").arg(keys.namespace()).query_async(conn).await?;
         let ns = ns.unwrap_or(0);
@@ -123,7 +132,10 @@ impl RedisSink {
                 }
                 None => (String::new(), 3_600),
             };
-            pipe.invoke_script(script.key(keys.post_by_slug(ns, &slug)).arg(tx).arg(pos).arg(body).arg(ttl)).ignore();
+            pipe.invoke_script(
+                script.key(keys.post_by_slug(ns, &slug)).arg(tx).arg(pos).arg(body).arg(ttl).arg(u8::from(refresh)),
+            )
+            .ignore();
             pipe.cmd("PUBLISH").arg(keys.invalidation_channel()).arg(redis_keys::slug_message(&slug)).ignore();
         }
         pipe.invoke_script(&self.inner.bump_lists()).ignore();

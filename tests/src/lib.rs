@@ -532,8 +532,16 @@ impl Stack {
 
     /// Another projector process on this stack's database, serving `/status` on `port`.
     pub fn spawn_projector_on(&self, port: u16) -> Child {
+        self.spawn_projector_with(&[("PRESSROOM_PROJECTOR_ADDR", &format!("127.0.0.1:{port}"))])
+    }
+
+    /// Another projector process on this stack's database, its environment changed by `extra`.
+    pub fn spawn_projector_with(&self, extra: &[(&str, &str)]) -> Child {
         let mut env = self.env.clone();
-        env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{port}")));
+        env.push(("PRESSROOM_PROJECTOR_ADDR".into(), format!("127.0.0.1:{}", free_port())));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let addr = env.iter().rev().find(|(k, _)| k == "PRESSROOM_PROJECTOR_ADDR").map(|(_, v)| v.clone());
+        let port = addr.as_deref().and_then(|a| a.rsplit(':').next()).unwrap_or_default().to_string();
         let mut cmd = Command::new(bin("pressroom-projector"));
         cmd.envs(env).env("PRESSROOM_LOG", "warn").kill_on_drop(true);
         self.logs.attach(&mut cmd, &format!("pressroom-projector-{port}"));

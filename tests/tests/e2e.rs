@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pressroom_tests::{Stack, TestDb};
+use reqwest::Method;
 use serde_json::{json, Value};
 use shared::domain::role::Role;
 use uuid::Uuid;
@@ -318,6 +319,48 @@ async fn a_cached_list_page_gives_way_to_the_next_list_generation_when_a_post_is
         }
         assert!(started.elapsed() < Duration::from_millis(1500), "the old page outlived its generation");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack.stop().await;
+}
+
+/// The comment count in the post's Redis entry (None: no entry).
+async fn cached_count(stack: &Stack, slug: &str) -> Option<i64> {
+    let client = redis::Client::open(stack.db.redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let ns: Option<i64> = redis::cmd("GET").arg(format!("{}:ns", stack.db.name)).query_async(&mut redis).await.unwrap();
+    let key = format!("{}:{}:post:slug:{slug}", stack.db.name, ns.unwrap_or(0));
+    let body: Option<String> = redis::cmd("HGET").arg(key).arg("body").query_async(&mut redis).await.unwrap();
+    body.and_then(|b| serde_json::from_str::<Value>(&b).ok()).and_then(|v| v["post"]["comment_count"].as_i64())
+}
+
+#[tokio::test]
+async fn a_comment_count_that_changed_while_the_projector_had_no_redis_reaches_the_cached_entry_after() {
+    let mut stack = Stack::start(TestDb::fresh().await).await;
+    let (_, editor) = stack.token(Role::Editor).await;
+    let (id, slug, _) = stack.published_post(&editor, "Counted after the outage").await;
+    let started = tokio::time::Instant::now();
+    while cached_count(&stack, &slug).await != Some(0) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the post was never written through");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The next projector cannot reach Redis: the approval is projected, its entry not rewritten.
+    stack.kill_projector().await;
+    let closed = format!("redis://127.0.0.1:{}", pressroom_tests::free_port());
+    let mut unreachable = stack.spawn_projector_with(&[("REDIS_URL", &closed)]);
+    let body = json!({"author_name": "Reader", "body": "Approved during the outage"});
+    let res = stack.command(Method::POST, &format!("/v1/posts/{id}/comments"), None, Some(body), &[]).await;
+    let comment = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let res = stack.command(Method::POST, &format!("/v1/comments/{comment}/approve"), Some(&editor), None, &[]).await;
+    assert_eq!(res.status(), 200);
+    stack.db.wait_projected().await;
+    assert_eq!(cached_count(&stack, &slug).await, Some(0), "the entry is as the outage left it");
+    // A projector that reaches Redis redoes what did not land.
+    unreachable.kill().await.unwrap();
+    let _projector = stack.spawn_projector();
+    let started = tokio::time::Instant::now();
+    while cached_count(&stack, &slug).await != Some(1) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the cached entry never showed the approval");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stack.stop().await;
 }

@@ -1,26 +1,29 @@
 //! The `comments` projection: comments with their moderation state, and each post's count of approved
-//! comments. A count change evicts the post's cached entries so readers see it.
+//! comments. A count change rewrites the post's Redis entry from its row and evicts it in every query API.
 
 use shared::domain::DomainEvent;
 use shared::store::event_store::RecordedEvent;
-use sqlx::PgConnection;
+use shared::store::position::LogPosition;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use super::{Projection, ProjectionError};
 use crate::redis_sink::RedisSink;
 
 pub struct CommentsProjection {
+    pool: PgPool,
     redis: RedisSink,
 }
 
 impl CommentsProjection {
-    pub fn new(redis: RedisSink) -> Self {
-        Self { redis }
+    pub fn new(pool: PgPool, redis: RedisSink) -> Self {
+        Self { pool, redis }
     }
 }
 
 impl Projection for CommentsProjection {
-    /// Slugs of posts whose comment count changed.
-    type Effect = String;
+    /// Posts whose comment count changed.
+    type Effect = Uuid;
 
     fn name(&self) -> &'static str {
         "comments"
@@ -35,7 +38,7 @@ impl Projection for CommentsProjection {
         conn: &mut PgConnection,
         event: &RecordedEvent,
         decoded: &DomainEvent,
-        effects: &mut Vec<String>,
+        effects: &mut Vec<Uuid>,
     ) -> Result<(), ProjectionError> {
         let id = event.stream_id;
         let status = match decoded {
@@ -81,19 +84,50 @@ impl Projection for CommentsProjection {
         .await?;
         let delta = i32::from(status == "approved") - i32::from(before.status == "approved");
         if delta != 0 {
-            let slug = sqlx::query_scalar!(
-                "update read.posts set comment_count = comment_count + $2 where id = $1 returning slug",
+            sqlx::query!(
+                "update read.posts set comment_count = comment_count + $2 where id = $1",
                 before.post_id,
                 delta
             )
-            .fetch_optional(&mut *conn)
+            .execute(&mut *conn)
             .await?;
-            effects.extend(slug);
+            effects.push(before.post_id);
         }
         Ok(())
     }
 
-    async fn after_commit(&self, slugs: Vec<String>) -> bool {
-        slugs.is_empty() || self.redis.evict_posts(slugs).await
+    /// The posts' entries are rewritten, not dropped: a posts batch that read a row before this count
+    /// committed may write its entry after any eviction, and the row's position, which the count does not
+    /// move, would keep it.
+    async fn after_commit(&self, mut posts: Vec<Uuid>) -> bool {
+        posts.sort_unstable();
+        posts.dedup();
+        posts.is_empty() || super::posts::refresh_entries(&self.pool, &self.redis, &posts).await
+    }
+
+    async fn redo_effects(&self, since: LogPosition) -> bool {
+        let posts = sqlx::query_scalar!(
+            "select distinct c.post_id from events e join read.comments c on c.id = e.stream_id
+             where (e.transaction_id, e.global_position) > ($1::bigint::text::xid8, $2)
+               and e.event_type in ('CommentApproved', 'CommentRejected')",
+            since.transaction_id,
+            since.global_position
+        )
+        .fetch_all(&self.pool)
+        .await;
+        match posts {
+            Ok(posts) => {
+                for chunk in posts.chunks(1_000) {
+                    if !super::posts::refresh_entries(&self.pool, &self.redis, chunk).await {
+                        return false;
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot find the posts whose comment counts to redo in Redis");
+                false
+            }
+        }
     }
 }

@@ -148,31 +148,50 @@ impl Projection for PostsProjection {
                 }
             }
         }
-        let rows = async {
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut tx = shared::store::db::begin_derived(&self.pool, shared::store::db::LIVE_SCHEMA).await?;
-            rows::load_rows(&mut tx, &ids).await
-        }
-        .await;
-        let rows = match rows {
-            Ok(rows) => rows.into_iter().chain(written),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read back projected posts for Redis; redone later");
-                return false;
-            }
-        };
-        let mut writes = Vec::with_capacity(retired.len());
-        for (slug, (transaction_id, position)) in retired {
-            writes.push(PostWrite { slug, transaction_id, position, entry: None });
-        }
-        for r in rows {
-            let (slug, transaction_id, position) = (r.slug.clone(), r.last_transaction_id, r.last_position);
-            let entry =
-                (r.status == "published").then(|| CachedPost { transaction_id, position, post: r.into_detail() });
-            writes.push(PostWrite { slug, transaction_id, position, entry });
-        }
-        self.redis.write_posts(writes).await
+        write_through(&self.pool, &self.redis, &ids, written, retired, false).await
     }
+}
+
+/// Writes the Redis entries of posts `ids` (from their rows as committed now) and `written` (rows a batch
+/// wrote), and tombstones for `retired` slugs; `refresh` as [`RedisSink::write_posts`]. False when some
+/// did not land.
+async fn write_through(
+    pool: &PgPool,
+    redis: &RedisSink,
+    ids: &[Uuid],
+    written: Vec<PostRow>,
+    retired: BTreeMap<String, (i64, i64)>,
+    refresh: bool,
+) -> bool {
+    let rows = async {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = shared::store::db::begin_derived(pool, shared::store::db::LIVE_SCHEMA).await?;
+        rows::load_rows(&mut tx, ids).await
+    }
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows.into_iter().chain(written),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read back projected posts for Redis; redone later");
+            return false;
+        }
+    };
+    let mut writes = Vec::with_capacity(retired.len());
+    for (slug, (transaction_id, position)) in retired {
+        writes.push(PostWrite { slug, transaction_id, position, entry: None });
+    }
+    for r in rows {
+        let (slug, transaction_id, position) = (r.slug.clone(), r.last_transaction_id, r.last_position);
+        let entry = (r.status == "published").then(|| CachedPost { transaction_id, position, post: r.into_detail() });
+        writes.push(PostWrite { slug, transaction_id, position, entry });
+    }
+    redis.write_posts(writes, refresh).await
+}
+
+/// Rewrites the Redis entries of posts `ids` from their rows as committed now, over entries at the same
+/// position: for a change to a post's row that is not the posts projection's (its comment count).
+pub async fn refresh_entries(pool: &PgPool, redis: &RedisSink, ids: &[Uuid]) -> bool {
+    write_through(pool, redis, ids, Vec::new(), BTreeMap::new(), true).await
 }
