@@ -3,7 +3,7 @@
 //! changes; a rebuild folds the whole log through it and writes everything — one fold, so a rebuild
 //! cannot disagree with live by construction.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use shared::domain::events::{AuthorProfileUpdated, AuthorRegistered};
 use shared::domain::post::{self, Post, PostStatus};
@@ -79,6 +79,8 @@ pub struct TagDelta {
 #[derive(Default)]
 pub struct PostsFold {
     pub posts: HashMap<Uuid, FoldedPost>,
+    /// The posts whose rows the fold started from: any other it writes is new to the table.
+    pub loaded: HashSet<Uuid>,
     pub authors: HashMap<Uuid, FoldedAuthor>,
     /// Each author's posts the fold holds.
     by_author: HashMap<Uuid, Vec<Uuid>>,
@@ -99,6 +101,7 @@ impl PostsFold {
     pub fn with(posts: Vec<FoldedPost>, authors: Vec<FoldedAuthor>) -> Self {
         let mut fold = PostsFold::default();
         for p in posts {
+            fold.loaded.insert(p.post.id);
             fold.by_author.entry(p.post.author_id).or_default().push(p.post.id);
             fold.posts.insert(p.post.id, p);
         }

@@ -79,7 +79,8 @@ pub async fn write(
     }
     let rows: Vec<PostRow> =
         fold.changed_posts.iter().filter_map(|id| fold.posts.remove(id)).map(PostRow::from).collect();
-    let mut saved = save_rows(&mut *conn, &rows).await?;
+    let new: Vec<Uuid> = rows.iter().map(|r| r.id).filter(|id| !fold.loaded.contains(id)).collect();
+    let mut saved = save_rows(&mut *conn, &rows, new).await?;
     // The rows the readers are to hear of go to Redis as written here — with what the table holds under
     // this transaction's row lock: the comment count, the timestamps to the microsecond — instead of being
     // read back after commit.

@@ -152,7 +152,8 @@ pub async fn load_authors(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<F
 }
 
 /// What the table holds of a saved row that the row in memory may not: the comment count (the comments
-/// projection's column, which the upsert leaves) and the timestamps as stored (to the microsecond).
+/// projection's column: the upsert counts it for a new row and leaves it on an existing one) and the
+/// timestamps as stored (to the microsecond).
 #[derive(Debug, Clone)]
 pub struct Saved {
     comment_count: i32,
@@ -174,10 +175,25 @@ impl Saved {
 }
 
 /// Upserts `rows` in one statement (the search vector is kept by the table's trigger); returns, by id,
-/// what the table holds of each that the row may not ([`Saved`]).
-pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<HashMap<Uuid, Saved>, sqlx::Error> {
+/// what the table holds of each that the row may not ([`Saved`]). A row new to the table (`new`: ids the
+/// batch did not load) takes the count of its post's approved comments: the comments projection, which may
+/// run ahead of this one, had no row to add them to. Both take the post's count lock first (migration 28).
+pub async fn save_rows(
+    conn: &mut PgConnection,
+    rows: &[PostRow],
+    mut new: Vec<Uuid>,
+) -> Result<HashMap<Uuid, Saved>, sqlx::Error> {
     if rows.is_empty() {
         return Ok(HashMap::new());
+    }
+    if !new.is_empty() {
+        // Sorted. A comments batch locks as its events come: should the two ever wait for each other,
+        // PostgreSQL aborts one, and its runner retries it one event at a time.
+        new.sort_unstable();
+        sqlx::query("select pg_advisory_xact_lock(read.post_comment_count_key(id)) from unnest($1::uuid[]) as u(id)")
+            .bind(&new)
+            .execute(&mut *conn)
+            .await?;
     }
     let col = |f: fn(&PostRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
     let opt = |f: fn(&PostRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
@@ -189,15 +205,19 @@ pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<Hash
                                   author_id, author, reading_time_minutes, comment_count, version, created_at,
                                   updated_at, published_at, scheduled_at, last_transaction_id, last_position, cover_media_id)
            select id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags::jsonb,
-                  author_id, author::jsonb, reading_time_minutes, comment_count, version, created_at,
+                  author_id, author::jsonb, reading_time_minutes,
+                  -- A row new to the table counts what was approved before it (locked above); the update
+                  -- below leaves the count to the comments projection.
+                  (select count(*)::int from read.comments c where c.post_id = r.id and c.status = 'approved'),
+                  version, created_at,
                   updated_at, published_at, scheduled_at, last_transaction_id::text::xid8, last_position,
                   cover_media_id
            from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::text[], $9::text[], $10::uuid[], $11::text[], $12::int[], $13::int[], $14::int[],
-                       $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
-                       $19::bigint[], $20::bigint[], $21::uuid[])
+                       $8::text[], $9::text[], $10::uuid[], $11::text[], $12::int[], $13::int[],
+                       $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[],
+                       $18::bigint[], $19::bigint[], $20::uuid[])
                 as r(id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags, author_id,
-                     author, reading_time_minutes, comment_count, version, created_at, updated_at, published_at,
+                     author, reading_time_minutes, version, created_at, updated_at, published_at,
                      scheduled_at, last_transaction_id, last_position, cover_media_id)
            on conflict (id) do update set
                slug = excluded.slug, status = excluded.status, title = excluded.title, summary = excluded.summary,
@@ -220,7 +240,6 @@ pub async fn save_rows(conn: &mut PgConnection, rows: &[PostRow]) -> Result<Hash
         &rows.iter().map(|r| r.author_id).collect::<Vec<_>>(),
         &rows.iter().map(|r| json(serde_json::to_string(&r.author.0))).collect::<Vec<_>>(),
         &int(|r| r.reading_time_minutes),
-        &int(|r| r.comment_count),
         &int(|r| r.version),
         &time(|r| Some(r.created_at)) as &[Option<DateTime<Utc>>],
         &time(|r| Some(r.updated_at)) as &[Option<DateTime<Utc>>],
