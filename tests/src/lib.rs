@@ -125,6 +125,23 @@ impl TestDb {
         assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// The newest position in the log.
+    pub async fn head(&self) -> i64 {
+        sqlx::query_scalar("select max(global_position) from events").fetch_one(&self.admin).await.unwrap()
+    }
+
+    /// Posts whose search vector is not what their text and status make it now (reused by a rebuild or kept
+    /// across an edit, it must still be).
+    pub async fn stale_search_vectors(&self) -> i64 {
+        sqlx::query_scalar(
+            "select count(*) from read.posts
+             where search is distinct from read.post_search_vector(title, summary, body_markdown, status)",
+        )
+        .fetch_one(&self.admin)
+        .await
+        .unwrap()
+    }
+
     /// Whether a schema of this name exists (a rebuild's shadow or retired tables).
     pub async fn schema_exists(&self, name: &str) -> bool {
         sqlx::query_scalar("select exists(select 1 from pg_namespace where nspname = $1)")
@@ -546,5 +563,13 @@ impl Stack {
         cmd.envs(env).env("PRESSROOM_LOG", "warn").kill_on_drop(true);
         self.logs.attach(&mut cmd, &format!("pressroom-projector-{port}"));
         cmd.spawn().unwrap()
+    }
+}
+
+/// Asserts that a rebuild's report (`--json`) found every table as live has it: rows and checksum.
+pub fn assert_tables_identical(report: &Value) {
+    for t in report["tables"].as_array().unwrap() {
+        assert_eq!(t["live_rows"], t["rebuilt_rows"], "{t}");
+        assert_eq!(t["live_checksum"], t["rebuilt_checksum"], "{t}");
     }
 }

@@ -1,49 +1,13 @@
-//! The projector under crashes and operator rebuilds, over the real binaries: kill -9 during appends,
-//! standby takeover, and `pressroom-ops projections rebuild` while readers hit the query API.
+//! The projector under crashes and over the real binaries: kill -9 during appends, standby takeover, one
+//! batch of every transition equal to a rebuild, and what it computes or writes only when it must.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use pressroom_tests::{Stack, TestDb};
 use reqwest::Method;
 use serde_json::{json, Value};
 use shared::domain::role::Role;
-
-/// Every published post through the list, in order, read at `position` or later.
-async fn walk(stack: &Stack, position: i64) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page: Value = stack
-            .http
-            .get(format!("{}/v1/posts?limit=100&cursor={cursor}", stack.query))
-            .header("pressroom-min-position", position)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        all.extend(page["posts"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = c.to_string(),
-            None => return all,
-        }
-    }
-}
-
-async fn head(db: &TestDb) -> i64 {
-    sqlx::query_scalar("select max(global_position) from events").fetch_one(&db.admin).await.unwrap()
-}
-
-fn assert_tables_identical(report: &Value) {
-    for t in report["tables"].as_array().unwrap() {
-        assert_eq!(t["live_rows"], t["rebuilt_rows"], "{t}");
-        assert_eq!(t["live_checksum"], t["rebuilt_checksum"], "{t}");
-    }
-}
 
 #[tokio::test]
 async fn killing_the_projector_five_times_during_20000_appends_leaves_rows_a_rebuild_reproduces_and_redis_at_row_positions(
@@ -80,7 +44,7 @@ async fn killing_the_projector_five_times_during_20000_appends_leaves_rows_a_reb
     }
     let out = seeding.await.unwrap().unwrap();
     assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(head(&stack.db).await >= 20_000);
+    assert!(stack.db.head().await >= 20_000);
     stack.db.wait_projected().await;
 
     // Every Redis entry carries its row's position (entries lost in a crash are redone by the next leader).
@@ -113,7 +77,7 @@ async fn killing_the_projector_five_times_during_20000_appends_leaves_rows_a_reb
 
     // The rows equal a from-scratch rebuild: the rebuild verifies counts and checksums per table.
     let report = stack.db.rebuild(&[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
-    assert_tables_identical(&report);
+    pressroom_tests::assert_tables_identical(&report);
     let renamed: i64 = sqlx::query_scalar(
         "select count(*) from read.posts where author_id = $1 and author->>'name' = 'Editor, take 4'",
     )
@@ -170,140 +134,6 @@ async fn a_standby_projector_takes_over_within_seconds_when_the_leader_is_killed
     assert_eq!(res.status(), 200);
     assert_ne!(res.headers()["pressroom-read-source"], "events", "the standby projected it");
     let _ = standby.kill().await;
-    stack.stop().await;
-}
-
-#[tokio::test]
-async fn rebuilding_posts_while_readers_hit_the_query_api_never_fails_or_empties_a_read_and_keeps_the_content() {
-    let stack = Stack::start(TestDb::fresh().await).await;
-    stack.db.seed(1500).await;
-    stack.db.wait_projected().await;
-    let at = head(&stack.db).await;
-    let before = walk(&stack, at).await;
-    assert_eq!(before.len(), 1500);
-    let slugs: Arc<Vec<String>> =
-        Arc::new(before.iter().step_by(50).map(|p| p["slug"].as_str().unwrap().to_string()).collect());
-
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (reads, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(std::sync::Mutex::new(Vec::new())));
-    let mut readers = Vec::new();
-    for r in 0..4 {
-        let (http, base, slugs) = (stack.http.clone(), stack.query.clone(), slugs.clone());
-        let (stop, reads, failures) = (stop.clone(), reads.clone(), failures.clone());
-        readers.push(tokio::spawn(async move {
-            let mut i = r;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let (url, list) = match i % 3 {
-                    0 => (format!("{base}/v1/posts?limit=20"), true),
-                    1 => (format!("{base}/v1/posts/{}", slugs[i % slugs.len()]), false),
-                    // Straight from the database, past every cache.
-                    _ => (
-                        format!(
-                            "{base}/v1/posts?limit=5&cursor={}",
-                            "9999999999999999.00000000000000000000000000000000"
-                        ),
-                        true,
-                    ),
-                };
-                let mut req = http.get(&url);
-                if i % 3 == 2 {
-                    req = req.header("pressroom-min-position", at);
-                }
-                let res = req.send().await;
-                let failure = match res {
-                    Err(e) => Some(format!("{url}: {e}")),
-                    Ok(res) if !res.status().is_success() => Some(format!("{url}: {}", res.status())),
-                    Ok(res) => {
-                        let body: Value = res.json().await.unwrap_or(Value::Null);
-                        (list && body["posts"].as_array().is_none_or(|p| p.is_empty()))
-                            .then(|| format!("{url}: empty list"))
-                    }
-                };
-                reads.fetch_add(1, Ordering::Relaxed);
-                if let Some(f) = failure {
-                    failures.lock().unwrap().push(f);
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let report = stack.db.rebuild(&[]).await.unwrap_or_else(|e| panic!("rebuild failed: {e}"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        r.await.unwrap();
-    }
-    let failures = failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "{} failed reads, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(reads.load(Ordering::Relaxed) > 100, "the readers barely ran");
-    assert_tables_identical(&report);
-    assert!(report["folded_events"].as_u64().unwrap() >= 3000);
-    assert_eq!(walk(&stack, at).await, before, "the content changed across the swap");
-    // The rebuilt tables take writes: the projector carries on.
-    let (_, token) = stack.token(Role::Author).await;
-    let (_, slug, _) = stack.published_post(&token, "After the rebuild").await;
-    let started = tokio::time::Instant::now();
-    while sqlx::query_scalar::<_, i64>("select count(*) from read.posts where slug = $1")
-        .bind(&slug)
-        .fetch_one(&stack.db.admin)
-        .await
-        .unwrap()
-        == 0
-    {
-        assert!(started.elapsed() < Duration::from_secs(10), "the projector stopped after the swap");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stack.stop().await;
-}
-
-#[tokio::test]
-async fn a_rebuild_that_differs_from_live_is_aborted_and_live_kept_unless_changes_are_accepted() {
-    let stack = Stack::start(TestDb::fresh().await).await;
-    stack.db.seed(40).await;
-    stack.db.wait_projected().await;
-    let slug: String = sqlx::query_scalar("select slug from read.posts order by slug limit 1")
-        .fetch_one(&stack.db.admin)
-        .await
-        .unwrap();
-    let title: String = sqlx::query_scalar("select title from read.posts where slug = $1")
-        .bind(&slug)
-        .fetch_one(&stack.db.admin)
-        .await
-        .unwrap();
-    sqlx::query("update read.posts set title = 'Tampered' where slug = $1")
-        .bind(&slug)
-        .execute(&stack.db.admin)
-        .await
-        .unwrap();
-
-    let refused = stack.db.rebuild(&[]).await.expect_err("a differing rebuild must not swap");
-    assert!(refused.contains("differs from live") && refused.contains("posts"), "{refused}");
-    let kept: String = sqlx::query_scalar("select title from read.posts where slug = $1")
-        .bind(&slug)
-        .fetch_one(&stack.db.admin)
-        .await
-        .unwrap();
-    assert_eq!(kept, "Tampered", "live was kept as it was");
-    let shadow = stack.db.schema_exists("rebuild_posts").await;
-    assert!(!shadow, "the aborted copy was cleaned up");
-
-    let report = stack.db.rebuild(&["--accept-changes"]).await.unwrap_or_else(|e| panic!("{e}"));
-    let posts = report["tables"].as_array().unwrap().iter().find(|t| t["table"] == "posts").unwrap();
-    assert_ne!(posts["live_checksum"], posts["rebuilt_checksum"]);
-    let repaired: String = sqlx::query_scalar("select title from read.posts where slug = $1")
-        .bind(&slug)
-        .fetch_one(&stack.db.admin)
-        .await
-        .unwrap();
-    assert_eq!(repaired, title);
-    // The repaired post's vector was computed afresh, the other 39 taken from live: all are their text's.
-    assert_eq!(stale_search_vectors(&stack.db).await, 0);
-    let position = head(&stack.db).await;
-    let served: Value = stack.get_post(&slug, Some(position)).await.json().await.unwrap();
-    assert_eq!(served["title"], title.as_str());
-    let found: Value = stack.query_at("/v1/search?q=tampered", position).await.json().await.unwrap();
-    assert_eq!(found["results"], serde_json::json!([]), "the tampered title is no longer searched");
     stack.stop().await;
 }
 
@@ -389,10 +219,10 @@ async fn every_post_transition_and_an_author_rename_applied_in_one_batch_equal_a
     let res = stack.get_post("batch-one-renamed", None).await;
     assert!(res.json::<Value>().await.unwrap()["body_html"].as_str().unwrap().contains("new body"));
 
-    assert_eq!(stale_search_vectors(&stack.db).await, 0, "live vectors follow the text");
+    assert_eq!(stack.db.stale_search_vectors().await, 0, "live vectors follow the text");
     let report = stack.db.rebuild(&[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
-    assert_tables_identical(&report);
-    assert_eq!(stale_search_vectors(&stack.db).await, 0, "the rebuilt vectors are the text's");
+    pressroom_tests::assert_tables_identical(&report);
+    assert_eq!(stack.db.stale_search_vectors().await, 0, "the rebuilt vectors are the text's");
     stack.stop().await;
 }
 
@@ -407,18 +237,6 @@ async fn redis_state(stack: &Stack, slug: &str) -> (Option<i64>, Option<i64>) {
     let generation: Option<i64> =
         redis::cmd("GET").arg(format!("{prefix}:lists:generation")).query_async(&mut redis).await.unwrap();
     (pos, generation)
-}
-
-/// Posts whose search vector is not what their text and status make it now (reused by a rebuild or kept
-/// across an edit, it must still be).
-async fn stale_search_vectors(db: &TestDb) -> i64 {
-    sqlx::query_scalar(
-        "select count(*) from read.posts
-         where search is distinct from read.post_search_vector(title, summary, body_markdown, status)",
-    )
-    .fetch_one(&db.admin)
-    .await
-    .unwrap()
 }
 
 async fn has_search_vector(db: &TestDb, id: &str) -> bool {
@@ -470,7 +288,7 @@ async fn the_search_vector_is_computed_only_when_the_text_changes_not_on_a_tags_
     edit(3, json!({"body_markdown": "different words"})).await;
     stack.db.wait_projected().await;
     assert!(vector().await.contains("'differ'"), "a body edit computes it: {}", vector().await);
-    assert_eq!(stale_search_vectors(&stack.db).await, 0);
+    assert_eq!(stack.db.stale_search_vectors().await, 0);
     stack.stop().await;
 }
 
@@ -528,9 +346,9 @@ async fn the_slug_history_keeps_only_slugs_a_post_left_even_when_it_returns_to_o
     assert_eq!(moved.headers()["location"], format!("/v1/posts/{slug}"));
     assert_eq!(stack.get_post(&slug, Some(at)).await.status(), 200);
 
-    assert_eq!(stale_search_vectors(&stack.db).await, 0, "live vectors follow the text");
+    assert_eq!(stack.db.stale_search_vectors().await, 0, "live vectors follow the text");
     let report = stack.db.rebuild(&[]).await.unwrap_or_else(|e| panic!("rebuild disagreed with live: {e}"));
-    assert_tables_identical(&report);
-    assert_eq!(stale_search_vectors(&stack.db).await, 0, "the rebuilt vectors are the text's");
+    pressroom_tests::assert_tables_identical(&report);
+    assert_eq!(stack.db.stale_search_vectors().await, 0, "the rebuilt vectors are the text's");
     stack.stop().await;
 }

@@ -110,8 +110,7 @@ async fn a_schedule_whose_author_was_deactivated_or_demoted_is_cancelled_with_a_
         .unwrap();
         assert_eq!(published, 0, "{slug} never went live");
         // The admin sees it back in draft, and the public never sees it.
-        let position: i64 =
-            sqlx::query_scalar("select max(global_position) from events").fetch_one(&stack.db.admin).await.unwrap();
+        let position = stack.db.head().await;
         let res = stack
             .http
             .get(format!("{}/v1/author/posts/{id}", stack.query))
