@@ -164,7 +164,7 @@ pub async fn append_if(
         EventRows::new(std::iter::repeat_n(stream_id, events.len()), stream_type, expected_version, events, metadata);
     let guard = conditions.guard;
     let positions =
-        insert(&mut *conn, &rows, Some((stream_id, expected_version)), conditions).await.map_err(|e| match &e {
+        insert(&mut *conn, &rows, (stream_id, expected_version), conditions).await.map_err(|e| match &e {
             sqlx::Error::Database(db) if db.constraint() == Some("events_stream_version_key") => {
                 EventStoreError::Conflict { stream_id, expected: expected_version, actual: expected_version + 1 }
             }
@@ -260,19 +260,20 @@ pub async fn append_new_streams(
     Ok(by_stream)
 }
 
-/// Inserts `rows` in one statement, only if the stream of `check` is at its version, the guard holds and
-/// the slug could be claimed for that stream (claimed only when the checks hold). A stale expectation
-/// inserts nothing; a concurrent writer trips `unique (stream_id, version)`. Returns the new positions.
+/// Inserts `rows` in one statement, only if the stream of `check` (id, expected version) is at that version,
+/// the guard holds and the slug could be claimed for that stream (claimed only when the checks hold). A
+/// stale expectation inserts nothing; a concurrent writer trips `unique (stream_id, version)`. Returns the
+/// new positions.
 async fn insert(
     conn: &mut PgConnection,
     rows: &EventRows<'_>,
-    check: Option<(Uuid, i32)>,
+    check: (Uuid, i32),
     conditions: Conditions<'_>,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let guard = conditions.guard;
     sqlx::query_scalar!(
         r#"with ok as (
-               select where ($9::uuid is null or (select coalesce(max(version), 0) from events where stream_id = $9) = $10::int)
+               select where (select coalesce(max(version), 0) from events where stream_id = $9) = $10::int
                  and ($11::uuid is null or (select coalesce(max(version), 0) from events where stream_id = $11) = $12::int)
            ), claimed as (
                insert into slug_reservations (slug, post_id)
@@ -291,8 +292,8 @@ async fn insert(
         &rows.schema_versions,
         &rows.payloads as _,
         &rows.metadatas as _,
-        check.map(|c| c.0) as Option<Uuid>,
-        check.map(|c| c.1) as Option<i32>,
+        check.0,
+        check.1,
         guard.map(|g| g.stream_id) as Option<Uuid>,
         guard.map(|g| g.version) as Option<i32>,
         conditions.slug,
