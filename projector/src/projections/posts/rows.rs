@@ -207,8 +207,10 @@ pub async fn save_rows(
            select id, slug, status, title, summary, body_markdown, body_html, cover_image_url, tags::jsonb,
                   author_id, author::jsonb, reading_time_minutes,
                   -- A row new to the table counts what was approved before it (locked above); the update
-                  -- below leaves the count to the comments projection.
-                  (select count(*)::int from read.comments c where c.post_id = r.id and c.status = 'approved'),
+                  -- below leaves the count to the comments projection, so an existing row's is not read.
+                  case when r.id = any($21::uuid[])
+                       then (select count(*)::int from read.comments c where c.post_id = r.id and c.status = 'approved')
+                       else 0 end,
                   version, created_at,
                   updated_at, published_at, scheduled_at, last_transaction_id::text::xid8, last_position,
                   cover_media_id
@@ -248,6 +250,7 @@ pub async fn save_rows(
         &rows.iter().map(|r| r.last_transaction_id).collect::<Vec<_>>(),
         &rows.iter().map(|r| r.last_position).collect::<Vec<_>>(),
         &rows.iter().map(|r| r.cover_media_id).collect::<Vec<_>>() as &[Option<Uuid>],
+        &new,
     )
     .fetch_all(conn)
     .await?;
